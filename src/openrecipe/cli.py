@@ -1,0 +1,144 @@
+"""``openrecipe`` / ``python -m openrecipe``: stage verbs and audit tools.
+
+Stage verbs all share one signature (the stage contract in DESIGN.md)::
+
+    python -m openrecipe <stage> --recipe R --out DIR [--input NAME=DIR ...] [--part P]
+                                 [--expect-config-hash H]
+
+Heavy imports happen inside each verb, so ``--help`` and ``trace`` stay fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+from openrecipe.errors import OpenRecipeError
+
+# stage -> module with ``run(ctx) -> dict``; the stage name is the rule, subcommand and directory.
+STAGES: dict[str, str] = {
+    "acquire": "openrecipe.data.acquire",
+    "curate": "openrecipe.data.curate",
+    "blend": "openrecipe.data.blend",
+    "tokenizer": "openrecipe.data.tokenizer",
+    "pack": "openrecipe.data.pack",
+    "pretrain": "openrecipe.train.pretrain",
+    "reasoning": "openrecipe.data.reasoning",
+    "sft": "openrecipe.train.sft",
+    "rl": "openrecipe.train.grpo",
+    "evaluate": "openrecipe.evaluate.run",
+    "report": "openrecipe.report",
+}
+
+
+def _parse_inputs(items: list[str]) -> dict[str, Path]:
+    inputs: dict[str, Path] = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise OpenRecipeError(f"--input {item!r}: expected NAME=DIR")
+        inputs[name] = Path(path)
+    return inputs
+
+
+def _run_stage_verb(stage: str, args: argparse.Namespace) -> int:
+    from openrecipe.paths import find_project_root, resolve_inside
+    from openrecipe.recipe import load_recipe
+    from openrecipe.stage import run_stage
+
+    project = find_project_root()
+    recipe = load_recipe(args.recipe, args.override, project=project)
+    allowed = [project / "runs", project / "data", project / "results"]
+    out = resolve_inside(args.out, [project, *allowed], "--out")
+    inputs = {name: resolve_inside(p, [project], f"--input {name}") for name, p in _parse_inputs(args.input).items()}
+    module = importlib.import_module(STAGES[stage])
+    manifest = run_stage(
+        stage, recipe, out, inputs, module.run, project=project,
+        expect_config_hash=args.expect_config_hash, part=args.part,
+    )
+    print(f"{stage}: wrote {out} ({len(manifest['outputs'])} files, manifest {manifest['manifest_sha256'][:12]}…)")
+    return 0
+
+
+def _trace(args: argparse.Namespace) -> int:
+    from openrecipe.lineage.trace import format_tree, trace
+
+    chain = trace(Path(args.file))
+    if args.json:
+        import json
+
+        print(json.dumps(chain, indent=2, sort_keys=True))
+    else:
+        print(format_tree(chain))
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from openrecipe.lineage.verify import verify_tree
+
+    problems, checked = verify_tree(Path(args.run_dir))
+    for line in problems:
+        print(line)
+    print(f"verify: {checked} stage directories checked, {len(problems)} problem(s)")
+    return 1 if problems else 0
+
+
+def _resolve(args: argparse.Namespace) -> int:
+    from openrecipe.recipe import dump_resolved, load_recipe
+
+    recipe = load_recipe(args.recipe, args.override)
+    text = dump_resolved(recipe)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _push(args: argparse.Namespace) -> int:
+    from openrecipe.lineage.dvcstore import push_run
+
+    push_run(Path(args.run_dir), remote=args.remote)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="openrecipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    for stage in STAGES:
+        p = sub.add_parser(stage, help=f"run the {stage} stage")
+        p.add_argument("--recipe", required=True, help="recipe YAML (resolved or with extends:)")
+        p.add_argument("--override", action="append", default=[], help="override YAML, applied in order")
+        p.add_argument("--out", required=True, help="output stage directory")
+        p.add_argument("--input", action="append", default=[], help="upstream stage dir, NAME=DIR")
+        p.add_argument("--part", default=None, help="item of a per-item stage (acquire: the source)")
+        p.add_argument("--expect-config-hash", default=None, help="refuse to run if the view hash differs")
+        p.set_defaults(func=lambda a, s=stage: _run_stage_verb(s, a))
+    p = sub.add_parser("trace", help="provenance chain of any artifact back to the raw sources")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_trace)
+    p = sub.add_parser("verify", help="rehash every artifact under a run directory")
+    p.add_argument("run_dir")
+    p.set_defaults(func=_verify)
+    p = sub.add_parser("resolve", help="print (or write) a recipe with extends/overrides resolved")
+    p.add_argument("recipe")
+    p.add_argument("--override", action="append", default=[])
+    p.add_argument("-o", "--output")
+    p.set_defaults(func=_resolve)
+    p = sub.add_parser("push", help="version a finished run's artifacts with DVC and push them")
+    p.add_argument("run_dir")
+    p.add_argument("--remote", default=None)
+    p.set_defaults(func=_push)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except OpenRecipeError as exc:
+        print(f"openrecipe {args.verb}: error: {exc}", file=sys.stderr)
+        return 2

