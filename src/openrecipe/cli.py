@@ -52,13 +52,24 @@ def _run_stage_verb(stage: str, args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe, args.override, project=project)
     allowed = [project / "runs", project / "data", project / "results"]
     out = resolve_inside(args.out, [project, *allowed], "--out")
-    inputs = {name: resolve_inside(p, [project], f"--input {name}") for name, p in _parse_inputs(args.input).items()}
+    inputs = {
+        name: resolve_inside(p, [project], f"--input {name}")
+        for name, p in _parse_inputs(args.input).items()
+    }
     module = importlib.import_module(STAGES[stage])
     manifest = run_stage(
-        stage, recipe, out, inputs, module.run, project=project,
-        expect_config_hash=args.expect_config_hash, part=args.part,
+        stage,
+        recipe,
+        out,
+        inputs,
+        module.run,
+        project=project,
+        expect_config_hash=args.expect_config_hash,
+        part=args.part,
     )
-    print(f"{stage}: wrote {out} ({len(manifest['outputs'])} files, manifest {manifest['manifest_sha256'][:12]}…)")
+    print(
+        f"{stage}: wrote {out} ({len(manifest['outputs'])} files, manifest {manifest['manifest_sha256'][:12]}…)"
+    )
     return 0
 
 
@@ -110,11 +121,17 @@ def build_parser() -> argparse.ArgumentParser:
     for stage in STAGES:
         p = sub.add_parser(stage, help=f"run the {stage} stage")
         p.add_argument("--recipe", required=True, help="recipe YAML (resolved or with extends:)")
-        p.add_argument("--override", action="append", default=[], help="override YAML, applied in order")
+        p.add_argument(
+            "--override", action="append", default=[], help="override YAML, applied in order"
+        )
         p.add_argument("--out", required=True, help="output stage directory")
         p.add_argument("--input", action="append", default=[], help="upstream stage dir, NAME=DIR")
-        p.add_argument("--part", default=None, help="item of a per-item stage (acquire: the source)")
-        p.add_argument("--expect-config-hash", default=None, help="refuse to run if the view hash differs")
+        p.add_argument(
+            "--part", default=None, help="item of a per-item stage (acquire: the source)"
+        )
+        p.add_argument(
+            "--expect-config-hash", default=None, help="refuse to run if the view hash differs"
+        )
         p.set_defaults(func=lambda a, s=stage: _run_stage_verb(s, a))
     p = sub.add_parser("trace", help="provenance chain of any artifact back to the raw sources")
     p.add_argument("file")

