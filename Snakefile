@@ -18,6 +18,13 @@ min_version("9.0")
 
 
 include: "workflow/rules/common.smk"
+
+
+wildcard_constraints:
+    source="|".join(SOURCES),
+    checkpoint="|".join(CHECKPOINT_STAGES),
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/align.smk"

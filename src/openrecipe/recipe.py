@@ -9,7 +9,9 @@ and the hash of that view is what decides whether the stage reruns.
 from __future__ import annotations
 
 import copy
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -228,6 +230,10 @@ def load_recipe(
     if not recipe_path.is_file():
         raise RecipeError(f"recipe {path}: file not found")
     data, origins, files = _load_chain(recipe_path, project, ())
+    sidecar = _origins_path(recipe_path)
+    if sidecar.is_file() and not overrides:
+        # A resolved recipe: report fields at the lines of the files they came from.
+        origins = json.loads(sidecar.read_text(encoding="utf-8"))
     for override in overrides:
         override_path = resolve_inside(override, [project], "override")
         odata, olines = _read_yaml(override_path)
@@ -243,6 +249,27 @@ def load_recipe(
     return recipe
 
 
+def _origins_path(resolved: Path) -> Path:
+    return resolved.with_name(resolved.stem + ".origins.json")
+
+
+def write_resolved(recipe: Recipe, target: Path, project: Path) -> bool:
+    """Write the resolved recipe and its origins sidecar; only when they change (returns True)."""
+    prefix = str(project.resolve()) + "/"
+    origins = {k: v.removeprefix(prefix) for k, v in sorted(recipe.origins.items())}
+    texts = {target: dump_resolved(recipe, project), _origins_path(target): json.dumps(origins, indent=1) + "\n"}
+    changed = False
+    for path, text in texts.items():
+        if path.is_file() and path.read_text(encoding="utf-8") == text:
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        changed = True
+    return changed
+
+
 def load_resolved(path: str | Path) -> Recipe:
     """Load a resolved recipe written by ``write_resolved`` (no extends, defaults present)."""
     path = Path(path)
@@ -254,8 +281,9 @@ def load_resolved(path: str | Path) -> Recipe:
     return recipe
 
 
-def dump_resolved(recipe: Recipe) -> str:
-    header = "# Resolved from: " + ", ".join(str(p) for p in recipe.files) + "\n"
+def dump_resolved(recipe: Recipe, project: Path | None = None) -> str:
+    prefix = str(project.resolve()) + "/" if project else ""
+    header = "# Resolved from: " + ", ".join(str(p).removeprefix(prefix) for p in recipe.files) + "\n"
     return header + yaml.safe_dump(recipe.data, sort_keys=True, allow_unicode=True)
 
 

@@ -8,17 +8,19 @@ rule sft:
     output:
         manifest=f"{RUN}/sft/manifest.json",
     params:
-        view=view("sft"),
-        view_hash=view_hash("sft"),
+        **stage_params("sft"),
+        inputs=input_args(pretrain=f"{RUN}/pretrain", reasoning=f"{RUN}/reasoning"),
+        out=output_dir,
     log:
         f"{RUN}/logs/sft.log",
+    conda:
+        ENV
     threads: RECIPE.data["resources"]["threads"]
     resources:
         gpus=lambda w: slurm_resources("sft", "gpus", 0),
         runtime=lambda w: slurm_resources("sft", "runtime", 60),
     shell:
-        "{PY} -m openrecipe sft {RECIPE_ARGS} --input pretrain={RUN}/pretrain --input reasoning={RUN}/reasoning"
-        " --out {RUN}/sft --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule rl:
@@ -28,14 +30,16 @@ rule rl:
     output:
         manifest=f"{RUN}/rl/manifest.json",
     params:
-        view=view("rl"),
-        view_hash=view_hash("rl"),
+        **stage_params("rl"),
+        inputs=input_args(sft=f"{RUN}/sft", reasoning=f"{RUN}/reasoning"),
+        out=output_dir,
     log:
         f"{RUN}/logs/rl.log",
+    conda:
+        ENV
     threads: RECIPE.data["resources"]["threads"]
     resources:
         gpus=lambda w: slurm_resources("rl", "gpus", 0),
         runtime=lambda w: slurm_resources("rl", "runtime", 60),
     shell:
-        "{PY} -m openrecipe rl {RECIPE_ARGS} --input sft={RUN}/sft --input reasoning={RUN}/reasoning"
-        " --out {RUN}/rl --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL

@@ -1,13 +1,14 @@
-# Shared by every rule: which recipe this run is, the stage views, and input helpers.
+# Shared by all the rules. Which recipe this run is,, the stage views, and input helpers.
 # Recipe files come from --configfile (the first is the recipe, the rest override files, applied
 # in order); with none given, recipes/default.yaml runs. Snakemake's own config merge is not
 # used: our loader resolves extends:, validates and names the file and field of any error.
 
 import shlex
+import sys
 from pathlib import Path
 
 from openrecipe.paths import find_project_root
-from openrecipe.recipe import dump_resolved, load_recipe
+from openrecipe.recipe import load_recipe, write_resolved
 
 PROJECT = find_project_root(Path(workflow.basedir))
 _CONFIGFILES = [Path(p) for p in workflow.configfiles] or [PROJECT / "recipes" / "default.yaml"]
@@ -19,36 +20,16 @@ SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
 CHECKPOINT_STAGES = {"base": "pretrain", "sft": "sft", "rl": "rl"}
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 
-wildcard_constraints:
-    source="|".join(SOURCES),
-    checkpoint="|".join(CHECKPOINT_STAGES),
 
 
-def _relative(path):
-    path = Path(path).resolve()
-    return path.relative_to(PROJECT).as_posix() if PROJECT in path.parents else str(path)
-
-
-# Passed to every stage but deliberately not a param: adding an override file must rerun only
-# the stages whose view it changes, which the view params already capture.
-RECIPE_ARGS = " ".join(
-    [f"--recipe {shlex.quote(_relative(_CONFIGFILES[0]))}"]
-    + [f"--override {shlex.quote(_relative(p))}" for p in _CONFIGFILES[1:]]
-)
-
-
-def _write_resolved():
-    """runs/<recipe>/recipe.resolved.yaml, for people and tools; rewritten only when it changes."""
-    target = PROJECT / RUN / "recipe.resolved.yaml"
-    text = dump_resolved(RECIPE)
-    if not target.exists() or target.read_text(encoding="utf-8") != text:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(target)
-
-
-_write_resolved()
+# Stages read the recipe from this resolved copy (extends and overrides applied, origins kept in
+# a sidecar), a fixed path per recipe: adding an override file changes the views, and so reruns
+# exactly the stages whose view it changes, never the others. Rewritten only when it changes;
+# each stage checks its view hash against --expect-config-hash, so a stale copy cannot run.
+RESOLVED = f"{RUN}/recipe.resolved.yaml"
+write_resolved(RECIPE, PROJECT / RESOLVED, PROJECT)
+PY = shlex.quote(sys.executable)
+ENV = "../envs/openrecipe.yaml"
 
 
 def view(stage, part=None):
@@ -63,8 +44,42 @@ def get_raw_manifests(wildcards):
     return [f"data/raw/{source}/manifest.json" for source in SOURCES]
 
 
+def stage_params(stage, part=None):
+    """Params shared by the stage rules: the view (rerun trigger), view hash, recipe, python."""
+    return {"stage": stage, "view": view(stage, part), "view_hash": view_hash(stage, part), "recipe": RESOLVED, "py": PY}
+
+
+def output_dir(wildcards, output):
+    """A stage's directory: where its manifest.json lives."""
+    return str(Path(output.manifest).parent)
+
+
+def input_args(**dirs):
+    """`--input name=dir` arguments for a stage (dirs are fixed per recipe)."""
+    return " ".join(f"--input {name}={path}" for name, path in dirs.items())
+
+
 def get_raw_input_args(wildcards):
-    return " ".join(f"--input raw_{source}=data/raw/{source}" for source in SOURCES)
+    return input_args(**{f"raw_{source}": f"data/raw/{source}" for source in SOURCES})
+
+
+def get_evaluate_args(wildcards):
+    model = get_checkpoint_dir(wildcards)
+    return f"--part {wildcards.checkpoint} {input_args(model=model, reasoning=f'{RUN}/reasoning')}"
+
+
+REPORTED_STAGES = ["curate", "blend", "tokenizer", "pack", "pretrain", "reasoning", "sft", "rl"]
+
+
+def get_report_inputs(wildcards):
+    manifests = [f"{RUN}/{stage}/manifest.json" for stage in REPORTED_STAGES]
+    return manifests + [f"{RUN}/evaluate/{c}/manifest.json" for c in EVAL_CHECKPOINTS]
+
+
+def get_report_input_args(wildcards):
+    dirs = {stage: f"{RUN}/{stage}" for stage in REPORTED_STAGES}
+    dirs.update({f"eval_{c}": f"{RUN}/evaluate/{c}" for c in EVAL_CHECKPOINTS})
+    return input_args(**dirs)
 
 
 def get_checkpoint_manifest(wildcards):

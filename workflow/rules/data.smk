@@ -1,23 +1,34 @@
-# Data: acquire each source, curate them together, blend, train the tokenizer, pack.
+# Data: acquire each source, curate them together, blend, train the tokenizer, pack; and the
+# reasoning set for alignment and evaluation.
+#
+# Every stage rule has the same shape: its stage's params (view = rerun trigger, view hash,
+# resolved recipe), one `python -m openrecipe <stage>` line, a log.
 
-import sys
-
-PY = shlex.quote(sys.executable)
+STAGE_SHELL = (
+    "{params.py} -m openrecipe {params.stage} --recipe {params.recipe} {params.inputs}"
+    " --out {params.out} --expect-config-hash {params.view_hash} > {log} 2>&1"
+)
 
 
 rule acquire:
     output:
         manifest="data/raw/{source}/manifest.json",
     params:
+        recipe=RESOLVED,
+        py=PY,
+        stage="acquire",
         view=lambda w: view("acquire", w.source),
         view_hash=lambda w: view_hash("acquire", w.source),
+        inputs=lambda w: f"--part {w.source}",
+        out=output_dir,
     log:
         "runs/logs/acquire/{source}.log",
+    conda:
+        ENV
     resources:
         runtime=lambda w: slurm_resources("acquire", "runtime", 30),
     shell:
-        "{PY} -m openrecipe acquire {RECIPE_ARGS} --part {wildcards.source}"
-        " --out data/raw/{wildcards.source} --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule curate:
@@ -26,14 +37,15 @@ rule curate:
     output:
         manifest=f"{RUN}/curate/manifest.json",
     params:
-        view=view("curate"),
-        view_hash=view_hash("curate"),
+        **stage_params("curate"),
         inputs=get_raw_input_args,
+        out=output_dir,
     log:
         f"{RUN}/logs/curate.log",
+    conda:
+        ENV
     shell:
-        "{PY} -m openrecipe curate {RECIPE_ARGS} {params.inputs} --out {RUN}/curate"
-        " --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule blend:
@@ -42,13 +54,15 @@ rule blend:
     output:
         manifest=f"{RUN}/blend/manifest.json",
     params:
-        view=view("blend"),
-        view_hash=view_hash("blend"),
+        **stage_params("blend"),
+        inputs=input_args(curated=f"{RUN}/curate"),
+        out=output_dir,
     log:
         f"{RUN}/logs/blend.log",
+    conda:
+        ENV
     shell:
-        "{PY} -m openrecipe blend {RECIPE_ARGS} --input curated={RUN}/curate --out {RUN}/blend"
-        " --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule tokenizer:
@@ -57,13 +71,15 @@ rule tokenizer:
     output:
         manifest=f"{RUN}/tokenizer/manifest.json",
     params:
-        view=view("tokenizer"),
-        view_hash=view_hash("tokenizer"),
+        **stage_params("tokenizer"),
+        inputs=input_args(blend=f"{RUN}/blend"),
+        out=output_dir,
     log:
         f"{RUN}/logs/tokenizer.log",
+    conda:
+        ENV
     shell:
-        "{PY} -m openrecipe tokenizer {RECIPE_ARGS} --input blend={RUN}/blend --out {RUN}/tokenizer"
-        " --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule pack:
@@ -73,23 +89,27 @@ rule pack:
     output:
         manifest=f"{RUN}/pack/manifest.json",
     params:
-        view=view("pack"),
-        view_hash=view_hash("pack"),
+        **stage_params("pack"),
+        inputs=input_args(blend=f"{RUN}/blend", tokenizer=f"{RUN}/tokenizer"),
+        out=output_dir,
     log:
         f"{RUN}/logs/pack.log",
+    conda:
+        ENV
     shell:
-        "{PY} -m openrecipe pack {RECIPE_ARGS} --input blend={RUN}/blend --input tokenizer={RUN}/tokenizer"
-        " --out {RUN}/pack --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule reasoning:
     output:
         manifest=f"{RUN}/reasoning/manifest.json",
     params:
-        view=view("reasoning"),
-        view_hash=view_hash("reasoning"),
+        **stage_params("reasoning"),
+        inputs="",
+        out=output_dir,
     log:
         f"{RUN}/logs/reasoning.log",
+    conda:
+        ENV
     shell:
-        "{PY} -m openrecipe reasoning {RECIPE_ARGS} --out {RUN}/reasoning"
-        " --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL

@@ -8,16 +8,16 @@ rule evaluate:
     output:
         manifest=f"{RUN}/evaluate/{{checkpoint}}/manifest.json",
     params:
-        view=view("evaluate"),
-        view_hash=view_hash("evaluate"),
-        model=get_checkpoint_dir,
+        **stage_params("evaluate"),
+        inputs=get_evaluate_args,
+        out=output_dir,
     log:
         f"{RUN}/logs/evaluate_{{checkpoint}}.log",
+    conda:
+        ENV
     threads: RECIPE.data["resources"]["threads"]
     resources:
         gpus=lambda w: slurm_resources("evaluate", "gpus", 0),
         runtime=lambda w: slurm_resources("evaluate", "runtime", 30),
     shell:
-        "{PY} -m openrecipe evaluate {RECIPE_ARGS} --part {wildcards.checkpoint}"
-        " --input model={params.model} --input reasoning={RUN}/reasoning"
-        " --out {RUN}/evaluate/{wildcards.checkpoint} --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL

@@ -2,20 +2,6 @@
 # and `snakemake --report` pulls in the figures marked below.
 
 
-def get_report_inputs(wildcards):
-    stages = ["curate", "blend", "tokenizer", "pack", "pretrain", "reasoning", "sft", "rl"]
-    return [f"{RUN}/{stage}/manifest.json" for stage in stages] + [
-        f"{RUN}/evaluate/{checkpoint}/manifest.json" for checkpoint in EVAL_CHECKPOINTS
-    ]
-
-
-def get_report_input_args(wildcards):
-    stages = ["curate", "blend", "tokenizer", "pack", "pretrain", "reasoning", "sft", "rl"]
-    args = [f"--input {stage}={RUN}/{stage}" for stage in stages]
-    args += [f"--input eval_{c}={RUN}/evaluate/{c}" for c in EVAL_CHECKPOINTS]
-    return " ".join(args)
-
-
 rule report:
     input:
         get_report_inputs,
@@ -28,14 +14,15 @@ rule report:
         ),
         summary=report(f"{RESULTS}/summary.md", caption="../report/summary.rst", category="Summary"),
     params:
-        view=view("report"),
-        view_hash=view_hash("report"),
+        **stage_params("report"),
         inputs=get_report_input_args,
+        out=output_dir,
     log:
         f"{RUN}/logs/report.log",
+    conda:
+        ENV
     shell:
-        "{PY} -m openrecipe report {RECIPE_ARGS} {params.inputs} --out {RESULTS}"
-        " --expect-config-hash {params.view_hash} > {log} 2>&1"
+        STAGE_SHELL
 
 
 rule push:
@@ -44,7 +31,12 @@ rule push:
         f"{RESULTS}/manifest.json",
     output:
         f"runs/{NAME}.dvc",
+    params:
+        py=PY,
+        run=lambda w, output: output[0].removesuffix(".dvc"),
     log:
         f"{RUN}/logs/push.log",
+    conda:
+        ENV
     shell:
-        "{PY} -m openrecipe push {RUN} > {log} 2>&1"
+        "{params.py} -m openrecipe push {params.run} > {log} 2>&1"
