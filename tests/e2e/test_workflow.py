@@ -17,23 +17,9 @@ import pytest
 from openrecipe.lineage.trace import raw_sources, trace
 from openrecipe.lineage.verify import verify_tree
 
-from .workflow import copy_project, job_counts, snakemake
+from .workflow import TINY, copy_project, job_counts, snakemake
 
 pytestmark = pytest.mark.e2e
-TINY = ("--configfile", "recipes/tiny.yaml")
-ALL_STAGES = {
-    "acquire",
-    "curate",
-    "blend",
-    "tokenizer",
-    "pack",
-    "pretrain",
-    "reasoning",
-    "sft",
-    "rl",
-    "evaluate",
-    "report",
-}
 
 
 def output_hashes(project: Path) -> dict[str, str]:
@@ -47,14 +33,6 @@ def output_hashes(project: Path) -> dict[str, str]:
         for rel, meta in manifest["outputs"].items():
             hashes[f"{stage_dir}/{rel}"] = meta["sha256"]
     return hashes
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("run_a") / "project")
-    output, _ = snakemake(project, *TINY)
-    assert set(job_counts(output)) == ALL_STAGES
-    return project
 
 
 def test_every_stage_ran_and_verifies(first_run: Path) -> None:

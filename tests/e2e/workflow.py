@@ -10,6 +10,20 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+TINY = ("--configfile", "recipes/tiny.yaml")
+ALL_STAGES = {
+    "acquire",
+    "curate",
+    "blend",
+    "tokenizer",
+    "pack",
+    "pretrain",
+    "reasoning",
+    "sft",
+    "rl",
+    "evaluate",
+    "report",
+}
 
 
 def copy_project(dest: Path) -> Path:

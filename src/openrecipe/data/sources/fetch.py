@@ -21,7 +21,9 @@ _SNAPSHOT_HINT = "or get the pinned raw snapshot with `dvc pull`"
 
 def _run(cmd: list[str], cwd: Path, what: str, hint: str) -> None:
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=600, check=False)
+        proc = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=600, check=False
+        )
     except FileNotFoundError as exc:
         raise SourceError(f"{what}: {cmd[0]} is not installed ({exc}); {hint}") from exc
     if proc.returncode != 0:
@@ -32,7 +34,9 @@ def _run(cmd: list[str], cwd: Path, what: str, hint: str) -> None:
 def _single_file(directory: Path, pattern: str, what: str) -> Path:
     found = sorted(directory.glob(pattern))
     if len(found) != 1:
-        raise SourceError(f"{what}: expected one {pattern} in {directory}, found {[p.name for p in found]}")
+        raise SourceError(
+            f"{what}: expected one {pattern} in {directory}, found {[p.name for p in found]}"
+        )
     return found[0]
 
 
@@ -49,23 +53,35 @@ def verify_sha256(path: Path, expected: str, what: str) -> str:
 def npm_pack(package: str, version: str, workdir: Path) -> Path:
     """``npm pack`` writes the registry tarball (no install, no scripts run) into ``workdir``."""
     what = f"npm package {package}@{version}"
-    _run(["npm", "pack", "--silent", f"{package}@{version}"], workdir, what,
-         f"check the network/registry {_SNAPSHOT_HINT}")
+    _run(
+        ["npm", "pack", "--silent", f"{package}@{version}"],
+        workdir,
+        what,
+        f"check the network/registry {_SNAPSHOT_HINT}",
+    )
     return _single_file(workdir, "*.tgz", what)
 
 
 def apt_download(package: str, version: str, workdir: Path) -> Path:
     """``apt-get download`` fetches the .deb without installing it."""
     what = f"debian package {package}={version}"
-    _run(["apt-get", "download", f"{package}={version}"], workdir, what,
-         f"run `apt-get update` (the package index may not list this version) {_SNAPSHOT_HINT}")
+    _run(
+        ["apt-get", "download", f"{package}={version}"],
+        workdir,
+        what,
+        f"run `apt-get update` (the package index may not list this version) {_SNAPSHOT_HINT}",
+    )
     return _single_file(workdir, "*.deb", what)
 
 
 def pip_download(package: str, version: str, workdir: Path) -> Path:
     what = f"pypi package {package}=={version}"
-    _run([sys.executable, "-m", "pip", "download", "--no-deps", "-d", ".", f"{package}=={version}"],
-         workdir, what, f"check the network/index {_SNAPSHOT_HINT}")
+    _run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", ".", f"{package}=={version}"],
+        workdir,
+        what,
+        f"check the network/index {_SNAPSHOT_HINT}",
+    )
     found = sorted(p for p in workdir.iterdir() if p.suffix in (".whl", ".gz", ".zip"))
     if len(found) != 1:
         raise SourceError(f"{what}: expected one downloaded file, found {[p.name for p in found]}")

@@ -65,7 +65,9 @@ class _Reader:
 
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
-            raise RDataError(f"truncated stream: wanted {n} bytes at offset {self.pos} of {len(self.data)}")
+            raise RDataError(
+                f"truncated stream: wanted {n} bytes at offset {self.pos} of {len(self.data)}"
+            )
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
@@ -76,7 +78,9 @@ class _Reader:
     def header(self) -> None:
         magic = self.take(2)
         if magic != b"X\n":
-            raise RDataError(f"not an XDR serialization stream (starts with {magic!r}, expected b'X\\n')")
+            raise RDataError(
+                f"not an XDR serialization stream (starts with {magic!r}, expected b'X\\n')"
+            )
         version = self.int()
         self.int(), self.int()  # writer's R version, minimal reader version
         if version == 3:
@@ -111,7 +115,9 @@ class _Reader:
             return self._with_attrs(RObject(kind, values), has_attr)
         if kind == REALSXP:
             n = self._length()
-            return self._with_attrs(RObject(kind, list(struct.unpack(f">{n}d", self.take(8 * n)))), has_attr)
+            return self._with_attrs(
+                RObject(kind, list(struct.unpack(f">{n}d", self.take(8 * n)))), has_attr
+            )
         if kind in (STRSXP, VECSXP):
             n = self._length()
             return self._with_attrs(RObject(kind, [self.item() for _ in range(n)]), has_attr)
@@ -148,8 +154,9 @@ class _Reader:
         return RObject(LISTSXP, cells, attributes)  # value: [(tag, car), ...]
 
     def _attributes(self) -> dict[str, Any]:
+        """An attribute pairlist as {name: value}."""
         pairs = self.item()
-        return {tag: value for tag, value in pairs.value} if isinstance(pairs, RObject) else {}
+        return dict(pairs.value) if isinstance(pairs, RObject) else {}
 
     def _with_attrs(self, obj: RObject, has_attr: bool) -> RObject:
         if has_attr:
@@ -159,25 +166,14 @@ class _Reader:
     def _altrep(self) -> RObject:
         info = self.item()  # pairlist (class symbol, package symbol, type)
         state = self.item()
-        attributes = self._attributes_from(self.item())
+        attributes = self._attributes()
         class_name = info.value[0][1] if isinstance(info, RObject) else None
         if class_name in ("compact_intseq", "compact_realseq"):
-            n, start, step = (state.value if isinstance(state, RObject) else state)[:3]
+            n, start, step = state.value[:3]
             kind = INTSXP if class_name == "compact_intseq" else REALSXP
             cast = int if kind == INTSXP else float
             return RObject(kind, [cast(start + i * step) for i in range(int(n))], attributes)
-        if class_name in ("wrap_integer", "wrap_real", "wrap_string", "wrap_logical", "wrap_list"):
-            inner = state.value[0][1]
-            inner.attributes = attributes or inner.attributes
-            return inner
-        if class_name == "deferred_string":
-            source = state.value[0][1]
-            return RObject(STRSXP, [str(v) for v in source.value], attributes)
         raise RDataError(f"unsupported ALTREP class {class_name!r}")
-
-    @staticmethod
-    def _attributes_from(pairs: Any) -> dict[str, Any]:
-        return {tag: value for tag, value in pairs.value} if isinstance(pairs, RObject) else {}
 
 
 def unserialize(data: bytes) -> Any:
@@ -196,9 +192,13 @@ def read_blob(rdb: bytes, offset: int, length: int) -> Any:
     try:
         raw = zlib.decompress(blob[4:])
     except zlib.error as exc:
-        raise RDataError(f"rdb blob at {offset}: not zlib data ({exc}); bzip2/xz DBs are unsupported") from exc
+        raise RDataError(
+            f"rdb blob at {offset}: not zlib data ({exc}); bzip2/xz DBs are unsupported"
+        ) from exc
     if len(raw) != expected:
-        raise RDataError(f"rdb blob at {offset}: {len(raw)} bytes after inflating, header says {expected}")
+        raise RDataError(
+            f"rdb blob at {offset}: {len(raw)} bytes after inflating, header says {expected}"
+        )
     return unserialize(raw)
 
 

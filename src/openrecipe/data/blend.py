@@ -1,0 +1,168 @@
+"""``blend``: apply ``data.exclude``, order each source as its own stream, and budget tokens.
+
+Each source's documents are shuffled with ``random.Random(derive_seed(seed, "blend", source))``
+and nothing else, so excluding one source (or documents of one source) never reorders another
+source's stream: a sovereign rerun without source X trains on the same sequence of every other
+source's documents.
+
+Budgets are in tokens the trainer consumes: ``steps * micro_batch_size * grad_accum *
+(seq_length + 1)`` (each sequence carries one extra token for the shifted labels). A phase gets
+``fraction`` of them and each source ``weight`` of its phase (weights are token shares, DESIGN.md
+"Recipes"); integer budgets use largest-remainder rounding so they add up exactly. The pack stage
+fills each budget by cycling the source's stream and records the repetitions.
+
+Outputs: ``streams/<source>.jsonl`` (records in stream order), ``excluded.jsonl`` (id, source,
+rule), ``plan.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from openrecipe.errors import RecipeError, StageInputError
+from openrecipe.hashing import derive_seed
+from openrecipe.stage import StageContext
+
+_EQUAL_FIELDS = ("source", "license", "lang")
+
+
+def rule_matches(rule: dict[str, Any], doc: dict[str, Any]) -> bool:
+    """A rule matches when every field it names matches (``path_glob``: fnmatch on url_or_path,
+    case-sensitive on every OS; ``ids``: membership)."""
+    for name in _EQUAL_FIELDS:
+        if name in rule and doc[name] != rule[name]:
+            return False
+    if "path_glob" in rule and not fnmatchcase(doc["url_or_path"], rule["path_glob"]):
+        return False
+    return not ("ids" in rule and doc["id"] not in rule["ids"])
+
+
+def apply_exclusions(docs: list[dict], rules: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(kept docs, excluded records with the index of the first matching rule)."""
+    kept, excluded = [], []
+    for doc in docs:
+        index = next((i for i, rule in enumerate(rules) if rule_matches(rule, doc)), None)
+        if index is None:
+            kept.append(doc)
+        else:
+            excluded.append({"id": doc["id"], "source": doc["source"], "rule": index})
+    return kept, excluded
+
+
+def source_stream(docs: list[dict], seed: int, source: str) -> list[dict]:
+    """One source's documents (in curated order) shuffled by a seed of its own."""
+    stream = list(docs)
+    random.Random(derive_seed(seed, "blend", source)).shuffle(stream)
+    return stream
+
+
+def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
+    """Integers proportional to ``shares`` summing to ``total`` (largest remainder; ties by name)."""
+    weight_sum = sum(shares.values())
+    if total == 0 or weight_sum <= 0:
+        return dict.fromkeys(shares, 0)
+    exact = {k: total * v / weight_sum for k, v in shares.items()}
+    result = {k: math.floor(x) for k, x in exact.items()}
+    by_remainder = sorted(shares, key=lambda k: (-(exact[k] - result[k]), k))
+    for key in by_remainder[: total - sum(result.values())]:
+        result[key] += 1
+    return result
+
+
+def plan_phases(phases: list[dict], total_tokens: int, available: dict[str, int]) -> list[dict]:
+    """Per phase token budgets; a positive weight on a source with no documents left is
+    redistributed over the phase's other sources in proportion to their weights."""
+    tokens = apportion(total_tokens, {p["name"]: p["fraction"] for p in phases})
+    planned = []
+    for index, phase in enumerate(phases):
+        weights = dict(sorted(phase["weights"].items()))
+        empty = sorted(s for s, w in weights.items() if w > 0 and available.get(s, 0) == 0)
+        effective = {s: (0.0 if s in empty else w) for s, w in weights.items()}
+        remaining = sum(effective.values())
+        if remaining <= 0:
+            raise RecipeError(
+                f"data.phases[{index}] ({phase['name']}): every source with a positive "
+                f"weight has no documents after curation and data.exclude ({empty})"
+            )
+        note = None
+        if empty:
+            effective = {s: w / remaining for s, w in effective.items()}
+            note = (
+                f"sources {empty} have no documents after exclusion; their weight "
+                f"{sum(weights[s] for s in empty):g} was shared among the others in proportion"
+            )
+        planned.append(
+            {
+                "name": phase["name"],
+                "fraction": phase["fraction"],
+                "tokens": tokens[phase["name"]],
+                "weights": weights,
+                "effective_weights": effective,
+                "renormalised": note,
+                "budgets": apportion(tokens[phase["name"]], effective),
+            }
+        )
+    return planned
+
+
+def _read_docs(path: Path) -> list[dict]:
+    if not path.is_file():
+        raise StageInputError(f"blend: {path} missing (is the input a curate output?)")
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for record in records:
+            handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    seed = ctx.cfg("seed")
+    phases = ctx.cfg("data.phases")
+    docs = _read_docs(ctx.input("curated") / "docs.jsonl")
+    kept, excluded = apply_exclusions(docs, ctx.cfg("data.exclude"))
+    sources = sorted({d["source"] for d in docs} | {s for p in phases for s in p["weights"]})
+    by_source: dict[str, list[dict]] = {s: [] for s in sources}
+    for doc in kept:
+        by_source[doc["source"]].append(doc)
+
+    (ctx.out / "streams").mkdir()
+    source_plan = {}
+    for source in sources:
+        stream = source_stream(by_source[source], seed, source)
+        _write_jsonl(ctx.out / "streams" / f"{source}.jsonl", stream)
+        source_plan[source] = {
+            "stream": f"streams/{source}.jsonl",
+            "docs": len(stream),
+            "chars": sum(len(d["text"]) for d in stream),
+            "excluded_docs": sum(1 for e in excluded if e["source"] == source),
+            "seed": derive_seed(seed, "blend", source),
+        }
+    _write_jsonl(ctx.out / "excluded.jsonl", excluded)
+
+    steps, seq = ctx.cfg("pretrain.steps"), ctx.cfg("pretrain.seq_length")
+    mbs, accum = ctx.cfg("pretrain.micro_batch_size"), ctx.cfg("pretrain.grad_accum")
+    total_tokens = steps * mbs * accum * (seq + 1)
+    plan = {
+        "total_tokens": total_tokens,
+        "token_formula": f"steps {steps} * micro_batch_size {mbs} * grad_accum {accum} * (seq_length {seq} + 1)",
+        "sources": source_plan,
+        "phases": plan_phases(phases, total_tokens, {s: p["docs"] for s, p in source_plan.items()}),
+        "exclude_rules": ctx.cfg("data.exclude"),
+    }
+    (ctx.out / "plan.json").write_text(
+        json.dumps(plan, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    return {
+        "docs": {s: p["docs"] for s, p in source_plan.items()},
+        "excluded": len(excluded),
+        "total_tokens": total_tokens,
+        "renormalised_phases": [p["name"] for p in plan["phases"] if p["renormalised"]],
+    }

@@ -1,0 +1,295 @@
+"""``curate``: validate, cap, normalise, deduplicate and filter the acquired documents.
+
+Inputs ``raw_<source>`` (acquire directories), processed in sorted input-name order, documents in
+file order, so the result depends only on the inputs and ``data.curation``. Every document leaves
+each step in exactly one of three ways (kept, dropped with a reason, quarantined), and
+``accounting.json`` records this per step and per source; ``in == kept + dropped + quarantined``
+is asserted at every step.
+
+Steps:
+  validate   quarantine malformed records (bad UTF-8/JSON, missing fields, empty or oversized text,
+             lone surrogates, duplicate ids, a ``source`` label not matching its input)
+  source_cap keep the first ``max_docs_per_source`` valid documents of each source
+  normalize  Unicode NFC/NFKC, control characters (except \\n, \\t) removed, newlines unified,
+             trailing spaces stripped
+  dedup      exact duplicates by sha1 of the normalised text; the first occurrence wins
+  filter     length and Gopher/C4-style quality heuristics (prose filters skip ``exempt_langs``)
+
+Outputs: ``docs.jsonl`` (kept records, normalised text), ``dropped.jsonl`` (id, source, reason,
+step [, duplicate_of]), ``quarantine.jsonl`` (input, line, id, reason, detail, excerpt) and
+``accounting.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import unicodedata
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from openrecipe.errors import StageInputError
+from openrecipe.stage import StageContext
+
+FIELDS = ("id", "source", "lang", "license", "url_or_path", "text")
+STEPS = ("validate", "source_cap", "normalize", "dedup", "filter")
+INPUT_PREFIX = "raw_"
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
+)  # Unicode Cc, minus \t and \n (\r handled first)
+_TRAILING = re.compile(r"[ \t\f\v\u00a0]+$", re.MULTILINE)
+
+
+@dataclass
+class StepCount:
+    """One step's tally for one source."""
+
+    n_in: int = 0
+    kept: int = 0
+    dropped: Counter = field(default_factory=Counter)
+    quarantined: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "in": self.n_in,
+            "kept": self.kept,
+            "dropped": dict(sorted(self.dropped.items())),
+            "dropped_total": sum(self.dropped.values()),
+            "quarantined": self.quarantined,
+        }
+
+
+class Ledger:
+    """Per step, per source accounting plus the dropped/quarantine records."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, dict[str, StepCount]] = {step: {} for step in STEPS}
+        self.dropped: list[dict[str, Any]] = []
+        self.quarantine: list[dict[str, Any]] = []
+
+    def tally(self, step: str, source: str) -> StepCount:
+        return self.counts[step].setdefault(source, StepCount())
+
+    def keep(self, step: str, source: str) -> None:
+        self.tally(step, source).n_in += 1
+        self.tally(step, source).kept += 1
+
+    def drop(self, step: str, doc: dict, reason: str, **extra: Any) -> None:
+        tally = self.tally(step, doc["source"])
+        tally.n_in += 1
+        tally.dropped[reason] += 1
+        self.dropped.append(
+            {"id": doc["id"], "source": doc["source"], "reason": reason, "step": step, **extra}
+        )
+
+    def quarantine_record(self, source: str, record: dict[str, Any]) -> None:
+        tally = self.tally("validate", source)
+        tally.n_in += 1
+        tally.quarantined += 1
+        self.quarantine.append({"source": source, "step": "validate", **record})
+
+    def check(self) -> None:
+        """Conservation at every step, and each step's kept = the next step's in."""
+        for step in STEPS:
+            for source, c in self.counts[step].items():
+                assert c.n_in == c.kept + sum(c.dropped.values()) + c.quarantined, (step, source)
+        for before, after in zip(STEPS, STEPS[1:], strict=False):
+            for source, c in self.counts[before].items():
+                assert c.kept == self.tally(after, source).n_in, (before, after, source)
+
+    def report(self) -> dict[str, Any]:
+        steps = {}
+        for step in STEPS:
+            per_source = {s: c.as_dict() for s, c in sorted(self.counts[step].items())}
+            total = StepCount()
+            for c in self.counts[step].values():
+                total.n_in += c.n_in
+                total.kept += c.kept
+                total.dropped.update(c.dropped)
+                total.quarantined += c.quarantined
+            steps[step] = {"sources": per_source, "total": total.as_dict()}
+        return {"steps": steps, "order": list(STEPS)}
+
+
+def _excerpt(raw: bytes) -> str:
+    return raw[:200].decode("utf-8", errors="backslashreplace")
+
+
+def validate_line(raw: bytes, source: str, max_chars: int) -> tuple[dict | None, str, str]:
+    """A record, or (None, reason, detail) for one that is quarantined."""
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, "invalid_utf8", str(exc)
+    try:
+        doc = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, "invalid_json", str(exc)
+    if not isinstance(doc, dict):
+        return None, "not_an_object", type(doc).__name__
+    missing = [f for f in FIELDS if f not in doc]
+    if missing:
+        return None, "missing_fields", ",".join(missing)
+    wrong = [f for f in FIELDS if not isinstance(doc[f], str)]
+    if wrong:
+        return None, "field_not_string", ",".join(wrong)
+    try:
+        for name in FIELDS:
+            doc[name].encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return None, "lone_surrogate", f"{name}: {exc.reason} at {exc.start}"
+    if doc["source"] != source:
+        return None, "source_mismatch", f"record says {doc['source']!r}, input is {source!r}"
+    if not doc["text"].strip():
+        return None, "empty_text", ""
+    if len(doc["text"]) > max_chars:
+        return None, "too_long", f"{len(doc['text'])} chars > max_chars {max_chars}"
+    return doc, "", ""
+
+
+def normalize_text(text: str, form: str) -> str:
+    """Unicode form, newlines unified to \\n, control characters (except \\t, \\n) removed,
+    trailing whitespace stripped from each line and blank lines trimmed at both ends."""
+    text = unicodedata.normalize(form, text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _CONTROL.sub("", text)
+    return _TRAILING.sub("", text).strip("\n")
+
+
+def quality_reason(text: str, lang: str, cfg: dict[str, Any]) -> str | None:
+    """The first heuristic a document fails, or None.
+
+    Thresholds follow Gopher's rules (Rae et al. 2021, App. A: 50-100k words, mean word length
+    3-10, symbol ratios) and C4's (Raffel et al. 2020), as ratios over all characters so they
+    apply to short proxy documents too. Code (``exempt_langs``) only gets the length filter."""
+    if len(text) < cfg["min_chars"]:
+        return "too_short"
+    if lang in cfg["exempt_langs"]:
+        return None
+    words = text.split()
+    if len(words) < cfg["min_words"]:
+        return "too_few_words"
+    if sum(map(len, words)) / len(words) > cfg["max_mean_word_length"]:
+        return "long_words"
+    symbols = sum(1 for ch in text if not ch.isalnum() and not ch.isspace())
+    if symbols / len(text) > cfg["max_symbol_ratio"]:
+        return "symbol_ratio"
+    if sum(1 for ch in text if ch.isalpha()) / len(text) < cfg["min_alpha_ratio"]:
+        return "low_alpha"
+    return None
+
+
+def _source_inputs(ctx: StageContext) -> list[tuple[str, Path]]:
+    names = sorted(n for n in ctx.inputs if n.startswith(INPUT_PREFIX))
+    if not names:
+        raise StageInputError(
+            f"curate: no inputs named {INPUT_PREFIX}<source> (got {sorted(ctx.inputs)})"
+        )
+    pairs = []
+    for name in names:
+        path = ctx.input(name) / "docs.jsonl"
+        if not path.is_file():
+            raise StageInputError(f"curate: input {name}: {path} missing (not an acquire output?)")
+        pairs.append((name[len(INPUT_PREFIX) :], path))
+    return pairs
+
+
+def curate(sources: list[tuple[str, Path]], cfg: dict[str, Any]) -> tuple[list[dict], Ledger]:
+    ledger = Ledger()
+    valid: list[dict] = []
+    ids: set[str] = set()
+    for source, path in sources:
+        with open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                raw = raw.rstrip(b"\n")
+                doc, reason, detail = validate_line(raw, source, cfg["max_chars"])
+                if doc is not None and doc["id"] in ids:
+                    doc, reason, detail = None, "duplicate_id", "id seen earlier"
+                if doc is None:
+                    ledger.quarantine_record(
+                        source,
+                        {
+                            "input": f"{INPUT_PREFIX}{source}",
+                            "line": number,
+                            "reason": reason,
+                            "detail": detail,
+                            "excerpt": _excerpt(raw),
+                        },
+                    )
+                    continue
+                ids.add(doc["id"])
+                ledger.keep("validate", source)
+                valid.append(doc)
+
+    capped, per_source = [], Counter()
+    for doc in valid:
+        per_source[doc["source"]] += 1
+        if cfg["max_docs_per_source"] and per_source[doc["source"]] > cfg["max_docs_per_source"]:
+            ledger.drop("source_cap", doc, "over_source_cap")
+            continue
+        ledger.keep("source_cap", doc["source"])
+        capped.append(doc)
+
+    normalized = []
+    for doc in capped:
+        text = normalize_text(doc["text"], cfg["normalization"])
+        if not text.strip():
+            ledger.drop("normalize", doc, "empty_after_normalization")
+            continue
+        ledger.keep("normalize", doc["source"])
+        normalized.append({**doc, "text": text})
+
+    unique, first_by_hash = [], {}
+    for doc in normalized:
+        digest = hashlib.sha1(doc["text"].encode("utf-8")).hexdigest()
+        if digest in first_by_hash:
+            ledger.drop("dedup", doc, "exact_duplicate", duplicate_of=first_by_hash[digest])
+            continue
+        first_by_hash[digest] = doc["id"]
+        ledger.keep("dedup", doc["source"])
+        unique.append(doc)
+
+    kept = []
+    for doc in unique:
+        reason = quality_reason(doc["text"], doc["lang"], cfg)
+        if reason:
+            ledger.drop("filter", doc, reason)
+            continue
+        ledger.keep("filter", doc["source"])
+        kept.append(doc)
+    for step in STEPS:  # a source with no documents still shows up, with zeros
+        for source, _ in sources:
+            ledger.tally(step, source)
+    ledger.check()
+    return kept, ledger
+
+
+def _write_jsonl(path: Path, records: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        for record in records:
+            handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    cfg = ctx.cfg("data.curation")
+    kept, ledger = curate(_source_inputs(ctx), cfg)
+    _write_jsonl(ctx.out / "docs.jsonl", kept)
+    _write_jsonl(ctx.out / "dropped.jsonl", ledger.dropped)
+    _write_jsonl(ctx.out / "quarantine.jsonl", ledger.quarantine)
+    report = ledger.report()
+    (ctx.out / "accounting.json").write_text(
+        json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    dropped = Counter()
+    for step in STEPS:
+        dropped.update(report["steps"][step]["total"]["dropped"])
+    return {
+        "in": report["steps"]["validate"]["total"]["in"],
+        "kept": len(kept),
+        "quarantined": len(ledger.quarantine),
+        "dropped": dict(sorted(dropped.items())),
+        "kept_per_source": {s: c["kept"] for s, c in report["steps"]["filter"]["sources"].items()},
+    }

@@ -1,0 +1,115 @@
+"""blend: exclusion rules, independent per-source streams, token budgets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from openrecipe.data.blend import apply_exclusions, apportion, plan_phases, rule_matches, run
+from openrecipe.errors import RecipeError
+from openrecipe.stage import StageContext
+
+
+def _doc(source: str, i: int, lang: str = "en", license: str = "cc0") -> dict:
+    return {
+        "id": f"{source}/{i:03d}",
+        "source": source,
+        "lang": lang,
+        "license": license,
+        "url_or_path": f"{source}/genre{i % 3}/{i}",
+        "text": f"{source} document {i} " * 3,
+    }
+
+
+DOCS = (
+    [_doc("a", i) for i in range(30)]
+    + [_doc("b", i, lang="es") for i in range(20)]
+    + [_doc("c", i, license="gpl") for i in range(25)]
+)
+PHASES = [
+    {"name": "p1", "fraction": 0.75, "weights": {"a": 0.5, "b": 0.3, "c": 0.2}},
+    {"name": "p2", "fraction": 0.25, "weights": {"a": 0.0, "b": 0.5, "c": 0.5}},
+]
+
+
+def _run_blend(tmp_path, name: str, exclude: list[dict], docs=DOCS) -> dict:
+    curated = tmp_path / "curated"
+    curated.mkdir(exist_ok=True)
+    with open(curated / "docs.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(d, sort_keys=True) + "\n" for d in docs)
+    out = tmp_path / name
+    out.mkdir()
+    config = {
+        "seed": 7,
+        "data.exclude": exclude,
+        "data.phases": PHASES,
+        "pretrain.steps": 10,
+        "pretrain.seq_length": 15,
+        "pretrain.micro_batch_size": 2,
+        "pretrain.grad_accum": 3,
+    }
+    ctx = StageContext("blend", None, config, "h", 0, {"curated": curated}, out, tmp_path)
+    summary = run(ctx)
+    summary["plan"] = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    summary["streams"] = {
+        s: [
+            json.loads(line)["id"]
+            for line in (out / "streams" / f"{s}.jsonl").read_text(encoding="utf-8").splitlines()
+        ]
+        for s in "abc"
+    }
+    return summary
+
+
+def test_rule_matches_all_named_fields():
+    doc = _doc("a", 4)
+    assert rule_matches({"source": "a"}, doc)
+    assert rule_matches({"source": "a", "path_glob": "a/genre1/*"}, doc)
+    assert not rule_matches({"source": "a", "lang": "es"}, doc)
+    assert rule_matches({"ids": ["a/004"]}, doc) and not rule_matches({"ids": ["a/005"]}, doc)
+    kept, excluded = apply_exclusions(
+        [doc, _doc("c", 1, license="gpl")], [{"lang": "fr"}, {"license": "gpl"}]
+    )
+    assert [d["id"] for d in kept] == ["a/004"]
+    assert excluded == [{"id": "c/001", "source": "c", "rule": 1}]
+
+
+def test_excluding_a_source_does_not_reorder_the_others(tmp_path):
+    full = _run_blend(tmp_path, "full", [])
+    without_c = _run_blend(tmp_path, "without_c", [{"source": "c"}])
+    assert without_c["streams"]["a"] == full["streams"]["a"]
+    assert without_c["streams"]["b"] == full["streams"]["b"]
+    assert without_c["streams"]["c"] == [] and without_c["excluded"] == 25
+    assert full["streams"]["a"] != sorted(full["streams"]["a"])  # really shuffled
+    assert sorted(full["streams"]["a"]) == [d["id"] for d in DOCS if d["source"] == "a"]
+    # Dropping documents *inside* b keeps a's order as well.
+    partial = _run_blend(tmp_path, "partial", [{"source": "b", "path_glob": "b/genre0/*"}])
+    assert partial["streams"]["a"] == full["streams"]["a"]
+    assert len(partial["streams"]["b"]) == 13
+
+
+def test_plan_budgets_and_renormalisation(tmp_path):
+    full = _run_blend(tmp_path, "full", [])["plan"]
+    assert full["total_tokens"] == 10 * 2 * 3 * 16
+    p1, p2 = full["phases"]
+    assert p1["tokens"] + p2["tokens"] == 960 and p1["tokens"] == 720
+    assert p1["budgets"] == {"a": 360, "b": 216, "c": 144}
+    assert p2["budgets"]["a"] == 0 and p1["renormalised"] is None
+    assert full["sources"]["a"]["chars"] == sum(len(d["text"]) for d in DOCS if d["source"] == "a")
+    cut = _run_blend(tmp_path, "cut", [{"license": "gpl"}])["plan"]
+    q1, q2 = cut["phases"]
+    assert q1["budgets"] == {"a": 450, "b": 270, "c": 0}  # 0.5 : 0.3 renormalised to 5/8 : 3/8
+    assert q2["budgets"] == {"a": 0, "b": 240, "c": 0}
+    assert "['c']" in q1["renormalised"] and "['c']" in q2["renormalised"]
+
+
+def test_phase_with_no_data_left_is_an_error():
+    with pytest.raises(RecipeError, match=r"data.phases\[1\]"):
+        plan_phases(PHASES, 100, {"a": 5, "b": 0, "c": 0})
+
+
+def test_apportion_sums_exactly():
+    assert apportion(10, {"x": 1, "y": 1, "z": 1}) == {"x": 4, "y": 3, "z": 3}
+    assert sum(apportion(61920, {"p": 0.8, "q": 0.2}).values()) == 61920
+    assert apportion(0, {"x": 1.0}) == {"x": 0}
