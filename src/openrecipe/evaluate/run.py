@@ -1,0 +1,284 @@
+"""The ``evaluate`` stage: run openrecipe's lm-eval suite on one checkpoint, offline.
+
+Inputs: ``model`` (a checkpoint stage dir whose ``model/`` holds an HF ``save_pretrained`` of
+``NemotronHForCausalLM`` plus its tokenizer and chat template) and ``reasoning`` (its
+``heldout.jsonl``). The same code scores base, SFT and RL checkpoints (``--part`` names which; the
+manifest records it): all share one tokenizer, so all get the same chat prompt.
+
+Outputs (all byte-identical across reruns):
+- ``results.json``: {task: lm-eval's results dict}, with volatile fields (dates, git hash,
+  environment dump) dropped and run-time paths replaced by ``<model>``, ``<reasoning>``...;
+- ``samples_<task>.jsonl``: one line per evaluated item, ordered by doc id;
+- ``scores.json``: {task: {metric: value}}.
+
+Each task gets its own ``simple_evaluate`` call (the recipe gives each its own ``limit``), all on
+one loaded model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from openrecipe.data.chat import CHAT_TEMPLATE, system_prompt
+from openrecipe.errors import StageInputError
+from openrecipe.evaluate.answers import extract_answer, thinking_span
+from openrecipe.evaluate.suite import render_suite
+from openrecipe.hashing import sha256_bytes, sha256_file
+from openrecipe.stage import StageContext
+
+HELDOUT_FIELDS = ("id", "question", "thinking", "answer")
+# Top-level keys of lm-eval's results that describe the run, not the result (see
+# lm_eval.evaluator.simple_evaluate and lm_eval.loggers.utils.add_env_info).
+_VOLATILE_KEYS = (
+    "date",
+    "git_hash",
+    "upper_git_hash",
+    "pretty_env_info",
+    "start_time",
+    "end_time",
+    "total_evaluation_time_seconds",
+    "model_name_sanitized",
+)
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # "<function f at 0x7f...>" in lm-eval's config dumps
+# Standard-error draws for metrics without a closed form (ours all have one or none).
+_BOOTSTRAP_ITERS = 1000
+
+
+def check_heldout(path: Path) -> int:
+    """Number of items in ``heldout.jsonl``; a malformed line is named by file and line."""
+    if not path.is_file():
+        raise StageInputError(f"{path}: missing; is the reasoning input a reasoning stage dir?")
+    count = 0
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise StageInputError(f"{path}:{number}: not JSON ({exc})") from exc
+            missing = [f for f in HELDOUT_FIELDS if not isinstance(record.get(f), str)]
+            if missing:
+                raise StageInputError(f"{path}:{number}: fields {missing} missing or not strings")
+            count += 1
+    if count == 0:
+        raise StageInputError(f"{path}: no held-out items")
+    return count
+
+
+def checkpoint_dir(stage_dir: Path) -> Path:
+    model_dir = stage_dir / "model"
+    for name in ("config.json", "tokenizer_config.json"):
+        if not (model_dir / name).is_file():
+            raise StageInputError(
+                f"{model_dir / name}: missing; is the model input a checkpoint stage?"
+            )
+    return model_dir
+
+
+def scrub(value: Any, replacements: dict[str, str]) -> Any:
+    """``value`` with run-time paths replaced by placeholders and object addresses removed."""
+    if isinstance(value, dict):
+        return {str(k): scrub(v, replacements) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [scrub(v, replacements) for v in value]
+    if isinstance(value, str):
+        for path, placeholder in replacements.items():
+            value = value.replace(path, placeholder)
+        return _ADDRESS.sub("", value)
+    if isinstance(value, (bool, int, float)) or value is None:
+        return value
+    return scrub(str(value), replacements)  # e.g. torch.dtype in lm-eval's model info
+
+
+def clean_results(results: dict[str, Any], replacements: dict[str, str]) -> dict[str, Any]:
+    """lm-eval's results dict without samples and volatile fields, paths as placeholders."""
+    kept = {k: v for k, v in results.items() if k not in ("samples", *_VOLATILE_KEYS)}
+    return scrub(kept, replacements)
+
+
+def metric_values(task_results: dict[str, Any]) -> dict[str, float]:
+    """{metric: value} from lm-eval's "metric,filter" keys (stderr kept when it is a number)."""
+    values = {}
+    for key, value in task_results.items():
+        metric, sep, _filter = key.partition(",")
+        if sep and isinstance(value, (int, float)):
+            values[metric] = value
+    return values
+
+
+def heldout_rows(samples: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
+    """Per-item record of the generative task. Thinking length is counted by re-encoding the
+    generated reasoning text (no special tokens): equal to the generated count for well-formed
+    text, larger where a (random) model emitted byte fragments that decode to U+FFFD. The
+    budget itself is enforced on the generated ids (hflm.ThinkingBudget), not on this count."""
+    rows = []
+    for sample in samples:
+        generation = sample["resps"][0][0]
+        thinking = thinking_span(generation)
+        rows.append(
+            {
+                "doc_id": sample["doc_id"],
+                "id": sample["doc"]["id"],
+                "prompt": sample["arguments"][0][0],
+                "generation": generation,
+                "thinking_tokens": (
+                    len(tokenizer.encode(thinking, add_special_tokens=False))
+                    if thinking is not None
+                    else 0
+                ),
+                "extracted": extract_answer(generation),
+                "gold": sample["doc"]["answer"].strip(),
+                "correct": bool(sample["exact_match"]),
+            }
+        )
+    return rows
+
+
+def bpb_rows(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rows = []
+    for sample in samples:
+        loglikelihood, n_bytes = sample["bits_per_byte"]
+        rows.append(
+            {
+                "doc_id": sample["doc_id"],
+                "id": sample["doc"]["id"],
+                "prompt": sample["arguments"][0][0],
+                "target": sample["arguments"][0][1],
+                "loglikelihood": loglikelihood,
+                "bytes": n_bytes,
+            }
+        )
+    return rows
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in sorted(rows, key=lambda r: r["doc_id"]):
+            handle.write(json.dumps(row, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    path.write_text(
+        json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    cfg = ctx.cfg("eval")
+    model_dir = checkpoint_dir(ctx.input("model"))
+    heldout = ctx.input("reasoning") / "heldout.jsonl"
+    n_heldout = check_heldout(heldout)
+    tasks = [
+        (t["name"], int(t.get("limit") or 0), int(t.get("num_fewshot") or 0)) for t in cfg["tasks"]
+    ]
+    reasoning = cfg.get("reasoning", "on")
+    budget = int(cfg.get("thinking_budget") or 0)
+    seed = int(cfg.get("seed") or 0)
+    batch_size = int(cfg.get("batch_size") or 8)
+    max_new_tokens = int(cfg["max_new_tokens"])
+
+    # Offline, and every datasets cache in a scratch dir beside the output, deleted afterwards.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    scratch = Path(tempfile.mkdtemp(prefix=".evaluate-scratch-", dir=ctx.out.parent))
+    os.environ["HF_DATASETS_CACHE"] = str(scratch / "hf_datasets")
+    try:
+        import lm_eval
+        from lm_eval.api.registry import get_model
+        from lm_eval.tasks import TaskManager
+
+        from openrecipe.evaluate import hflm  # noqa: F401  (registers "openrecipe-hf")
+
+        include = scratch / "tasks"
+        task_hashes = render_suite(
+            [name for name, _, _ in tasks],
+            include,
+            data_file=heldout,
+            cache_dir=scratch / "hf_datasets",
+            max_gen_toks=max_new_tokens,
+            reasoning=reasoning,
+        )
+        manager = TaskManager(include_path=str(include), include_defaults=False)
+        lm = get_model("openrecipe-hf").create_from_arg_obj(
+            {
+                "pretrained": str(model_dir),
+                "dtype": "float32",
+                "add_bos_token": False,
+                "thinking_budget": budget,
+            },
+            {"batch_size": batch_size, "device": "cpu"},
+        )
+        chat_template = lm.tokenizer.chat_template
+        if not chat_template:
+            raise StageInputError(f"{model_dir}: the tokenizer has no chat_template")
+        replacements = {
+            str(heldout): "<reasoning>/heldout.jsonl",
+            str(model_dir): "<model>",
+            str(scratch): "<scratch>",
+            str(ctx.project): "<project>",
+        }
+
+        results: dict[str, Any] = {}
+        scores: dict[str, dict[str, float]] = {}
+        for name, limit, num_fewshot in tasks:
+            raw = lm_eval.simple_evaluate(
+                model=lm,
+                tasks=[name],
+                task_manager=manager,
+                num_fewshot=num_fewshot,
+                limit=limit or None,
+                log_samples=True,
+                bootstrap_iters=_BOOTSTRAP_ITERS,
+                system_instruction=system_prompt(reasoning == "on"),
+                apply_chat_template=True,
+                fewshot_as_multiturn=True,
+                random_seed=seed,
+                numpy_random_seed=seed,
+                torch_random_seed=seed,
+                fewshot_random_seed=seed,
+            )
+            samples = raw["samples"][name]
+            results[name] = clean_results(raw, replacements)
+            scores[name] = metric_values(raw["results"][name])
+            if name == "openrecipe_reasoning_heldout":
+                rows = heldout_rows(samples, lm.tokenizer)
+                scores[name]["thinking_tokens_mean"] = sum(
+                    r["thinking_tokens"] for r in rows
+                ) / len(rows)
+            else:
+                rows = bpb_rows(samples)
+            scores[name]["n"] = len(rows)
+            _write_jsonl(ctx.out / f"samples_{name}.jsonl", scrub(rows, replacements))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    _write_json(ctx.out / "results.json", results)
+    _write_json(ctx.out / "scores.json", scores)
+    return {
+        "lm_eval_version": lm_eval.__version__,
+        "task_config_sha256": task_hashes,
+        "chat_template_sha256": sha256_bytes(chat_template.encode("utf-8")),
+        "chat_template_is_openrecipe": chat_template == CHAT_TEMPLATE,
+        "heldout_sha256": sha256_file(heldout),
+        "heldout_items": n_heldout,
+        "sampling": {
+            "decoding": "greedy",
+            "until": ["<|im_end|>"],
+            "max_gen_toks": max_new_tokens,
+            "reasoning": reasoning,
+            "thinking_budget": budget,
+            "batch_size": batch_size,
+            "seed": seed,
+            "dtype": "float32",
+            "add_bos_token": False,
+        },
+        "tasks": {
+            name: {"limit": limit, "num_fewshot": num_fewshot} for name, limit, num_fewshot in tasks
+        },
+        "scores": scores,
+    }
