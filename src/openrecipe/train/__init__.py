@@ -1,0 +1,1 @@
+"""Training stages: pretraining (our own loop), SFT and GRPO (TRL)."""

@@ -1,0 +1,138 @@
+"""Resumable training checkpoints with no pickle anywhere.
+
+A checkpoint is a directory written under a temporary name and renamed into place, so a
+directory named ``step-NNNNNNNN`` is always complete. It holds:
+
+- ``model.safetensors``: the fp32 master weights (state-dict names);
+- ``optimizer.safetensors``: the optimizer's per-parameter tensors, keyed ``<param index>.<name>``
+  (hyper-parameters are rebuilt from the recipe, and the learning rate is set every step);
+- ``rng.safetensors``: torch's CPU generator state;
+- ``state.json``: step, loader position and fingerprint, Python and NumPy RNG states, and whatever
+  the loop needs to continue its logs.
+
+Everything is tensors or JSON, so loading runs no code from the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+_PREFIX = "step-"
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    version, mt, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    tensors = {"torch": torch.random.get_rng_state()}
+    as_json = {
+        "python": {"version": version, "state": list(mt), "gauss": gauss},
+        "numpy": {
+            "kind": kind,
+            "keys": keys.tolist(),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+    }
+    return tensors, as_json
+
+
+def _restore_rng(tensors: dict[str, torch.Tensor], as_json: dict[str, Any]) -> None:
+    torch.random.set_rng_state(tensors["torch"])
+    py = as_json["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss"]))
+    npy = as_json["numpy"]
+    np.random.set_state(
+        (
+            npy["kind"],
+            np.asarray(npy["keys"], dtype=np.uint32),
+            npy["pos"],
+            npy["has_gauss"],
+            npy["cached_gaussian"],
+        )
+    )
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    flat = {}
+    for index, slots in optimizer.state_dict()["state"].items():
+        for name, value in slots.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(
+                    f"optimizer state {index}.{name} is {type(value).__name__}, not a tensor"
+                )
+            flat[f"{index}.{name}"] = value.detach().clone().contiguous()
+    return flat
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, flat: dict[str, torch.Tensor]) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in flat.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict(
+        {"state": state, "param_groups": optimizer.state_dict()["param_groups"]}
+    )
+
+
+def save(
+    directory: Path,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+) -> None:
+    """Write a checkpoint atomically to ``directory`` (replacing one already there)."""
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    # clone(): tied weights share storage, which safetensors refuses; loading copies into both
+    weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    save_file(weights, tmp / "model.safetensors")
+    save_file(_optimizer_tensors(optimizer), tmp / "optimizer.safetensors")
+    rng_tensors, rng_json = _rng_state()
+    save_file(rng_tensors, tmp / "rng.safetensors")
+    text = json.dumps({**state, "rng": rng_json}, sort_keys=True, indent=1)
+    (tmp / "state.json").write_text(text + "\n", encoding="utf-8")
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+
+
+def load(
+    directory: Path, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer
+) -> dict[str, Any]:
+    """Restore model, optimizer and RNG states in place; return the loop state."""
+    model.load_state_dict(load_file(directory / "model.safetensors"), strict=True)
+    _load_optimizer(optimizer, load_file(directory / "optimizer.safetensors"))
+    state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
+    _restore_rng(load_file(directory / "rng.safetensors"), state.pop("rng"))
+    return state
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"{_PREFIX}{step:08d}"
+
+
+def latest(root: Path) -> Path | None:
+    """The newest complete checkpoint under ``root`` (temporary dirs are ignored)."""
+    if not root.is_dir():
+        return None
+    done = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX))
+    return done[-1] if done else None
+
+
+def prune(root: Path, keep: Path) -> None:
+    """Remove every checkpoint and leftover temporary dir under ``root`` except ``keep``."""
+    for path in sorted(root.iterdir()):
+        if path != keep and path.is_dir():
+            shutil.rmtree(path)
