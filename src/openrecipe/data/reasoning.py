@@ -24,19 +24,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openrecipe.errors import RecipeError
+from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import sha256_bytes
+from openrecipe.stage import StageContext
 
 SOURCE = "synthetic_reasoning"
 LICENSE = "CC0-1.0"
-HELDOUT_BUCKET = "0"  # first hex digit of sha256(question): 1/16 of all questions, reserved for eval
+# First hex digit of sha256(question) that marks held-out: 1/16 of all questions, kept for eval.
+HELDOUT_BUCKET = "0"
 # Give up when this many candidates in a row add nothing new (the knobs allow too few problems).
 _MAX_STALE = 20_000
 
+# fmt: off
 NAMES = ("Ava", "Ben", "Chen", "Dara", "Eli", "Farah", "Gus", "Hana", "Ivan", "Jo", "Kofi", "Lena",
          "Mia", "Noor", "Omar", "Pia", "Ravi", "Sara", "Tom", "Uma")
 ITEMS = ("apples", "marbles", "stamps", "cookies", "pencils", "stickers", "books", "shells",
          "coins", "cards")
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -57,13 +61,17 @@ def is_heldout(question: str) -> bool:
 Step = Callable[[random.Random, str, str, int, int], tuple[str, list[str], int] | None]
 
 
-def _buy(rng: random.Random, name: str, item: str, value: int, top: int) -> tuple[str, list[str], int]:
+def _buy(
+    rng: random.Random, name: str, item: str, value: int, top: int
+) -> tuple[str, list[str], int]:
     n = rng.randint(1, top)
     verb = rng.choice(("buys", "finds", "is given"))
     return f"{name} {verb} {n} more {item}.", [f"{value}+{n}={value + n}"], value + n
 
 
-def _give(rng: random.Random, name: str, item: str, value: int, top: int) -> tuple[str, list[str], int] | None:
+def _give(
+    rng: random.Random, name: str, item: str, value: int, top: int
+) -> tuple[str, list[str], int] | None:
     if value < 1:
         return None
     n = rng.randint(1, min(value, top))
@@ -71,14 +79,22 @@ def _give(rng: random.Random, name: str, item: str, value: int, top: int) -> tup
     return f"{name} {verb} {n} {item}.", [f"{value}-{n}={value - n}"], value - n
 
 
-def _boxes(rng: random.Random, name: str, item: str, value: int, top: int) -> tuple[str, list[str], int]:
+def _boxes(
+    rng: random.Random, name: str, item: str, value: int, top: int
+) -> tuple[str, list[str], int]:
     boxes, per_box = rng.randint(2, 4), rng.randint(2, max(2, min(10, top)))
     gained = boxes * per_box
     sentence = f"{name} gets {boxes} boxes with {per_box} {item} in each box."
-    return sentence, [f"{boxes}*{per_box}={gained}", f"{value}+{gained}={value + gained}"], value + gained
+    return (
+        sentence,
+        [f"{boxes}*{per_box}={gained}", f"{value}+{gained}={value + gained}"],
+        value + gained,
+    )
 
 
-def _split(rng: random.Random, name: str, item: str, value: int, top: int) -> tuple[str, list[str], int] | None:
+def _split(
+    rng: random.Random, name: str, item: str, value: int, top: int
+) -> tuple[str, list[str], int] | None:
     parts = [k for k in range(2, 6) if value % k == 0 and value // k >= 1]
     if not parts:
         return None
@@ -93,7 +109,7 @@ STEPS: tuple[Step, ...] = (_buy, _give, _boxes, _split)
 def make_problem(rng: random.Random, n_steps: int, max_value: int) -> Problem:
     """One problem with exactly ``n_steps`` operations; operands are at most ``max_value``."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    value = rng.randint(1, max_value)
+    value = rng.randint(min(2, max_value), max_value)  # plural nouns read right from 2 up
     sentences, equations = [f"{name} has {value} {item}."], []
     for _ in range(n_steps):
         for step in rng.sample(STEPS, len(STEPS)):  # first applicable op in a random order
@@ -108,11 +124,14 @@ def make_problem(rng: random.Random, n_steps: int, max_value: int) -> Problem:
     return Problem(" ".join(sentences), thinking, value, n_steps)
 
 
-def generate(seed: int, n_train: int, n_heldout: int, min_steps: int, max_steps: int,
-             max_value: int) -> tuple[list[Problem], list[Problem]]:
+def generate(
+    seed: int, n_train: int, n_heldout: int, min_steps: int, max_steps: int, max_value: int
+) -> tuple[list[Problem], list[Problem]]:
     """Draw problems until both splits are full; duplicates (same question) are dropped."""
     if min_steps > max_steps:
-        raise RecipeError(f"sft.data.min_steps ({min_steps}) exceeds sft.data.max_steps ({max_steps})")
+        raise RecipeError(
+            f"sft.data.min_steps ({min_steps}) exceeds sft.data.max_steps ({max_steps})"
+        )
     rng = random.Random(seed)
     seen: set[str] = set()
     train: list[Problem] = []
@@ -152,8 +171,6 @@ def _write_jsonl(path: Path, split: str, problems: list[Problem]) -> None:
 def read_split(stage_dir: Path, split: str) -> list[dict[str, str]]:
     """Records of ``train`` or ``heldout`` from a reasoning stage directory."""
     path = stage_dir / f"{split}.jsonl"
-    from openrecipe.errors import StageInputError
-
     if not path.is_file():
         raise StageInputError(f"{path}: missing; not a reasoning stage output")
     records = []
@@ -170,10 +187,16 @@ def read_split(stage_dir: Path, split: str) -> list[dict[str, str]]:
     return records
 
 
-def run(ctx: Any) -> dict[str, Any]:
+def run(ctx: StageContext) -> dict[str, Any]:
     data = ctx.cfg("sft.data")
-    train, heldout = generate(ctx.seed, data["n_train"], data["n_heldout"], data["min_steps"],
-                              data["max_steps"], data["max_value"])
+    train, heldout = generate(
+        ctx.seed,
+        data["n_train"],
+        data["n_heldout"],
+        data["min_steps"],
+        data["max_steps"],
+        data["max_value"],
+    )
     _write_jsonl(ctx.out / "train.jsonl", "train", train)
     _write_jsonl(ctx.out / "heldout.jsonl", "heldout", heldout)
 

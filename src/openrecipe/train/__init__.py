@@ -1,1 +1,1 @@
-"""Training stages: pretraining (our own loop), SFT and GRPO (TRL)."""
+"""Training stages: pretraining (our own loop), SFT and GRPO (plain deterministic loops)."""

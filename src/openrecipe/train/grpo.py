@@ -1,0 +1,228 @@
+"""The ``rl`` stage: GRPO with verifiable rewards on the reasoning problems.
+
+Per step: the next ``prompts_per_step`` train questions (file order, wrapping around), each
+sampled ``generations_per_prompt`` times with reasoning on (``sampling.sample_group``, one seeded
+``torch.Generator`` per prompt and step); reward = 1 when the answer after ``</think>`` is right
+(``verifier``; a completion that never closes its think block gets 0) minus ``length_penalty``
+per thinking token; advantages are group-relative, (r - mean) / (std + 1e-4) (GRPO, Shao et al.
+2024, arXiv:2402.03300; unbiased std as TRL's GRPOTrainer). One policy-gradient update per step
+on the token-level clipped surrogate with asymmetric clipping, ratio in [1 - clip_low,
+1 + clip_high] ("clip-higher" and token-level averaging from DAPO, arXiv:2503.14476; 0.2/0.28
+are its values). The old log-probs are the sampling policy's, recorded while sampling. A KL term
+to the reference (the SFT model; k3 estimator, as TRL) is added only when ``kl_coef`` > 0.
+
+Why a plain loop and not TRL's ``GRPOTrainer``: the trainer samples through ``generate`` with
+torch's global RNG and accelerate's dataloader/sampler (seeded, but ordering and RNG
+consumption depend on its internals and version), and on a CPU its setup costs more than three
+tiny steps. A ~100-line loop makes each rollout depend only on (seed, step, prompt), and two
+runs give identical ``model.safetensors`` hashes (tested).
+
+Outputs: ``model/`` (safetensors + the SFT model's tokenizer files) and ``metrics.jsonl``, one
+object per step: ``step, mean_reward, accuracy, mean_thinking_tokens, mean_completion_tokens,
+stopped_fraction, clipped_fraction, loss`` (+ ``kl`` when kl_coef > 0).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+import torch
+from transformers import PreTrainedModel
+
+from openrecipe.data import chat
+from openrecipe.data.reasoning import read_split
+from openrecipe.hashing import derive_seed
+from openrecipe.stage import StageContext
+from openrecipe.train.sampling import Rollout, sample_group
+from openrecipe.train.sft import GRAD_CLIP, load_checkpoint, save_checkpoint
+from openrecipe.train.verifier import Verifier
+
+ADV_EPS = 1e-4  # (r - mean) / (std + eps), TRL's GRPOTrainer uses the same epsilon
+
+
+def thinking_tokens(tokens: list[int], open_id: int, close_id: int) -> int:
+    """Tokens between ``<think>`` and ``</think>`` (to the end, less a stop token, if unclosed)."""
+    start = tokens.index(open_id) + 1 if open_id in tokens else 0
+    end = tokens.index(close_id, start) if close_id in tokens[start:] else len(tokens)
+    return max(0, end - start)
+
+
+def group_advantages(rewards: torch.Tensor) -> torch.Tensor:
+    """(r - mean) / (std + eps) within each row (a row is one prompt's group)."""
+    return (rewards - rewards.mean(dim=1, keepdim=True)) / (
+        rewards.std(dim=1, keepdim=True) + ADV_EPS
+    )
+
+
+def clipped_surrogate(
+    new_logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_low: float,
+    clip_high: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token-level PPO objective as a loss (mean over all completion tokens of the batch), and
+    the share of tokens whose ratio was clipped. ``advantages`` is per sequence, [B, 1]."""
+    ratio = torch.exp(new_logp - old_logp)
+    unclipped = ratio * advantages
+    clipped = torch.clamp(ratio, 1 - clip_low, 1 + clip_high) * advantages
+    per_token = -torch.minimum(unclipped, clipped)
+    tokens = mask.sum().clamp(min=1)
+    was_clipped = ((clipped < unclipped) & mask.bool()).sum() / tokens
+    return (per_token * mask).sum() / tokens, was_clipped
+
+
+def completion_logprobs(
+    model: PreTrainedModel,
+    prompts: list[list[int]],
+    completions: list[list[int]],
+    pad_id: int,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs [B, T] of each completion token under ``model`` (at the sampling temperature),
+    and the mask of real tokens. Sequences are right-padded, which is exact for causal layers."""
+    width = max(len(p) + len(c) for p, c in zip(prompts, completions, strict=True))
+    t_max = max(len(c) for c in completions)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    attention = torch.zeros_like(ids)
+    index = torch.zeros((len(prompts), t_max), dtype=torch.long)
+    mask = torch.zeros((len(prompts), t_max))
+    for row, (prompt, completion) in enumerate(zip(prompts, completions, strict=True)):
+        seq = prompt + completion
+        ids[row, : len(seq)] = torch.tensor(seq)
+        attention[row, : len(seq)] = 1
+        # the logit at position i predicts token i + 1
+        index[row, : len(completion)] = torch.arange(len(prompt) - 1, len(seq) - 1)
+        mask[row, : len(completion)] = 1
+    logits = model(input_ids=ids, attention_mask=attention).logits.float() / temperature
+    picked = logits.gather(1, index[:, :, None].expand(-1, -1, logits.shape[-1]))
+    targets = ids.gather(1, (index + 1).clamp(max=width - 1))
+    logp = torch.log_softmax(picked, dim=-1).gather(2, targets[:, :, None]).squeeze(2)
+    return logp * mask, mask
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    rl = ctx.cfg("rl")
+    policy, tokenizer = load_checkpoint(ctx.input("sft"))
+    reference = copy.deepcopy(policy).eval().requires_grad_(False) if rl["kl_coef"] > 0 else None
+    records = read_split(ctx.input("reasoning"), "train")
+    ids = tokenizer.convert_tokens_to_ids
+    stop_id, open_id, close_id = ids(chat.IM_END), ids(chat.THINK_OPEN), ids(chat.THINK_CLOSE)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=rl["lr"], weight_decay=0.0)
+    n_prompts, n_gen = rl["prompts_per_step"], rl["generations_per_prompt"]
+    history: list[dict[str, Any]] = []
+    with Verifier() as verifier, open(ctx.out / "metrics.jsonl", "w", encoding="utf-8") as metrics:
+        for step in range(rl["steps"]):
+            batch = [records[(step * n_prompts + i) % len(records)] for i in range(n_prompts)]
+            prompts, rollouts = [], []
+            for i, record in enumerate(batch):
+                prompt = chat.encode_prompt(tokenizer, record["question"], reasoning=True)
+                generator = torch.Generator().manual_seed(
+                    derive_seed(ctx.seed, "rollout", str(step), str(i))
+                )
+                rollouts += sample_group(
+                    policy,
+                    prompt,
+                    n_gen,
+                    max_new_tokens=rl["max_new_tokens"],
+                    temperature=rl["temperature"],
+                    stop_id=stop_id,
+                    generator=generator,
+                )
+                prompts += [prompt] * n_gen
+            row = _step(
+                policy,
+                reference,
+                optimizer,
+                verifier,
+                tokenizer,
+                rl,
+                batch,
+                prompts,
+                rollouts,
+                (open_id, close_id),
+            )
+            row["step"] = step
+            history.append(row)
+            metrics.write(json.dumps(row, sort_keys=True) + "\n")
+    save_checkpoint(policy, ctx.input("sft"), ctx.out)
+    return {
+        "steps": rl["steps"],
+        "rollouts": rl["steps"] * n_prompts * n_gen,
+        "first_accuracy": history[0]["accuracy"],
+        "last_accuracy": history[-1]["accuracy"],
+        "mean_accuracy": round(sum(h["accuracy"] for h in history) / len(history), 6),
+        "last_mean_reward": history[-1]["mean_reward"],
+        "last_mean_thinking_tokens": history[-1]["mean_thinking_tokens"],
+    }
+
+
+def _step(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel | None,
+    optimizer: torch.optim.Optimizer,
+    verifier: Verifier,
+    tokenizer: Any,
+    rl: dict[str, Any],
+    batch: list[dict[str, str]],
+    prompts: list[list[int]],
+    rollouts: list[Rollout],
+    think_ids: tuple[int, int],
+) -> dict[str, Any]:
+    """Score the rollouts and apply one clipped policy-gradient update; returns the step's metrics."""
+    n_gen = rl["generations_per_prompt"]
+    texts = [tokenizer.decode(r.tokens, skip_special_tokens=False) for r in rollouts]
+    golds = [record["answer"] for record in batch for _ in range(n_gen)]
+    correct = [
+        ok and chat.THINK_CLOSE in text
+        for ok, text in zip(verifier.score(texts, golds), texts, strict=True)
+    ]
+    thinking = [thinking_tokens(r.tokens, *think_ids) for r in rollouts]
+    rewards = torch.tensor(
+        [float(c) - rl["length_penalty"] * t for c, t in zip(correct, thinking, strict=True)]
+    )
+    advantages = group_advantages(rewards.view(-1, n_gen)).view(-1, 1)
+
+    completions = [r.tokens for r in rollouts]
+    policy.train()
+    new_logp, mask = completion_logprobs(
+        policy, prompts, completions, tokenizer.pad_token_id, rl["temperature"]
+    )
+    old_logp = torch.zeros_like(new_logp)
+    for row, rollout in enumerate(rollouts):
+        old_logp[row, : len(rollout.logprobs)] = torch.tensor(rollout.logprobs)
+    loss, clipped = clipped_surrogate(
+        new_logp, old_logp, advantages, mask, rl["clip_low"], rl["clip_high"]
+    )
+    row: dict[str, Any] = {}
+    if reference is not None:
+        with torch.no_grad():
+            ref_logp, _ = completion_logprobs(
+                reference, prompts, completions, tokenizer.pad_token_id, rl["temperature"]
+            )
+        delta = ref_logp - new_logp
+        kl = (
+            (torch.exp(delta) - delta - 1) * mask
+        ).sum() / mask.sum()  # k3 estimator (Schulman 2020)
+        loss = loss + rl["kl_coef"] * kl
+        row["kl"] = round(kl.item(), 6)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(policy.parameters(), GRAD_CLIP)
+    optimizer.step()
+    n = len(rollouts)
+    row.update(
+        {
+            "mean_reward": round(rewards.mean().item(), 6),
+            "accuracy": round(sum(correct) / n, 6),
+            "mean_thinking_tokens": round(sum(thinking) / n, 4),
+            "mean_completion_tokens": round(sum(len(c) for c in completions) / n, 4),
+            "stopped_fraction": round(sum(r.stopped for r in rollouts) / n, 6),
+            "clipped_fraction": round(clipped.item(), 6),
+            "loss": round(loss.item(), 6),
+        }
+    )
+    return row

@@ -1,0 +1,180 @@
+"""The ``sft`` stage: supervised fine-tuning on the reasoning problems, in the chat format.
+
+Each sample is a conversation (system prompt with ``/think`` or ``/no_think``, the question, the
+assistant's ``<think>thinking</think>answer``) built by ``openrecipe.data.chat``. As in Nemotron
+3 Nano's SFT, a seeded ``reasoning_off_fraction`` of samples switch reasoning off (``/no_think``
+and an empty think block) and ``truncate_fraction`` keep only a prefix of the thinking (so the
+model learns to answer from a cut trace: the basis of reasoning-budget control). The loss covers
+the assistant tokens only.
+
+Why a plain loop and not TRL's ``SFTTrainer``: the trainer brings accelerate's dataloader,
+dataset caching and its own RNG handling, none of which are needed for one process on a CPU, and
+each is one more thing that can break byte-identical reruns; on a 200K-parameter model it also
+costs more time than the training itself. Here every sample, its reasoning mode, its batch and
+the schedule follow from the stage seed, and the optimizer is plain ``torch.optim.AdamW``.
+
+Outputs: ``model/`` (``save_pretrained`` safetensors + the pretrain model's tokenizer files,
+copied byte for byte) and ``metrics.jsonl`` (one ``{"loss","lr","step"}`` object per step).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
+
+from openrecipe.data import chat
+from openrecipe.data.reasoning import read_split
+from openrecipe.errors import StageInputError
+from openrecipe.hashing import derive_seed
+from openrecipe.stage import StageContext
+
+GRAD_CLIP = 1.0  # global-norm clipping, as the pretraining recipe
+WEIGHT_DECAY = 0.0  # fine-tuning a pretrained model: no decay toward zero
+_MODEL_FILES = ("config.json", "generation_config.json")  # written by save_pretrained itself
+
+
+def load_checkpoint(stage_dir: Path) -> tuple[PreTrainedModel, Any]:
+    """The model (float32, for CPU training) and tokenizer in ``stage_dir/model``."""
+    model_dir = stage_dir / "model"
+    if not (model_dir / "config.json").is_file():
+        raise StageInputError(f"{model_dir}/config.json: missing; not a stage with a model/ output")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.chat_template is None or chat.THINK_CLOSE not in tokenizer.get_vocab():
+        raise StageInputError(
+            f"{model_dir}: tokenizer lacks the chat template or {chat.THINK_CLOSE}"
+        )
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    return model, tokenizer
+
+
+def save_checkpoint(model: PreTrainedModel, source_dir: Path, out_dir: Path) -> None:
+    """``save_pretrained`` (safetensors) plus the tokenizer files of ``source_dir/model``."""
+    target = out_dir / "model"
+    model.save_pretrained(target, safe_serialization=True)
+    for path in sorted((source_dir / "model").iterdir()):
+        is_weights = path.name.startswith("model") and ".safetensors" in path.name
+        if path.is_file() and not is_weights and path.name not in _MODEL_FILES:
+            shutil.copyfile(path, target / path.name)
+
+
+def warmup_cosine(step: int, steps: int, warmup: int) -> float:
+    """LR multiplier: linear warmup to 1 (the first step already trains), then cosine to 0."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def sample_stream(
+    records: list[dict[str, str]], seed: int, off_fraction: float, truncate_fraction: float
+) -> Iterator[tuple[dict[str, str], str]]:
+    """Endless (record, mode) stream: seeded shuffled epochs; mode is "full", "off" or a
+    truncated thinking text ("cut:<prefix>")."""
+    mode_rng = random.Random(derive_seed(seed, "mode"))
+    epoch = 0
+    while True:
+        order = random.Random(derive_seed(seed, "order", str(epoch))).sample(
+            range(len(records)), len(records)
+        )
+        for index in order:
+            record = records[index]
+            u = mode_rng.random()
+            if u < off_fraction:
+                yield record, "off"
+            elif u < off_fraction + truncate_fraction:
+                thinking = record["thinking"]
+                yield record, "cut:" + thinking[: mode_rng.randrange(len(thinking))].rstrip()
+            else:
+                yield record, "full"
+        epoch += 1
+
+
+def encode(tokenizer: Any, record: dict[str, str], mode: str) -> tuple[list[int], list[int]]:
+    if mode == "off":
+        return chat.encode_sft(
+            tokenizer, record["question"], None, record["answer"], reasoning=False
+        )
+    thinking = mode[len("cut:") :] if mode.startswith("cut:") else record["thinking"]
+    return chat.encode_sft(
+        tokenizer, record["question"], thinking, record["answer"], reasoning=True
+    )
+
+
+def collate(
+    samples: list[tuple[list[int], list[int]]], seq_length: int, pad_id: int
+) -> dict[str, torch.Tensor]:
+    """Right-padded batch, cut at ``seq_length``. Right padding is exact for causal layers
+    (Mamba-2 and attention alike): pads come after every real token and carry no loss."""
+    width = min(seq_length, max(len(ids) for ids, _ in samples))
+    input_ids = torch.full((len(samples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(samples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(samples), width), dtype=torch.long)
+    for row, (ids, labs) in enumerate(samples):
+        n = min(width, len(ids))
+        input_ids[row, :n] = torch.tensor(ids[:n])
+        labels[row, :n] = torch.tensor(labs[:n])
+        mask[row, :n] = 1
+    return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    steps, batch_size, seq_length = (
+        ctx.cfg("sft.steps"),
+        ctx.cfg("sft.batch_size"),
+        ctx.cfg("sft.seq_length"),
+    )
+    model, tokenizer = load_checkpoint(ctx.input("pretrain"))
+    records = read_split(ctx.input("reasoning"), "train")
+    stream = sample_stream(
+        records, ctx.seed, ctx.cfg("sft.reasoning_off_fraction"), ctx.cfg("sft.truncate_fraction")
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=ctx.cfg("sft.lr"), weight_decay=WEIGHT_DECAY
+    )
+    warmup = round(ctx.cfg("sft.warmup_fraction") * steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: warmup_cosine(s, steps, warmup)
+    )
+    counts = {"off": 0, "cut": 0, "full": 0, "over_length": 0, "loss_tokens": 0}
+    losses: list[float] = []
+    model.train()
+    with open(ctx.out / "metrics.jsonl", "w", encoding="utf-8") as metrics:
+        for step in range(steps):
+            samples = []
+            for record, mode in (next(stream) for _ in range(batch_size)):
+                counts[mode.split(":")[0]] += 1
+                ids, labels = encode(tokenizer, record, mode)
+                counts["over_length"] += len(ids) > seq_length
+                samples.append((ids, labels))
+            batch = collate(samples, seq_length, tokenizer.pad_token_id)
+            counts["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
+            lr = scheduler.get_last_lr()[0]
+            loss = model(**batch).loss
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+            optimizer.step()
+            scheduler.step()
+            losses.append(round(loss.item(), 6))
+            metrics.write(
+                json.dumps({"step": step, "loss": losses[-1], "lr": lr}, sort_keys=True) + "\n"
+            )
+    save_checkpoint(model, ctx.input("pretrain"), ctx.out)
+    return {
+        "steps": steps,
+        "first_loss": losses[0],
+        "last_loss": losses[-1],
+        "samples_reasoning_off": counts["off"],
+        "samples_truncated": counts["cut"],
+        "samples_full": counts["full"],
+        "samples_over_seq_length": counts["over_length"],
+        "loss_tokens": counts["loss_tokens"],
+    }

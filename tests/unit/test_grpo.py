@@ -1,0 +1,201 @@
+"""GRPO: advantages, the asymmetric clipped surrogate, rollout log-probs, the update direction
+and byte-identical reruns."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe
+
+from openrecipe.data import chat
+from openrecipe.hashing import sha256_file
+from openrecipe.stage import run_stage
+from openrecipe.train import grpo
+from openrecipe.train.sampling import Rollout, sample_group
+from openrecipe.train.sft import load_checkpoint
+from openrecipe.train.verifier import Verifier
+
+SMALL = {
+    # one thread: tiny kernels gain nothing from two, and two thrash on a busy CI box
+    "resources": {"threads": 1},
+    "sft": {
+        "steps": 25,
+        "lr": 5e-3,
+        "batch_size": 8,
+        "seq_length": 160,
+        "data": {"n_train": 40, "n_heldout": 4, "min_steps": 1, "max_steps": 1, "max_value": 9},
+    },
+    "rl": {
+        "steps": 2,
+        "prompts_per_step": 2,
+        "generations_per_prompt": 3,
+        "lr": 1e-3,
+        "max_new_tokens": 16,
+        "length_penalty": 0.01,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory):
+    from openrecipe.train import sft
+
+    base = tmp_path_factory.mktemp("align")
+    recipe = tiny_recipe(SMALL)
+    reasoning_dir = make_reasoning(recipe, base / "reasoning")
+    pretrain_dir = make_pretrain(recipe, reasoning_dir, base / "pretrain")
+    inputs = {"pretrain": pretrain_dir, "reasoning": reasoning_dir}
+    run_stage("sft", recipe, base / "sft", inputs, sft.run, project=PROJECT)
+    return recipe, reasoning_dir, base / "sft"
+
+
+def test_thinking_tokens() -> None:
+    assert grpo.thinking_tokens([5, 9, 9, 9, 6, 7, 4], 5, 6) == 3
+    assert grpo.thinking_tokens([5, 9, 9, 4], 5, 6) == 3  # unclosed: up to the end
+    assert grpo.thinking_tokens([5, 6, 7], 5, 6) == 0
+
+
+def test_group_advantages() -> None:
+    adv = grpo.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+    std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std()
+    assert torch.allclose(adv[0], (torch.tensor([1.0, 0.0, 0.0, 1.0]) - 0.5) / (std + grpo.ADV_EPS))
+    assert adv[1].abs().sum() == 0  # a group with equal rewards teaches nothing
+
+
+def test_clipping_is_asymmetric() -> None:
+    mask = torch.ones(1, 1)
+    old = torch.zeros(1, 1)
+    # positive advantage: the ratio may rise to 1 + clip_high = 1.28, then the gradient stops
+    for ratio, flows in ((1.2, True), (1.4, False)):
+        new = torch.full((1, 1), float(torch.log(torch.tensor(ratio))), requires_grad=True)
+        loss, clipped = grpo.clipped_surrogate(new, old, torch.ones(1, 1), mask, 0.2, 0.28)
+        loss.backward()
+        assert (new.grad.abs().item() > 0) == flows and clipped.item() == (0.0 if flows else 1.0)
+    # negative advantage: the ratio may fall to 1 - clip_low = 0.8
+    for ratio, flows in ((0.85, True), (0.75, False)):
+        new = torch.full((1, 1), float(torch.log(torch.tensor(ratio))), requires_grad=True)
+        loss, _ = grpo.clipped_surrogate(new, old, -torch.ones(1, 1), mask, 0.2, 0.28)
+        loss.backward()
+        assert (new.grad.abs().item() > 0) == flows
+    # masked tokens carry no loss
+    new = torch.zeros(1, 2, requires_grad=True)
+    loss, _ = grpo.clipped_surrogate(
+        new, torch.zeros(1, 2), torch.ones(1, 1), torch.tensor([[1.0, 0.0]]), 0.2, 0.28
+    )
+    loss.backward()
+    assert new.grad[0, 1] == 0 and new.grad[0, 0] != 0
+
+
+def test_rollout_logprobs_match_a_full_forward(upstream) -> None:
+    _, _, sft_dir = upstream
+    model, tokenizer = load_checkpoint(sft_dir)
+    prompt = chat.encode_prompt(tokenizer, "Jo has 7 stickers. Jo uses 2 stickers. How many?")
+    stop = tokenizer.convert_tokens_to_ids(chat.IM_END)
+    rollouts = sample_group(
+        model,
+        prompt,
+        3,
+        max_new_tokens=12,
+        temperature=0.8,
+        stop_id=stop,
+        generator=torch.Generator().manual_seed(1),
+    )
+    again = sample_group(
+        model,
+        prompt,
+        3,
+        max_new_tokens=12,
+        temperature=0.8,
+        stop_id=stop,
+        generator=torch.Generator().manual_seed(1),
+    )
+    assert rollouts == again
+    with torch.no_grad():
+        logp, mask = grpo.completion_logprobs(
+            model, [prompt] * 3, [r.tokens for r in rollouts], tokenizer.pad_token_id, 0.8
+        )
+    for row, rollout in enumerate(rollouts):
+        assert mask[row].sum() == len(rollout.tokens) <= 12
+        assert torch.allclose(
+            logp[row, : len(rollout.tokens)], torch.tensor(rollout.logprobs), atol=1e-4
+        )
+
+
+def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
+    recipe, _, sft_dir = upstream
+    model, tokenizer = load_checkpoint(sft_dir)
+    record = {
+        "question": "Jo has 7 stickers. Jo uses 2 stickers. How many stickers does Jo have now?",
+        "answer": "5",
+        "thinking": "7-2=5.",
+    }
+    prompt = chat.encode_prompt(tokenizer, record["question"])
+    texts = [
+        "<think>7-2=5.</think>5<|im_end|>",
+        "<think>7-2=4.</think>4<|im_end|>",
+        "<think>7+2=9.</think>9<|im_end|>",
+    ]
+    completions = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    with torch.no_grad():
+        before, _ = grpo.completion_logprobs(
+            model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
+        )
+    rollouts = [Rollout(c, before[i, : len(c)].tolist(), True) for i, c in enumerate(completions)]
+    think = (
+        tokenizer.convert_tokens_to_ids(chat.THINK_OPEN),
+        tokenizer.convert_tokens_to_ids(chat.THINK_CLOSE),
+    )
+    rl = {**recipe.get("rl"), "generations_per_prompt": 3, "length_penalty": 0.0}
+    # plain SGD, small step: checks the direction of the policy gradient itself
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    with Verifier() as verifier:
+        row = grpo._step(
+            model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 3, rollouts, think
+        )
+    assert row["accuracy"] == pytest.approx(1 / 3) and row["clipped_fraction"] == 0.0
+    with torch.no_grad():
+        after, _ = grpo.completion_logprobs(
+            model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
+        )
+    gain = (after - before).sum(dim=1)
+    assert gain[0] > 0 > gain[1] and gain[2] < 0
+
+
+def test_stage_reruns_byte_identical(upstream, tmp_path) -> None:
+    recipe, reasoning_dir, sft_dir = upstream
+    inputs = {"sft": sft_dir, "reasoning": reasoning_dir}
+    first = run_stage("rl", recipe, tmp_path / "a", inputs, grpo.run, project=PROJECT)
+    second = run_stage("rl", recipe, tmp_path / "b", inputs, grpo.run, project=PROJECT)
+    assert first["outputs"] == second["outputs"]
+    assert sha256_file(tmp_path / "a" / "model" / "model.safetensors") != sha256_file(
+        sft_dir / "model" / "model.safetensors"
+    )
+    rows = [
+        json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["step"] for r in rows] == [0, 1]
+    for r in rows:
+        assert {
+            "mean_reward",
+            "accuracy",
+            "mean_thinking_tokens",
+            "loss",
+            "clipped_fraction",
+        } <= set(r)
+        assert 0 <= r["mean_thinking_tokens"] <= 16
+        # with no right answers the reward is the length penalty alone
+        assert r["mean_reward"] == pytest.approx(
+            r["accuracy"] - 0.01 * r["mean_thinking_tokens"], abs=1e-5
+        )
+    assert first["summary"]["rollouts"] == 12
+
+
+def test_kl_term_runs_when_enabled(upstream, tmp_path) -> None:
+    recipe, reasoning_dir, sft_dir = upstream
+    recipe.data["rl"].update({"kl_coef": 0.1, "steps": 1})
+    inputs = {"sft": sft_dir, "reasoning": reasoning_dir}
+    run_stage("rl", recipe, tmp_path / "kl", inputs, grpo.run, project=PROJECT)
+    row = json.loads((tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["kl"] == pytest.approx(0.0, abs=1e-6)  # the first step's policy is the reference
