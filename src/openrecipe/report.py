@@ -98,7 +98,8 @@ def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
         {(t, m) for s in collected["scores"].values() for t, ms in s.items() for m in ms}
     )
     if task_metrics:
-        checkpoints = list(collected["scores"])
+        order = {"base": 0, "sft": 1, "rl": 2}
+        checkpoints = sorted(collected["scores"], key=lambda c: (order.get(c, 9), c))
         lines.append("| task | metric | " + " | ".join(checkpoints) + " |")
         lines.append("|---|---|" + "---|" * len(checkpoints))
         for task, metric in task_metrics:
