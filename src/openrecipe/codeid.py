@@ -9,13 +9,24 @@ import subprocess
 from functools import cache
 from pathlib import Path
 
-KEY_PACKAGES = ("torch", "transformers", "tokenizers", "trl", "lm_eval", "numpy", "snakemake", "dvc")
+KEY_PACKAGES = (
+    "torch",
+    "transformers",
+    "tokenizers",
+    "trl",
+    "lm_eval",
+    "numpy",
+    "snakemake",
+    "dvc",
+)
 CODE_PATHS = ("src", "workflow", "Snakefile", "pyproject.toml", "requirements.txt")
 
 
 def _git(root: Path, *args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, check=True, timeout=30)
+        out = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, check=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.decode("utf-8", "replace").strip()

@@ -30,7 +30,10 @@ def list_output_files(directory: Path) -> list[Path]:
 
 def describe_outputs(directory: Path) -> dict[str, dict[str, Any]]:
     return {
-        path.relative_to(directory).as_posix(): {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        path.relative_to(directory).as_posix(): {
+            "sha256": sha256_file(path),
+            "bytes": path.stat().st_size,
+        }
         for path in list_output_files(directory)
     }
 
@@ -42,7 +45,11 @@ def seal(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, obj: Any, *, canonical: bool = False) -> None:
-    text = canonical_json(obj) if canonical else json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
+    text = (
+        canonical_json(obj)
+        if canonical
+        else json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
+    )
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(text + "\n", encoding="utf-8")
     os.replace(tmp, path)
@@ -55,11 +62,15 @@ def read_manifest(stage_dir: Path) -> dict[str, Any]:
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StageInputError(f"{path}: not valid JSON ({exc}); the manifest was altered or truncated") from exc
+        raise StageInputError(
+            f"{path}: not valid JSON ({exc}); the manifest was altered or truncated"
+        ) from exc
     recorded = manifest.get("manifest_sha256")
     actual = hash_obj({k: v for k, v in manifest.items() if k != "manifest_sha256"})
     if recorded != actual:
-        raise StageInputError(f"{path}: manifest_sha256 {recorded} does not match its content {actual}; the manifest was altered")
+        raise StageInputError(
+            f"{path}: manifest_sha256 {recorded} does not match its content {actual}; the manifest was altered"
+        )
     return manifest
 
 
@@ -78,7 +89,9 @@ def verify_stage_dir(stage_dir: Path, *, strict_extra: bool = True) -> list[str]
             continue
         actual = sha256_file(path)
         if actual != meta["sha256"]:
-            problems.append(f"{path}: sha256 {actual[:12]}… does not match manifest {meta['sha256'][:12]}…")
+            problems.append(
+                f"{path}: sha256 {actual[:12]}… does not match manifest {meta['sha256'][:12]}…"
+            )
     if strict_extra:
         for path in list_output_files(stage_dir):
             rel = path.relative_to(stage_dir).as_posix()

@@ -36,7 +36,9 @@ def resolve_inside(path: str | Path, roots: list[Path], what: str) -> Path:
         if resolved == root.resolve() or root.resolve() in resolved.parents:
             return resolved
     allowed = ", ".join(str(r) for r in roots)
-    raise RecipeError(f"{what}: path {str(path)!r} resolves to {resolved}, outside {allowed}; refused")
+    raise RecipeError(
+        f"{what}: path {str(path)!r} resolves to {resolved}, outside {allowed}; refused"
+    )
 
 
 def run_dir(project: Path, recipe_name: str) -> Path:
