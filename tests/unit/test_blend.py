@@ -113,3 +113,18 @@ def test_apportion_sums_exactly():
     assert apportion(10, {"x": 1, "y": 1, "z": 1}) == {"x": 4, "y": 3, "z": 3}
     assert sum(apportion(61920, {"p": 0.8, "q": 0.2}).values()) == 61920
     assert apportion(0, {"x": 1.0}) == {"x": 0}
+
+
+def test_quality_bucket_rules():
+    low, high, unscored = (
+        {**_doc("a", 1), "quality_bucket": 0},
+        {**_doc("a", 2), "quality_bucket": 3},
+        {**_doc("a", 3), "quality_bucket": None},
+    )
+    below = {"quality_bucket_below": 2}
+    assert rule_matches(below, low) and not rule_matches(below, high)
+    assert not rule_matches(below, unscored) and not rule_matches(below, _doc("a", 4))
+    assert rule_matches({"buckets": [3]}, high) and not rule_matches({"buckets": [3]}, low)
+    assert not rule_matches({"buckets": [0], "source": "b"}, low)
+    kept, excluded = apply_exclusions([low, high, unscored], [below])
+    assert [d["id"] for d in kept] == ["a/002", "a/003"] and excluded[0]["id"] == "a/001"

@@ -58,7 +58,7 @@ def test_quarantine_reasons(tmp_path):
             _doc("w", source="b"),
         ],
     )
-    kept, ledger = curate([("a", tmp_path / "a.jsonl")], CFG)
+    kept, ledger, _ = curate([("a", tmp_path / "a.jsonl")], CFG)
     reasons = [q["reason"] for q in ledger.quarantine]
     assert reasons == [
         "invalid_json",
@@ -90,7 +90,7 @@ def test_cap_dedup_filter_and_conservation(tmp_path):
         [_doc("1", PROSE, source="b"), _doc("2", "x = [1, 2]  # ok!!", source="b", lang="code")],
     )
     cfg = {**CFG, "max_docs_per_source": 4, "min_chars": 10}
-    kept, ledger = curate([("a", tmp_path / "a.jsonl"), ("b", tmp_path / "b.jsonl")], cfg)
+    kept, ledger, _ = curate([("a", tmp_path / "a.jsonl"), ("b", tmp_path / "b.jsonl")], cfg)
     dropped = {(d["id"], d["step"], d["reason"]) for d in ledger.dropped}
     assert dropped == {
         ("a/5", "source_cap", "over_source_cap"),

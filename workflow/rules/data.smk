@@ -1,4 +1,5 @@
-# Data: acquire each source, curate them together, blend, train the tokenizer, pack; and the
+# Data: acquire each source, curate them together (curate -> langid -> fuzzy_dedup -> quality
+# -> decontam), blend, train the tokenizer, pack; and the
 # reasoning set for alignment and evaluation.
 #
 # Every stage rule has the same shape: its stage's params (view = rerun trigger, view hash,
@@ -48,14 +49,85 @@ rule curate:
         STAGE_SHELL
 
 
-rule blend:
+# The curation chain after curate: each step its own stage, reading the previous one's docs.jsonl
+# and writing its own accounting (see openrecipe.data.accounting).
+rule langid:
     input:
         f"{RUN}/curate/manifest.json",
+    output:
+        manifest=f"{RUN}/langid/manifest.json",
+    params:
+        **stage_params("langid"),
+        inputs=input_args(docs=f"{RUN}/curate"),
+        out=output_dir,
+    log:
+        f"{RUN}/logs/langid.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
+rule fuzzy_dedup:
+    input:
+        f"{RUN}/langid/manifest.json",
+    output:
+        manifest=f"{RUN}/fuzzy_dedup/manifest.json",
+    params:
+        **stage_params("fuzzy_dedup"),
+        inputs=input_args(docs=f"{RUN}/langid"),
+        out=output_dir,
+    log:
+        f"{RUN}/logs/fuzzy_dedup.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
+rule quality:
+    input:
+        f"{RUN}/fuzzy_dedup/manifest.json",
+    output:
+        manifest=f"{RUN}/quality/manifest.json",
+    params:
+        **stage_params("quality"),
+        inputs=input_args(docs=f"{RUN}/fuzzy_dedup"),
+        out=output_dir,
+    log:
+        f"{RUN}/logs/quality.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
+rule decontam:
+    input:
+        f"{RUN}/quality/manifest.json",
+        get_decontam_manifests,
+    output:
+        manifest=f"{RUN}/decontam/manifest.json",
+    params:
+        **stage_params("decontam"),
+        inputs=get_decontam_input_args,
+        out=output_dir,
+    log:
+        f"{RUN}/logs/decontam.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
+rule blend:
+    input:
+        f"{RUN}/decontam/manifest.json",
     output:
         manifest=f"{RUN}/blend/manifest.json",
     params:
         **stage_params("blend"),
-        inputs=input_args(curated=f"{RUN}/curate"),
+        inputs=input_args(curated=f"{RUN}/decontam"),
         out=output_dir,
     log:
         f"{RUN}/logs/blend.log",

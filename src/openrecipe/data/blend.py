@@ -33,13 +33,21 @@ _EQUAL_FIELDS = ("source", "license", "lang")
 
 def rule_matches(rule: dict[str, Any], doc: dict[str, Any]) -> bool:
     """A rule matches when every field it names matches (``path_glob``: fnmatch on url_or_path,
-    case-sensitive on every OS; ``ids``: membership)."""
+    case-sensitive on every OS; ``ids``: membership; ``quality_bucket_below`` / ``buckets``: the
+    ``quality`` stage's bucket, which documents it did not score never match)."""
     for name in _EQUAL_FIELDS:
         if name in rule and doc[name] != rule[name]:
             return False
     if "path_glob" in rule and not fnmatchcase(doc["url_or_path"], rule["path_glob"]):
         return False
-    return not ("ids" in rule and doc["id"] not in rule["ids"])
+    if "ids" in rule and doc["id"] not in rule["ids"]:
+        return False
+    bucket = doc.get("quality_bucket")  # None: not scored (code), never matched by bucket
+    if "quality_bucket_below" in rule and (
+        bucket is None or bucket >= rule["quality_bucket_below"]
+    ):
+        return False
+    return not ("buckets" in rule and bucket not in rule["buckets"])
 
 
 def apply_exclusions(docs: list[dict], rules: list[dict]) -> tuple[list[dict], list[dict]]:

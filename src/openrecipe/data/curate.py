@@ -27,91 +27,33 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openrecipe.data.accounting import Ledger, profile, write_outputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
 
 FIELDS = ("id", "source", "lang", "license", "url_or_path", "text")
 STEPS = ("validate", "source_cap", "normalize", "dedup", "filter")
+# The data.curation keys this stage reads (its view); the sub-sections langid, fuzzy_dedup,
+# quality and decontam belong to the later stages, so editing them does not rerun curate.
+CONFIG_KEYS = (
+    "max_docs_per_source",
+    "normalization",
+    "min_chars",
+    "max_chars",
+    "min_words",
+    "max_mean_word_length",
+    "max_symbol_ratio",
+    "min_alpha_ratio",
+    "exempt_langs",
+)
 INPUT_PREFIX = "raw_"
 _CONTROL = re.compile(
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )  # Unicode Cc, minus \t and \n (\r handled first)
 _TRAILING = re.compile(r"[ \t\f\v\u00a0]+$", re.MULTILINE)
-
-
-@dataclass
-class StepCount:
-    """One step's tally for one source."""
-
-    n_in: int = 0
-    kept: int = 0
-    dropped: Counter = field(default_factory=Counter)
-    quarantined: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "in": self.n_in,
-            "kept": self.kept,
-            "dropped": dict(sorted(self.dropped.items())),
-            "dropped_total": sum(self.dropped.values()),
-            "quarantined": self.quarantined,
-        }
-
-
-class Ledger:
-    """Per step, per source accounting plus the dropped/quarantine records."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, dict[str, StepCount]] = {step: {} for step in STEPS}
-        self.dropped: list[dict[str, Any]] = []
-        self.quarantine: list[dict[str, Any]] = []
-
-    def tally(self, step: str, source: str) -> StepCount:
-        return self.counts[step].setdefault(source, StepCount())
-
-    def keep(self, step: str, source: str) -> None:
-        self.tally(step, source).n_in += 1
-        self.tally(step, source).kept += 1
-
-    def drop(self, step: str, doc: dict, reason: str, **extra: Any) -> None:
-        tally = self.tally(step, doc["source"])
-        tally.n_in += 1
-        tally.dropped[reason] += 1
-        self.dropped.append(
-            {"id": doc["id"], "source": doc["source"], "reason": reason, "step": step, **extra}
-        )
-
-    def quarantine_record(self, source: str, record: dict[str, Any]) -> None:
-        tally = self.tally("validate", source)
-        tally.n_in += 1
-        tally.quarantined += 1
-        self.quarantine.append({"source": source, "step": "validate", **record})
-
-    def check(self) -> None:
-        """Conservation at every step, and each step's kept = the next step's in."""
-        for step in STEPS:
-            for source, c in self.counts[step].items():
-                assert c.n_in == c.kept + sum(c.dropped.values()) + c.quarantined, (step, source)
-        for before, after in zip(STEPS, STEPS[1:], strict=False):
-            for source, c in self.counts[before].items():
-                assert c.kept == self.tally(after, source).n_in, (before, after, source)
-
-    def report(self) -> dict[str, Any]:
-        steps = {}
-        for step in STEPS:
-            per_source = {s: c.as_dict() for s, c in sorted(self.counts[step].items())}
-            total = StepCount()
-            for c in self.counts[step].values():
-                total.n_in += c.n_in
-                total.kept += c.kept
-                total.dropped.update(c.dropped)
-                total.quarantined += c.quarantined
-            steps[step] = {"sources": per_source, "total": total.as_dict()}
-        return {"steps": steps, "order": list(STEPS)}
 
 
 def _excerpt(raw: bytes) -> str:
@@ -197,9 +139,14 @@ def _source_inputs(ctx: StageContext) -> list[tuple[str, Path]]:
     return pairs
 
 
-def curate(sources: list[tuple[str, Path]], cfg: dict[str, Any]) -> tuple[list[dict], Ledger]:
-    ledger = Ledger()
+def curate(
+    sources: list[tuple[str, Path]], cfg: dict[str, Any]
+) -> tuple[list[dict], Ledger, list[dict]]:
+    """(kept documents, ledger, profile of the input: valid records by source/lang/licence, and
+    quarantined ones under lang and licence "?" with the characters of their raw line)."""
+    ledger = Ledger(STEPS)
     valid: list[dict] = []
+    malformed: list[dict] = []
     ids: set[str] = set()
     for source, path in sources:
         with open(path, "rb") as handle:
@@ -210,6 +157,7 @@ def curate(sources: list[tuple[str, Path]], cfg: dict[str, Any]) -> tuple[list[d
                     doc, reason, detail = None, "duplicate_id", "id seen earlier"
                 if doc is None:
                     ledger.quarantine_record(
+                        "validate",
                         source,
                         {
                             "input": f"{INPUT_PREFIX}{source}",
@@ -219,6 +167,8 @@ def curate(sources: list[tuple[str, Path]], cfg: dict[str, Any]) -> tuple[list[d
                             "excerpt": _excerpt(raw),
                         },
                     )
+                    text = raw.decode("utf-8", errors="replace")
+                    malformed.append({"source": source, "lang": "?", "license": "?", "text": text})
                     continue
                 ids.add(doc["id"])
                 ledger.keep("validate", source)
@@ -260,36 +210,12 @@ def curate(sources: list[tuple[str, Path]], cfg: dict[str, Any]) -> tuple[list[d
             continue
         ledger.keep("filter", doc["source"])
         kept.append(doc)
-    for step in STEPS:  # a source with no documents still shows up, with zeros
-        for source, _ in sources:
-            ledger.tally(step, source)
+    ledger.cover(source for source, _ in sources)
     ledger.check()
-    return kept, ledger
-
-
-def _write_jsonl(path: Path, records: list[dict]) -> None:
-    with open(path, "w", encoding="utf-8", newline="\n") as handle:
-        for record in records:
-            handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+    return kept, ledger, profile([*valid, *malformed])
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    cfg = ctx.cfg("data.curation")
-    kept, ledger = curate(_source_inputs(ctx), cfg)
-    _write_jsonl(ctx.out / "docs.jsonl", kept)
-    _write_jsonl(ctx.out / "dropped.jsonl", ledger.dropped)
-    _write_jsonl(ctx.out / "quarantine.jsonl", ledger.quarantine)
-    report = ledger.report()
-    (ctx.out / "accounting.json").write_text(
-        json.dumps(report, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    dropped = Counter()
-    for step in STEPS:
-        dropped.update(report["steps"][step]["total"]["dropped"])
-    return {
-        "in": report["steps"]["validate"]["total"]["in"],
-        "kept": len(kept),
-        "quarantined": len(ledger.quarantine),
-        "dropped": dict(sorted(dropped.items())),
-        "kept_per_source": {s: c["kept"] for s, c in report["steps"]["filter"]["sources"].items()},
-    }
+    cfg = {key: ctx.cfg(f"data.curation.{key}") for key in CONFIG_KEYS}
+    kept, ledger, profile_in = curate(_source_inputs(ctx), cfg)
+    return write_outputs(ctx.out, kept, ledger, profile_in)

