@@ -166,12 +166,48 @@ def test_rerun_without_periodic_checkpoints_is_byte_identical(unbroken, inputs, 
     assert manifest["outputs"] == unbroken[1]["outputs"]
 
 
-@pytest.mark.parametrize("precision", ["fp8", "nvfp4"])
-def test_unimplemented_precisions_are_refused(inputs, tmp_path, precision):
-    with pytest.raises(
-        RecipeError, match=f"pretrain.precision: {precision} emulation is not implemented"
-    ):
-        _pretrain(_recipe(precision=precision), inputs, tmp_path / "pretrain")
+# "M-M*M-": Mamba in_proj/out_proj, MLP up/down_proj, attention q/k/v/o_proj
+LINEARS = {"M": 2, "-": 2, "*": 4}
+
+
+@pytest.mark.parametrize(
+    ("precision", "first", "last", "pattern"),
+    [("fp8", 0, 0, "M-M*M-"), ("nvfp4", 1, 1, "-M*M")],
+)
+def test_low_precision_swaps_linears_and_is_deterministic(
+    inputs, tmp_path, precision, first, last, pattern
+):
+    recipe = _recipe(
+        precision=precision, bf16_first_layers=first, bf16_last_layers=last, checkpoint_every=0
+    )
+    one = _pretrain(recipe, inputs, tmp_path / "one")
+    two = _pretrain(recipe, inputs, tmp_path / "two")
+    summary = one["summary"]
+    assert summary["precision"] == precision
+    assert summary["precision_linears"] == sum(LINEARS[c] for c in pattern)
+    assert summary["final_loss"] < summary["first_loss"]
+    assert one["outputs"] == two["outputs"]
+    assert "checkpoint/precision_rng.safetensors" in one["outputs"]
+
+
+def test_nvfp4_switches_reach_the_layers(inputs, tmp_path, unbroken):
+    switches = {"disable_rht": True, "disable_stochastic_rounding": True}
+    default = _pretrain(_recipe(precision="nvfp4", checkpoint_every=0), inputs, tmp_path / "a")
+    plain = _pretrain(
+        _recipe(precision="nvfp4", nvfp4=switches, checkpoint_every=0), inputs, tmp_path / "b"
+    )
+    assert plain["summary"]["nvfp4"] == {**switches, "disable_2d_quantization": False}
+    weights = "model/model.safetensors"
+    hashes = {m["outputs"][weights]["sha256"] for m in (default, plain, unbroken[1])}
+    assert len(hashes) == 3  # nvfp4 differs from bf16, and the switches change the numerics
+
+
+def test_cuda_without_a_device_is_a_recipe_error(inputs, tmp_path, monkeypatch):
+    recipe = _recipe()
+    recipe.data["resources"]["device"] = "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RecipeError, match="resources.device: cuda, but this torch"):
+        _pretrain(recipe, inputs, tmp_path / "pretrain")
 
 
 def test_loader_is_sequential_and_checks_fingerprint():

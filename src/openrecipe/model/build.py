@@ -17,9 +17,15 @@ from transformers import NemotronHConfig, NemotronHForCausalLM
 _RENAMES: dict[str, str] = {}
 
 
-def nemotronh_config(model: dict[str, Any], vocab_size: int, *, bos_id: int | None = None,
-                     eos_id: int | None = None, pad_id: int | None = None,
-                     max_position_embeddings: int = 4096) -> NemotronHConfig:
+def nemotronh_config(
+    model: dict[str, Any],
+    vocab_size: int,
+    *,
+    bos_id: int | None = None,
+    eos_id: int | None = None,
+    pad_id: int | None = None,
+    max_position_embeddings: int = 4096,
+) -> NemotronHConfig:
     """NemotronHConfig from a recipe model section (defaults already filled by the schema)."""
     fields = {_RENAMES.get(k, k): v for k, v in model.items()}
     pattern = fields.pop("hybrid_override_pattern")
@@ -41,7 +47,9 @@ def nemotronh_config(model: dict[str, Any], vocab_size: int, *, bos_id: int | No
     )
 
 
-def build_model(config: NemotronHConfig, *, seed: int, dtype: torch.dtype = torch.float32) -> NemotronHForCausalLM:
+def build_model(
+    config: NemotronHConfig, *, seed: int, dtype: torch.dtype = torch.float32
+) -> NemotronHForCausalLM:
     """A freshly initialised model; the seed alone decides its weights."""
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
@@ -57,4 +65,9 @@ def count_parameters(config: NemotronHConfig) -> dict[str, int]:
     total = sum(p.numel() for p in model.parameters())
     embeddings = model.get_input_embeddings().weight.numel()
     head = 0 if config.tie_word_embeddings else model.get_output_embeddings().weight.numel()
-    return {"total": total, "embedding": embeddings, "lm_head": head, "non_embedding": total - embeddings - head}
+    return {
+        "total": total,
+        "embedding": embeddings,
+        "lm_head": head,
+        "non_embedding": total - embeddings - head,
+    }

@@ -7,6 +7,9 @@ directory named ``step-NNNNNNNN`` is always complete. It holds:
 - ``optimizer.safetensors``: the optimizer's per-parameter tensors, keyed ``<param index>.<name>``
   (hyper-parameters are rebuilt from the recipe, and the learning rate is set every step);
 - ``rng.safetensors``: torch's CPU generator state;
+- ``precision_rng.safetensors`` (fp8/nvfp4 runs only): the stochastic-rounding generator of every
+  ``PrecisionLinear``, by module name, without which a resumed NVFP4 run would draw other
+  rounding noise than an unbroken one;
 - ``state.json``: step, loader position and fingerprint, Python and NumPy RNG states, and whatever
   the loop needs to continue its logs.
 
@@ -26,7 +29,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from openrecipe.model.precision import load_precision_rng_states, precision_rng_states
+
 _PREFIX = "step-"
+_PRECISION_RNG = "precision_rng.safetensors"
 
 
 def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -70,7 +76,7 @@ def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tens
                 raise TypeError(
                     f"optimizer state {index}.{name} is {type(value).__name__}, not a tensor"
                 )
-            flat[f"{index}.{name}"] = value.detach().clone().contiguous()
+            flat[f"{index}.{name}"] = value.detach().cpu().clone().contiguous()
     return flat
 
 
@@ -96,11 +102,14 @@ def save(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     # clone(): tied weights share storage, which safetensors refuses; loading copies into both
-    weights = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    weights = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     save_file(weights, tmp / "model.safetensors")
     save_file(_optimizer_tensors(optimizer), tmp / "optimizer.safetensors")
     rng_tensors, rng_json = _rng_state()
     save_file(rng_tensors, tmp / "rng.safetensors")
+    precision_states = precision_rng_states(model)
+    if precision_states:
+        save_file(precision_states, tmp / _PRECISION_RNG)
     text = json.dumps({**state, "rng": rng_json}, sort_keys=True, indent=1)
     (tmp / "state.json").write_text(text + "\n", encoding="utf-8")
     if directory.exists():
@@ -116,6 +125,9 @@ def load(
     _load_optimizer(optimizer, load_file(directory / "optimizer.safetensors"))
     state = json.loads((directory / "state.json").read_text(encoding="utf-8"))
     _restore_rng(load_file(directory / "rng.safetensors"), state.pop("rng"))
+    # also when the file is absent: refuses a checkpoint whose layers do not match the model's
+    precision_path = directory / _PRECISION_RNG
+    load_precision_rng_states(model, load_file(precision_path) if precision_path.exists() else {})
     return state
 
 

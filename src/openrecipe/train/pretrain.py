@@ -13,6 +13,11 @@ Outputs (in ``ctx.out``):
 - ``checkpoint/``: the final resumable checkpoint (see ``checkpoint.py``);
 - ``metrics.jsonl``: one row per logged step ``{step, loss, lr, grad_norm, tokens}``;
 - ``params.json``: parameter counts.
+
+Precision (``pretrain.precision``): ``bf16`` runs every GEMM under bf16 autocast; ``fp8`` and
+``nvfp4`` swap the decoder-layer linears (outside the first/last ``bf16_*_layers``) for
+``PrecisionLinear``, which emulates Transformer Engine's FP8 current scaling or NVFP4 recipe in
+all three GEMMs. The stochastic-rounding generators of those layers are part of the checkpoint.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,7 @@ from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import derive_seed, hash_obj
 from openrecipe.manifest import read_manifest
 from openrecipe.model.build import build_model, count_parameters, nemotronh_config
+from openrecipe.model.precision import NVFP4Config, apply_precision
 from openrecipe.stage import StageContext
 from openrecipe.train import checkpoint
 from openrecipe.train.schedule import wsd_lr
@@ -145,18 +152,32 @@ def _resume_root(out: Path) -> Path:
     return out.parent / f".{match.group(1) if match else out.name}.resume"
 
 
-def _check_precision(ctx: StageContext) -> str:
-    precision = ctx.cfg("pretrain.precision")
-    if precision != "bf16":
+def _device(ctx: StageContext) -> torch.device:
+    """``resources.device``; asking for CUDA on a machine without it is a recipe error, not a
+    silent fall-back to the CPU."""
+    name = ctx.cfg("resources.device")
+    if name == "cuda" and not torch.cuda.is_available():
         raise RecipeError(
-            f"{ctx.recipe.origin('pretrain.precision')}: pretrain.precision: {precision} "
-            "emulation is not implemented yet; use bf16"
+            f"{ctx.recipe.origin('resources.device')}: resources.device: cuda, but this torch "
+            f"({torch.__version__}, CUDA {torch.version.cuda}) sees no CUDA device"
         )
-    return precision
+    return torch.device(name)
+
+
+def _compute(precision: str, device: torch.device) -> str:
+    """One line for the manifest summary saying what arithmetic the run used."""
+    if precision == "bf16":
+        return f"bf16 autocast on {device.type}, fp32 master weights and AdamW state"
+    return (
+        f"{precision} emulated (Transformer Engine numerics, fp32 GEMMs on dequantised operands) "
+        f"in the swapped decoder linears, bf16 autocast elsewhere on {device.type}, "
+        "fp32 master weights and AdamW state"
+    )
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    precision = _check_precision(ctx)
+    precision = ctx.cfg("pretrain.precision")
+    device = _device(ctx)
     pack_dir, tokenizer_dir = ctx.input("pack"), ctx.input("tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = nemotronh_config(
@@ -167,7 +188,18 @@ def run(ctx: StageContext) -> dict[str, Any]:
         pad_id=tokenizer.pad_token_id,
     )
     model = build_model(config, seed=derive_seed(ctx.cfg("seed"), "pretrain", "init"))
+    model.to(device)
     cfg = ctx.cfg("pretrain")
+    nvfp4 = NVFP4Config(**cfg.get("nvfp4", {}))
+    # before the optimizer is built; parameters are shared, so its param order is unchanged
+    swapped = apply_precision(
+        model,
+        precision,
+        cfg["bf16_first_layers"],
+        cfg["bf16_last_layers"],
+        config=nvfp4 if precision == "nvfp4" else None,
+        seed=derive_seed(ctx.seed, "precision"),
+    )
     steps, per_step = cfg["steps"], cfg["micro_batch_size"] * cfg["grad_accum"]
     dataset = IndexedDataset(pack_dir / "train")
     if len(dataset) < steps * per_step:
@@ -203,9 +235,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     shutil.rmtree(resume_dir, ignore_errors=True)
     if resume_dir.parent.is_dir() and not any(resume_dir.parent.iterdir()):
         resume_dir.parent.rmdir()
-    return {
+    summary: dict[str, Any] = {
         "precision": precision,
-        "compute": "bf16 autocast, fp32 master weights and AdamW state",
+        "precision_linears": len(swapped),
+        "device": device.type,
+        "compute": _compute(precision, device),
         "params": params,
         "steps": steps,
         "tokens": steps * per_step * cfg["seq_length"],
@@ -213,6 +247,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "first_loss": loop["state"]["first_loss"],
         "final_loss": rows[-1]["loss"],
     }
+    if precision == "nvfp4":
+        summary["nvfp4"] = asdict(nvfp4)
+    return summary
 
 
 def _train(
@@ -237,7 +274,7 @@ def _train(
         print(f"pretrain: resuming from {found} (step {state['step']})", file=sys.stderr)
 
     model.train()
-    device_type = next(model.parameters()).device.type
+    device = next(model.parameters()).device
     bar = tqdm(
         total=steps * tokens_per_step,
         initial=state["step"] * tokens_per_step,
@@ -262,10 +299,11 @@ def _train(
 
         loss_sum = 0.0
         for batch in loader.next_step():
+            batch = batch.to(device)
             inputs, labels = batch[:, :-1], batch[:, 1:].clone()
             if pad_id is not None:
                 labels[labels == pad_id] = IGNORE_INDEX
-            with torch.autocast(device_type, dtype=torch.bfloat16):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
                 logits = model(input_ids=inputs).logits
             loss = F.cross_entropy(
                 logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
