@@ -20,6 +20,11 @@ runs give identical ``model.safetensors`` hashes (tested).
 Outputs: ``model/`` (safetensors + the SFT model's tokenizer files) and ``metrics.jsonl``, one
 object per step: ``step, mean_reward, accuracy, mean_thinking_tokens, mean_completion_tokens,
 stopped_fraction, clipped_fraction, loss`` (+ ``kl`` when kl_coef > 0).
+
+Resume: every ``rl.checkpoint_every`` steps policy weights, AdamW state, RNGs and the metric rows
+go to ``<out parent>/.<out name>.resume/<key>/`` (``resume.py``). Prompts and each rollout's
+generator are functions of (seed, step, prompt), so a killed run resumed from there ends with the
+same ``model.safetensors`` as an unbroken one (tested with SIGKILL).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from openrecipe.data import chat
 from openrecipe.data.reasoning import read_split
 from openrecipe.hashing import derive_seed
 from openrecipe.stage import StageContext
+from openrecipe.train.resume import Resumable
 from openrecipe.train.sampling import Rollout, sample_group
 from openrecipe.train.sft import GRAD_CLIP, load_checkpoint, save_checkpoint
 from openrecipe.train.verifier import Verifier
@@ -113,9 +119,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     stop_id, open_id, close_id = ids(chat.IM_END), ids(chat.THINK_OPEN), ids(chat.THINK_CLOSE)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=rl["lr"], weight_decay=0.0)
     n_prompts, n_gen = rl["prompts_per_step"], rl["generations_per_prompt"]
-    history: list[dict[str, Any]] = []
-    with Verifier() as verifier, open(ctx.out / "metrics.jsonl", "w", encoding="utf-8") as metrics:
-        for step in range(rl["steps"]):
+    # After the reference copy: a resumed run restores the policy, never the reference. The
+    # data position and each rollout generator are functions of the step, so the step is enough.
+    resume = Resumable(ctx, rl["checkpoint_every"])
+    state: dict[str, Any] = resume.load(policy, optimizer) or {"step": 0, "rows": []}
+    history: list[dict[str, Any]] = state["rows"]
+    with Verifier() as verifier:
+        for step in range(state["step"], rl["steps"]):
             batch = [records[(step * n_prompts + i) % len(records)] for i in range(n_prompts)]
             prompts, rollouts = [], []
             for i, record in enumerate(batch):
@@ -147,8 +157,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
             )
             row["step"] = step
             history.append(row)
-            metrics.write(json.dumps(row, sort_keys=True) + "\n")
+            state["step"] = step + 1
+            resume.maybe_save(state["step"], rl["steps"], policy, optimizer, state)
+    (ctx.out / "metrics.jsonl").write_text(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in history), encoding="utf-8"
+    )
     save_checkpoint(policy, ctx.input("sft"), ctx.out)
+    resume.clear()
     return {
         "steps": rl["steps"],
         "rollouts": rl["steps"] * n_prompts * n_gen,

@@ -15,6 +15,11 @@ the schedule follow from the stage seed, and the optimizer is plain ``torch.opti
 
 Outputs: ``model/`` (``save_pretrained`` safetensors + the pretrain model's tokenizer files,
 copied byte for byte) and ``metrics.jsonl`` (one ``{"loss","lr","step"}`` object per step).
+
+Resume: every ``sft.checkpoint_every`` steps the weights, AdamW state, RNGs and loop state go to
+``<out parent>/.<out name>.resume/<key>/`` (``resume.py``); a killed run continues from there
+(the schedule is a function of the step, the sample stream is replayed to its position) and ends
+with the same bytes as an unbroken run (tested with SIGKILL).
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from openrecipe.data.reasoning import read_split
 from openrecipe.errors import StageInputError
 from openrecipe.hashing import derive_seed
 from openrecipe.stage import StageContext
+from openrecipe.train.resume import Resumable
 
 GRAD_CLIP = 1.0  # global-norm clipping, as the pretraining recipe
 WEIGHT_DECAY = 0.0  # fine-tuning a pretrained model: no decay toward zero
@@ -136,42 +142,52 @@ def run(ctx: StageContext) -> dict[str, Any]:
     stream = sample_stream(
         records, ctx.seed, ctx.cfg("sft.reasoning_off_fraction"), ctx.cfg("sft.truncate_fraction")
     )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=ctx.cfg("sft.lr"), weight_decay=WEIGHT_DECAY
-    )
+    base_lr = ctx.cfg("sft.lr")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr, weight_decay=WEIGHT_DECAY)
     warmup = round(ctx.cfg("sft.warmup_fraction") * steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: warmup_cosine(s, steps, warmup)
-    )
-    counts = {"off": 0, "cut": 0, "full": 0, "over_length": 0, "loss_tokens": 0}
-    losses: list[float] = []
+    resume = Resumable(ctx, ctx.cfg("sft.checkpoint_every"))
+    state: dict[str, Any] = resume.load(model, optimizer) or {
+        "step": 0,
+        "rows": [],
+        "counts": {"off": 0, "cut": 0, "full": 0, "over_length": 0, "loss_tokens": 0},
+    }
+    # the data position: the stream is a pure function of the seed, so replaying the samples
+    # already consumed puts it (epoch order and reasoning-mode RNG alike) exactly where it was
+    for _ in range(state["step"] * batch_size):
+        next(stream)
+    counts = state["counts"]
     model.train()
-    with open(ctx.out / "metrics.jsonl", "w", encoding="utf-8") as metrics:
-        for step in range(steps):
-            samples = []
-            for record, mode in (next(stream) for _ in range(batch_size)):
-                counts[mode.split(":")[0]] += 1
-                ids, labels = encode(tokenizer, record, mode)
-                counts["over_length"] += len(ids) > seq_length
-                samples.append((ids, labels))
-            batch = collate(samples, seq_length, tokenizer.pad_token_id)
-            counts["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
-            lr = scheduler.get_last_lr()[0]
-            loss = model(**batch).loss
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-            optimizer.step()
-            scheduler.step()
-            losses.append(round(loss.item(), 6))
-            metrics.write(
-                json.dumps({"step": step, "loss": losses[-1], "lr": lr}, sort_keys=True) + "\n"
-            )
+    for step in range(state["step"], steps):
+        # the schedule is a pure function of the step (LambdaLR's base_lr * lambda(step))
+        lr = base_lr * warmup_cosine(step, steps, warmup)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        samples = []
+        for record, mode in (next(stream) for _ in range(batch_size)):
+            counts[mode.split(":")[0]] += 1
+            ids, labels = encode(tokenizer, record, mode)
+            counts["over_length"] += len(ids) > seq_length
+            samples.append((ids, labels))
+        batch = collate(samples, seq_length, tokenizer.pad_token_id)
+        counts["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
+        loss = model(**batch).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        state["rows"].append({"step": step, "loss": round(loss.item(), 6), "lr": lr})
+        state["step"] = step + 1
+        resume.maybe_save(state["step"], steps, model, optimizer, state)
+    rows = state["rows"]
+    (ctx.out / "metrics.jsonl").write_text(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8"
+    )
     save_checkpoint(model, ctx.input("pretrain"), ctx.out)
+    resume.clear()
     return {
         "steps": steps,
-        "first_loss": losses[0],
-        "last_loss": losses[-1],
+        "first_loss": rows[0]["loss"],
+        "last_loss": rows[-1]["loss"],
         "samples_reasoning_off": counts["off"],
         "samples_truncated": counts["cut"],
         "samples_full": counts["full"],
