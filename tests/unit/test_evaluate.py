@@ -70,9 +70,9 @@ def test_render_suite_hash_ignores_paths_but_not_settings(tmp_path: Path) -> Non
     text = (tmp_path / "a" / "openrecipe_reasoning_heldout.yaml").read_text()
     assert "max_gen_toks: 64" in text and json.dumps(str(tmp_path / "a" / "h.jsonl")) in text
     assert (tmp_path / "a" / "utils.py").is_file()
-    with pytest.raises(RecipeError, match="unknown task 'mmlu'"):
+    with pytest.raises(RecipeError, match="unknown task 'no_such_task'"):
         suite.render_suite(
-            ["mmlu"],
+            ["no_such_task"],
             tmp_path / "e",
             data_file=tmp_path,
             cache_dir=tmp_path,
@@ -203,6 +203,8 @@ def _evaluate(upstream: dict[str, Path], out: Path, **eval_cfg) -> dict:
                 ],
                 "batch_size": 4,
                 "max_new_tokens": 8,
+                "reasoning": "on",  # one mode, no budget runs (tiny.yaml asks for both)
+                "thinking_budgets": [],
                 **eval_cfg,
             }
         }

@@ -1,15 +1,48 @@
 # Evaluation through lm-eval on the local task suite, once per checkpoint (base, sft, rl).
 
+from openrecipe.evaluate.benchmarks import BENCHMARKS, UTILS_FILE
+from openrecipe.evaluate.suite import TASKS, TASKS_DIR
+
+EVAL_TASKS = [task["name"] for task in RECIPE.data["eval"]["tasks"]]
+# The standard benchmarks read the eval_data stage's files; openrecipe's own tasks do not.
+EVAL_DATA = [f"{RUN}/eval_data/manifest.json"] if set(EVAL_TASKS) & set(BENCHMARKS) else []
+# Task templates and their functions are inputs: editing a prompt reruns evaluation (mtime
+# trigger), and the rendered config's hash lands in the manifest.
+EVAL_TEMPLATES = sorted(
+    {str(TASKS_DIR / TASKS[t]) for t in EVAL_TASKS if t in TASKS}
+    | {str(TASKS_DIR / "utils.py"), str(TASKS_DIR / UTILS_FILE)}
+)
+
+
+rule eval_data:
+    output:
+        manifest=f"{RUN}/eval_data/manifest.json",
+    params:
+        **stage_params("eval_data"),
+        inputs="",
+        out=output_dir,
+    log:
+        f"{RUN}/logs/eval_data.log",
+    conda:
+        ENV
+    resources:
+        runtime=lambda w: slurm_resources("eval_data", "runtime", 30),
+    shell:
+        STAGE_SHELL
+
 
 rule evaluate:
     input:
         get_checkpoint_manifest,
         f"{RUN}/reasoning/manifest.json",
+        EVAL_DATA,
+        EVAL_TEMPLATES,
     output:
         manifest=f"{RUN}/evaluate/{{checkpoint}}/manifest.json",
     params:
         **stage_params("evaluate"),
-        inputs=get_evaluate_args,
+        inputs=lambda w: get_evaluate_args(w)
+        + "".join(f" --input eval_data={Path(m).parent}" for m in EVAL_DATA),
         out=output_dir,
     log:
         f"{RUN}/logs/evaluate_{{checkpoint}}.log",

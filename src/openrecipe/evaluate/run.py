@@ -27,12 +27,14 @@ from typing import Any
 
 from openrecipe.data.chat import CHAT_TEMPLATE, system_prompt
 from openrecipe.errors import StageInputError
+from openrecipe.evaluate import benchmarks, suite
 from openrecipe.evaluate.answers import extract_answer, thinking_span
 from openrecipe.evaluate.suite import render_suite
 from openrecipe.hashing import sha256_bytes, sha256_file
 from openrecipe.stage import StageContext
 
 HELDOUT_FIELDS = ("id", "question", "thinking", "answer")
+HELDOUT_TASK = "openrecipe_reasoning_heldout"  # the generative task: reasoning modes and budgets
 # Top-level keys of lm-eval's results that describe the run, not the result (see
 # lm_eval.evaluator.simple_evaluate and lm_eval.loggers.utils.add_env_info).
 _VOLATILE_KEYS = (
@@ -48,6 +50,30 @@ _VOLATILE_KEYS = (
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # "<function f at 0x7f...>" in lm-eval's config dumps
 # Standard-error draws for metrics without a closed form (ours all have one or none).
 _BOOTSTRAP_ITERS = 1000
+
+
+def _runs(
+    tasks: list[tuple[str, int, int]],
+    primary: str,
+    both: bool,
+    budget: int,
+    budgets: list[int],
+) -> list[tuple[str, str, int, int, str, int]]:
+    """(scores key, task, limit, num_fewshot, reasoning mode, thinking budget) of each
+    ``simple_evaluate`` call. Every task runs once in the primary mode under its own name; the
+    held-out task runs again with reasoning off (``both``) and at each extra budget, reasoning
+    on, under ``<task>__reasoning_off`` and ``<task>__budget_<N>``. Only the held-out task: it is
+    the one whose outcome depends on the generated reasoning."""
+    runs = []
+    for name, limit, num_fewshot in tasks:
+        runs.append((name, name, limit, num_fewshot, primary, budget))
+        if name != HELDOUT_TASK:
+            continue
+        if both:
+            runs.append((f"{name}__reasoning_off", name, limit, num_fewshot, "off", budget))
+        for extra in budgets:
+            runs.append((f"{name}__budget_{extra}", name, limit, num_fewshot, "on", extra))
+    return runs
 
 
 def check_heldout(path: Path) -> int:
@@ -176,11 +202,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     tasks = [
         (t["name"], int(t.get("limit") or 0), int(t.get("num_fewshot") or 0)) for t in cfg["tasks"]
     ]
-    reasoning = cfg.get("reasoning", "on")
+    both = cfg.get("reasoning", "on") == "both"
+    reasoning = "on" if both else cfg.get("reasoning", "on")  # the primary mode
     budget = int(cfg.get("thinking_budget") or 0)
+    budgets = [int(b) for b in cfg.get("thinking_budgets") or []]
     seed = int(cfg.get("seed") or 0)
     batch_size = int(cfg.get("batch_size") or 8)
     max_new_tokens = int(cfg["max_new_tokens"])
+    eval_data = ctx.inputs.get("eval_data")  # needed only by the standard benchmarks
 
     # Offline, and every datasets cache in a scratch dir beside the output, deleted afterwards.
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -202,6 +231,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             cache_dir=scratch / "hf_datasets",
             max_gen_toks=max_new_tokens,
             reasoning=reasoning,
+            eval_data=eval_data,
         )
         manager = TaskManager(include_path=str(include), include_defaults=False)
         lm = get_model("openrecipe-hf").create_from_arg_obj(
@@ -220,12 +250,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
             str(heldout): "<reasoning>/heldout.jsonl",
             str(model_dir): "<model>",
             str(scratch): "<scratch>",
+            **({str(eval_data): "<eval_data>"} if eval_data else {}),
             str(ctx.project): "<project>",
         }
 
         results: dict[str, Any] = {}
         scores: dict[str, dict[str, float]] = {}
-        for name, limit, num_fewshot in tasks:
+        for key, name, limit, num_fewshot, mode, lm.thinking_budget in _runs(
+            tasks, reasoning, both, budget, budgets
+        ):
+            chat = benchmarks.uses_chat_template(name)
             raw = lm_eval.simple_evaluate(
                 model=lm,
                 tasks=[name],
@@ -234,26 +268,27 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 limit=limit or None,
                 log_samples=True,
                 bootstrap_iters=_BOOTSTRAP_ITERS,
-                system_instruction=system_prompt(reasoning == "on"),
-                apply_chat_template=True,
-                fewshot_as_multiturn=True,
+                system_instruction=system_prompt(mode == "on") if chat else None,
+                apply_chat_template=chat,
+                fewshot_as_multiturn=chat,
                 random_seed=seed,
                 numpy_random_seed=seed,
                 torch_random_seed=seed,
                 fewshot_random_seed=seed,
             )
             samples = raw["samples"][name]
-            results[name] = clean_results(raw, replacements)
-            scores[name] = metric_values(raw["results"][name])
-            if name == "openrecipe_reasoning_heldout":
+            results[key] = clean_results(raw, replacements)
+            scores[key] = metric_values(raw["results"][name])
+            if name == HELDOUT_TASK:
                 rows = heldout_rows(samples, lm.tokenizer)
-                scores[name]["thinking_tokens_mean"] = sum(
-                    r["thinking_tokens"] for r in rows
-                ) / len(rows)
+                thinking = [r["thinking_tokens"] for r in rows]
+                scores[key]["thinking_tokens_mean"] = sum(thinking) / len(thinking)
+            elif name in benchmarks.BENCHMARKS:
+                rows = benchmarks.sample_rows(name, samples)
             else:
                 rows = bpb_rows(samples)
-            scores[name]["n"] = len(rows)
-            _write_jsonl(ctx.out / f"samples_{name}.jsonl", scrub(rows, replacements))
+            scores[key]["n"] = len(rows)
+            _write_jsonl(ctx.out / f"samples_{key}.jsonl", scrub(rows, replacements))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -262,7 +297,14 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return {
         "lm_eval_version": lm_eval.__version__,
         "task_config_sha256": task_hashes,
+        "task_utils_sha256": {
+            name: sha256_file(suite.TASKS_DIR / name)
+            for name in ("utils.py", benchmarks.UTILS_FILE)
+        },
+        "dataset_sha256": benchmarks.dataset_pins([name for name, _, _ in tasks], eval_data),
+        "chat_template_tasks": sorted(n for n, _, _ in tasks if benchmarks.uses_chat_template(n)),
         "chat_template_sha256": sha256_bytes(chat_template.encode("utf-8")),
+        "system_prompt_sha256": sha256_bytes(system_prompt(reasoning == "on").encode("utf-8")),
         "chat_template_is_openrecipe": chat_template == CHAT_TEMPLATE,
         "heldout_sha256": sha256_file(heldout),
         "heldout_items": n_heldout,
@@ -270,8 +312,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "decoding": "greedy",
             "until": ["<|im_end|>"],
             "max_gen_toks": max_new_tokens,
-            "reasoning": reasoning,
+            "reasoning": "both" if both else reasoning,
             "thinking_budget": budget,
+            "thinking_budgets": budgets,
             "batch_size": batch_size,
             "seed": seed,
             "dtype": "float32",
