@@ -47,11 +47,17 @@ def _trace_stage(stage_dir: Path, project: Path, seen: dict[str, dict[str, Any]]
         "manifest_sha256": manifest["manifest_sha256"],
         "config_hash": manifest["config_hash"],
         "config_origins": manifest.get("config_origins", {}),
+        "config_lines": {
+            dotted: recipe_line(origin, project)
+            for dotted, origin in sorted(manifest.get("config_origins", {}).items())
+        },
         "code": manifest.get("code", {}),
         "outputs": {rel: meta["sha256"] for rel, meta in manifest["outputs"].items()},
         "inputs": [],
         "external": [],
     }
+    if manifest["stage"] == "acquire":
+        node["source_spec"] = (manifest.get("config_view", {}).get("data.sources") or [{}])[0]
     seen[key] = node
     for item in manifest.get("inputs", []):
         if "stage" not in item:  # an external source (package, interpreter library)
@@ -73,13 +79,51 @@ def _rel(path: Path, project: Path) -> str:
     return path.relative_to(project).as_posix() if project in path.parents else path.as_posix()
 
 
+def recipe_line(origin: str, project: Path) -> str:
+    """The text of the recipe line a config field came from (``origin`` is "file:line"), so a
+    reader sees the value as written without opening the file; "" when the file is gone."""
+    path, _, line = origin.rpartition(":")
+    if not line.isdigit():
+        return ""
+    candidate = Path(path) if Path(path).is_absolute() else project / path
+    try:
+        lines = candidate.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    index = int(line) - 1
+    return lines[index].strip() if 0 <= index < len(lines) else ""
+
+
 def raw_sources(node: dict[str, Any]) -> list[dict[str, Any]]:
-    """Every external source reachable from a traced node (deduplicated, sorted)."""
+    """Every raw source reachable from a traced node (deduplicated, sorted by name).
+
+    One entry per acquire stage: the package (kind, package, version, licence, language, uri)
+    with its pinned sha256 (``None`` for a generated source, whose identity is then the hash of
+    the documents it wrote, ``docs_sha256``), plus any other external input a stage declared."""
     found: dict[str, dict[str, Any]] = {}
 
     def walk(n: dict[str, Any]) -> None:
-        for item in n.get("external", []):
-            found[f"{item.get('name')}:{item.get('sha256')}"] = item
+        if "ref" in n:
+            return
+        if n["stage"] == "acquire":
+            spec = n.get("source_spec", {})
+            pinned = next(iter(n.get("external", [])), {})
+            name = spec.get("name") or n.get("part")
+            found[f"{name}:{n['manifest_sha256']}"] = {
+                "name": name,
+                "kind": spec.get("kind") or pinned.get("kind"),
+                "package": spec.get("package") or pinned.get("package"),
+                "version": spec.get("version") or pinned.get("version"),
+                "sha256": pinned.get("sha256") or spec.get("sha256"),
+                "uri": pinned.get("uri") or spec.get("url"),
+                "license": spec.get("license"),
+                "lang": spec.get("lang"),
+                "docs_sha256": n["outputs"].get("docs.jsonl"),
+                "dir": n["dir"],
+            }
+        else:
+            for item in n.get("external", []):
+                found[f"{item.get('name')}:{item.get('sha256')}"] = item
         for child in n.get("inputs", []):
             walk(child["node"])
 
@@ -97,8 +141,15 @@ def format_tree(node: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"raw sources ({len(sources)}):")
     for item in sources:
-        where = " ".join(f"{k}={item[k]}" for k in ("kind", "package", "version") if item.get(k))
-        lines.append(f"  {item.get('name')}: {where} sha256 {str(item.get('sha256'))[:16]}…")
+        where = " ".join(
+            f"{k}={item[k]}" for k in ("kind", "package", "version", "license") if item.get(k)
+        )
+        pinned = (
+            f"sha256 {item['sha256']}"
+            if item.get("sha256")
+            else f"generated, docs sha256 {item.get('docs_sha256')}"
+        )
+        lines.append(f"  {item.get('name')}: {where} {pinned}")
     return "\n".join(lines)
 
 
@@ -118,7 +169,8 @@ def _format(node: dict[str, Any], lines: list[str], indent: int) -> None:
     if node.get("altered"):
         lines.append(f"{pad}  ALTERED: {node['altered']}")
     for dotted, origin in sorted(node.get("config_origins", {}).items()):
-        lines.append(f"{pad}  config {dotted} <- {origin}")
+        text = node.get("config_lines", {}).get(dotted)
+        lines.append(f"{pad}  config {dotted} <- {origin}" + (f"  | {text}" if text else ""))
     for item in node.get("external", []):
         lines.append(
             f"{pad}  source {item.get('name')}: {item.get('kind')} {item.get('package', '')} "

@@ -7,10 +7,46 @@ the input hashes it recorded no longer match the upstream manifest.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from openrecipe.manifest import MANIFEST_NAME, read_manifest, verify_stage_dir
+from openrecipe.hashing import hash_obj
+from openrecipe.manifest import MANIFEST_NAME, list_output_files, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
+
+# Audit records written beside a finished stage's outputs after it ran (``openrecipe lock``):
+# not outputs of the stage, so not in its manifest; each carries its own content hash instead.
+AUDIT_FILES = {"release.lock.json": "lock_sha256"}
+
+
+def _audit_file_problems(path: Path) -> list[str]:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"{path}: audit file unreadable ({exc})"]
+    key = AUDIT_FILES[path.name]
+    if hash_obj({k: v for k, v in record.items() if k != key}) != record.get(key):
+        return [f"{path}: {key} does not match its content; the file was altered"]
+    return []
+
+
+def check_stage_dir(stage_dir: Path) -> list[str]:
+    """``verify_stage_dir`` with the extra-file check done here, so audit files pass (after
+    their own hash check) while any other file not in the manifest is reported by name."""
+    problems = verify_stage_dir(stage_dir, strict_extra=False)
+    try:
+        listed = read_manifest(stage_dir).get("outputs", {})
+    except Exception:  # an unreadable manifest is already the problem reported
+        return problems
+    for path in list_output_files(stage_dir):
+        rel = path.relative_to(stage_dir).as_posix()
+        if rel in listed:
+            continue
+        if rel in AUDIT_FILES:
+            problems.extend(_audit_file_problems(path))
+        else:
+            problems.append(f"{path}: unexpected file (not in {stage_dir / MANIFEST_NAME})")
+    return problems
 
 
 def stage_dirs(root: Path) -> list[Path]:
@@ -34,7 +70,7 @@ def verify_tree(root: Path) -> tuple[list[str], int]:
     project = find_project_root(root)
     problems: list[str] = []
     for stage_dir in dirs:
-        problems.extend(verify_stage_dir(stage_dir))
+        problems.extend(check_stage_dir(stage_dir))
         try:
             manifest = read_manifest(stage_dir)
         except Exception:  # already reported by verify_stage_dir

@@ -1,0 +1,430 @@
+"""``openrecipe certify --absent <selector> <checkpoint>``: exact token accounting of a model's
+training data by document, as a certificate an auditor can recheck.
+
+Which tokens trained the checkpoint is reconstructed from recorded facts, never estimated:
+
+- pretraining: the loader reads sequences in pack order, ``steps * micro_batch * grad_accum`` of
+  them (``SequentialBatches``); the count comes from the pretrain manifest's config and is
+  checked against the loader position saved in ``checkpoint/state.json``. The pack's
+  ``sidecar.jsonl`` names, per sequence, the document segments its ``seq_length + 1`` tokens
+  came from (``[doc_id, source, start, n_tokens]``), checked against the lengths in
+  ``train.idx``. Document licence and language come from the blend streams the pack read.
+- SFT: the sample stream (order, reasoning mode, truncation) is a pure function of the stage
+  seed, so it is replayed with ``openrecipe.train.sft.sample_stream``/``encode``; each sample
+  counts its tokens as trained (cut at ``seq_length``). The replay is checked against the
+  counts the SFT manifest recorded (samples per mode, loss tokens), so a replay that diverged
+  from the run is refused rather than believed.
+- RL: prompts are read in file order (``grpo.run``); each prompt's tokens count once per
+  generation (every rollout's forward pass holds the prompt). Completions are the model's own
+  samples, not data, and are reported apart.
+
+A record that lacks a field the selector names (the reasoning set has no ``lang``) cannot be
+shown absent: its tokens are reported as ``unknown`` and the verdict is then not "absent".
+
+The certificate's body (everything but ``certificate_sha256``) is hashed, and it lists the
+sha256 of every file it relied on, so ``verify-certificate`` rechecks the files, the hash and
+the counts (by recomputing them).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from openrecipe.errors import LineageError
+from openrecipe.hashing import hash_obj, sha256_file
+from openrecipe.manifest import read_manifest, verify_stage_dir
+from openrecipe.paths import find_project_root
+
+CERTIFICATE_KIND = "openrecipe.absence-certificate"
+CERTIFICATE_VERSION = 1
+SELECTOR_FIELDS = ("source", "license", "lang", "ids")
+TRAINING_ORDER = ("pretrain", "sft", "rl")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Documents matching every named field (``ids``: membership in a set of document ids)."""
+
+    fields: tuple[tuple[str, str], ...]
+    ids: frozenset[str] | None = None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = dict(self.fields)
+        if self.ids is not None:
+            out["ids_sha256"] = hash_obj(sorted(self.ids))
+            out["ids_count"] = len(self.ids)
+        return out
+
+    def match(self, record: dict[str, Any]) -> bool | None:
+        """True/False, or None when the record lacks a field the selector names."""
+        for name, value in self.fields:
+            if record.get(name) is None:
+                return None
+            if record[name] != value:
+                return False
+        if self.ids is not None:
+            if record.get("id") is None:
+                return None
+            return record["id"] in self.ids
+        return True
+
+
+def parse_selector(text: str, base: Path | None = None) -> Selector:
+    """``source=X``, ``license=Y``, ``lang=Z``, ``ids=FILE`` (one id a line), comma-joined = all."""
+    fields: dict[str, str] = {}
+    ids: frozenset[str] | None = None
+    for part in text.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or key not in SELECTOR_FIELDS or not value:
+            raise LineageError(
+                f"selector {text!r}: expected KEY=VALUE[,KEY=VALUE] with KEY in {SELECTOR_FIELDS}"
+            )
+        if key == "ids":
+            path = Path(value) if base is None or Path(value).is_absolute() else base / value
+            try:
+                lines = path.read_text(encoding="utf-8").splitlines()
+            except OSError as exc:
+                raise LineageError(f"selector ids={value}: cannot read {path} ({exc})") from exc
+            ids = frozenset(line.strip() for line in lines if line.strip())
+        else:
+            fields[key] = value
+    return Selector(tuple(sorted(fields.items())), ids)
+
+
+# --------------------------------------------------------------------------------------------
+# The manifest chain
+
+
+class Chain:
+    """The stage directories behind a checkpoint, found by following manifest inputs, each
+    verified against its manifest before anything in it is believed."""
+
+    def __init__(self, checkpoint: Path) -> None:
+        self.project = find_project_root(checkpoint)
+        self.stages: dict[str, Path] = {}
+        self.relied: dict[str, str] = {}  # project-relative path -> sha256
+        self._walk(checkpoint.resolve())
+
+    def _walk(self, stage_dir: Path) -> None:
+        problems = verify_stage_dir(stage_dir)
+        if problems:
+            raise LineageError(
+                "refusing to certify from altered files:\n  " + "\n  ".join(problems)
+            )
+        manifest = read_manifest(stage_dir)
+        stage = manifest["stage"]
+        if stage in self.stages:
+            return
+        self.stages[stage] = stage_dir
+        self.relied[self.rel(stage_dir / "manifest.json")] = sha256_file(
+            stage_dir / "manifest.json"
+        )
+        for item in manifest.get("inputs", []):
+            if "stage" in item and item["stage"] != "acquire":
+                self._walk(self.project / item["path"])
+
+    def rel(self, path: Path) -> str:
+        path = path.resolve()
+        if self.project in path.parents:
+            return path.relative_to(self.project).as_posix()
+        return path.as_posix()
+
+    def rely(self, path: Path) -> Path:
+        """Record (and return) a file the certificate depends on."""
+        self.relied[self.rel(path)] = sha256_file(path)
+        return path
+
+    def manifest(self, stage: str) -> dict[str, Any]:
+        return read_manifest(self.stages[stage])
+
+
+# --------------------------------------------------------------------------------------------
+# Pretraining
+
+
+def _doc_meta(blend: Path, chain: Chain) -> dict[str, dict[str, Any]]:
+    """id -> {id, source, license, lang} for every document of the blend streams."""
+    meta = {}
+    for path in sorted((blend / "streams").glob("*.jsonl")):
+        with open(chain.rely(path), encoding="utf-8") as handle:
+            for line in handle:
+                doc = json.loads(line)
+                meta[str(doc["id"])] = {k: doc.get(k) for k in ("id", "source", "license", "lang")}
+    return meta
+
+
+def pretrain_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
+    from openrecipe.data.indexed import IndexedDataset
+
+    manifest = chain.manifest("pretrain")
+    view = manifest["config_view"]["pretrain"]
+    consumed = view["steps"] * view["micro_batch_size"] * view["grad_accum"]
+    state_path = chain.stages["pretrain"] / "checkpoint" / "state.json"
+    if state_path.is_file():
+        position = json.loads(chain.rely(state_path).read_text(encoding="utf-8"))["loader"][
+            "position"
+        ]
+        if position != consumed:
+            raise LineageError(
+                f"{state_path}: loader position {position} != steps x micro_batch x grad_accum "
+                f"= {consumed}; the checkpoint is not the end of the configured run"
+            )
+    pack = chain.stages["pack"]
+    chain.rely(pack / "train.bin")
+    lengths = IndexedDataset(chain.rely(pack / "train.idx").with_suffix("")).sequence_lengths
+    if len(lengths) < consumed:
+        raise LineageError(f"{pack}/train.idx: {len(lengths)} sequences, {consumed} consumed")
+    needs_meta = any(name in ("license", "lang") for name, _ in selector.fields)
+    meta = _doc_meta(chain.stages["blend"], chain) if needs_meta else {}
+    matched = unknown = total = 0
+    by_source: Counter[str] = Counter()
+    matched_docs: set[str] = set()
+    sidecar = chain.rely(pack / "sidecar.jsonl")
+    read = 0
+    with open(sidecar, encoding="utf-8") as handle:
+        for index, line in zip(range(consumed), handle, strict=False):
+            read += 1
+            record = json.loads(line)
+            if record["seq"] != index:
+                raise LineageError(f"{sidecar}:{index + 1}: seq {record['seq']}, expected {index}")
+            seq_tokens = sum(segment[3] for segment in record["segments"])
+            if seq_tokens != int(lengths[index]):
+                raise LineageError(
+                    f"{sidecar}:{index + 1}: segments hold {seq_tokens} tokens, train.idx "
+                    f"says sequence {index} has {int(lengths[index])}"
+                )
+            for doc_id, source, _start, n_tokens in record["segments"]:
+                doc = meta.get(doc_id, {"id": doc_id, "source": source})
+                verdict = selector.match(doc)
+                total += n_tokens
+                by_source[source] += n_tokens
+                if verdict is None:
+                    unknown += n_tokens
+                elif verdict:
+                    matched += n_tokens
+                    matched_docs.add(doc_id)
+    if read != consumed:
+        raise LineageError(f"{sidecar}: {read} sequences, {consumed} consumed")
+    return {
+        "sequences": consumed,
+        "tokens": total,
+        "matched_tokens": matched,
+        "unknown_tokens": unknown,
+        "matched_documents": len(matched_docs),
+        "tokens_by_source": dict(sorted(by_source.items())),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# SFT and RL
+
+
+def _tokenizer(model_dir: Path, chain: Chain) -> Any:
+    from transformers import AutoTokenizer
+
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (model_dir / name).is_file():
+            chain.rely(model_dir / name)
+    return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+
+
+def _records(chain: Chain) -> list[dict[str, Any]]:
+    from openrecipe.data.reasoning import read_split
+
+    chain.rely(chain.stages["reasoning"] / "train.jsonl")
+    return read_split(chain.stages["reasoning"], "train")
+
+
+def sft_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
+    from openrecipe.train.sft import encode, sample_stream
+
+    manifest = chain.manifest("sft")
+    view, summary = manifest["config_view"], manifest["summary"]
+    steps, batch, seq_length = view["sft.steps"], view["sft.batch_size"], view["sft.seq_length"]
+    records = _records(chain)
+    tokenizer = _tokenizer(chain.stages["pretrain"] / "model", chain)
+    stream = sample_stream(
+        records, manifest["seed"], view["sft.reasoning_off_fraction"], view["sft.truncate_fraction"]
+    )
+    modes: Counter[str] = Counter()
+    matched = unknown = total = loss_tokens = 0
+    matched_records: set[str] = set()
+    for _ in range(steps):
+        samples = []
+        for record, mode in (next(stream) for _ in range(batch)):
+            modes[mode.split(":")[0]] += 1
+            samples.append((record, *encode(tokenizer, record, mode)))
+        width = min(seq_length, max(len(ids) for _, ids, _ in samples))
+        for record, ids, labels in samples:
+            n = min(width, len(ids))  # collate's cut: right-padded to width, no more
+            loss_tokens += sum(1 for label in labels[1:n] if label != -100)
+            total += n
+            verdict = selector.match(record)
+            if verdict is None:
+                unknown += n
+            elif verdict:
+                matched += n
+                matched_records.add(record["id"])
+    replay = {
+        "samples_full": modes["full"],
+        "samples_reasoning_off": modes["off"],
+        "samples_truncated": modes["cut"],
+        "loss_tokens": loss_tokens,
+    }
+    recorded = {key: summary.get(key) for key in replay}
+    if replay != recorded:
+        raise LineageError(
+            f"{chain.stages['sft']}/manifest.json: replaying the SFT sample stream gives "
+            f"{replay}, the run recorded {recorded}; the training code changed since, so the "
+            "tokens cannot be attributed exactly"
+        )
+    return {
+        "samples": steps * batch,
+        "tokens": total,
+        "matched_tokens": matched,
+        "unknown_tokens": unknown,
+        "matched_documents": len(matched_records),
+        "replay_checked": sorted(replay),
+    }
+
+
+def rl_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
+    from openrecipe.data.chat import encode_prompt
+
+    manifest = chain.manifest("rl")
+    rl = manifest["config_view"]["rl"]
+    records = _records(chain)
+    tokenizer = _tokenizer(chain.stages["sft"] / "model", chain)
+    n_prompts, n_gen = rl["prompts_per_step"], rl["generations_per_prompt"]
+    if manifest["summary"].get("rollouts") != rl["steps"] * n_prompts * n_gen:
+        raise LineageError(f"{chain.stages['rl']}/manifest.json: rollouts do not match the config")
+    matched = unknown = total = 0
+    matched_records: set[str] = set()
+    for step in range(rl["steps"]):
+        for i in range(n_prompts):
+            record = records[(step * n_prompts + i) % len(records)]
+            n = len(encode_prompt(tokenizer, record["question"], reasoning=True)) * n_gen
+            total += n
+            verdict = selector.match(record)
+            if verdict is None:
+                unknown += n
+            elif verdict:
+                matched += n
+                matched_records.add(record["id"])
+    return {
+        "prompts": rl["steps"] * n_prompts,
+        "generations_per_prompt": n_gen,
+        "tokens": total,
+        "matched_tokens": matched,
+        "unknown_tokens": unknown,
+        "matched_documents": len(matched_records),
+        "note": "prompt tokens x generations; completions are model samples, not data",
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# The certificate
+
+
+def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
+    """The certificate body for ``checkpoint`` (a pretrain, sft or rl stage directory)."""
+    checkpoint = checkpoint.resolve()
+    selector = parse_selector(selector_text, Path.cwd())
+    chain = Chain(checkpoint)
+    head = chain.manifest(read_manifest(checkpoint)["stage"])
+    if head["stage"] not in ("pretrain", "sft", "rl"):
+        raise LineageError(f"{checkpoint}: a {head['stage']} stage, not a checkpoint")
+    phases: dict[str, Any] = {}
+    counters = {"pretrain": pretrain_tokens, "sft": sft_tokens, "rl": rl_tokens}
+    for stage in TRAINING_ORDER:
+        if stage in chain.stages:
+            phases[stage] = counters[stage](chain, selector)
+    matched = sum(p["matched_tokens"] for p in phases.values())
+    unknown = sum(p["unknown_tokens"] for p in phases.values())
+    body = {
+        "kind": CERTIFICATE_KIND,
+        "version": CERTIFICATE_VERSION,
+        "selector": selector_text,
+        "selector_fields": selector.describe(),
+        "checkpoint": {
+            "dir": chain.rel(checkpoint),
+            "stage": head["stage"],
+            "manifest_sha256": head["manifest_sha256"],
+        },
+        "training": phases,
+        "matched_tokens": matched,
+        "unknown_tokens": unknown,
+        "total_tokens": sum(p["tokens"] for p in phases.values()),
+        "absent": matched == 0 and unknown == 0,
+        "relied_on": dict(sorted(chain.relied.items())),
+    }
+    return {**body, "certificate_sha256": hash_obj(body)}
+
+
+def render_markdown(cert: dict[str, Any]) -> str:
+    verdict = "ABSENT" if cert["absent"] else "PRESENT" if cert["matched_tokens"] else "UNPROVEN"
+    lines = [
+        f"# Data exclusion certificate: `{cert['selector']}`",
+        "",
+        f"- checkpoint: `{cert['checkpoint']['dir']}` ({cert['checkpoint']['stage']}, manifest "
+        f"`{cert['checkpoint']['manifest_sha256']}`)",
+        f"- verdict: **{verdict}**: {cert['matched_tokens']} of {cert['total_tokens']} training "
+        f"tokens come from matching documents ({cert['unknown_tokens']} unattributable)",
+        "",
+        "| phase | tokens | matched | unknown | matching docs |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for phase in sorted(cert["training"], key=TRAINING_ORDER.index):  # JSON keys come sorted
+        counts = cert["training"][phase]
+        lines.append(
+            f"| {phase} | {counts['tokens']} | {counts['matched_tokens']} | "
+            f"{counts['unknown_tokens']} | {counts['matched_documents']} |"
+        )
+    lines += ["", "## Files relied on (sha256)", ""]
+    lines += [f"- `{path}` `{sha}`" for path, sha in cert["relied_on"].items()]
+    lines += ["", f"certificate_sha256: `{cert['certificate_sha256']}`", ""]
+    return "\n".join(lines)
+
+
+def write_certificate(cert: dict[str, Any], out: Path) -> tuple[Path, Path]:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    json_path = out.with_suffix(".json")
+    md_path = out.with_suffix(".md")
+    json_path.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    md_path.write_text(render_markdown(cert), encoding="utf-8")
+    return json_path, md_path
+
+
+def verify_certificate(path: Path) -> list[str]:
+    """Problems with a certificate (empty = it holds): its hash, every file it relied on, the
+    markdown beside it, and the counts recomputed from the run."""
+    try:
+        cert = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"{path}: cannot read certificate ({exc})"]
+    problems = []
+    body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
+    if hash_obj(body) != cert.get("certificate_sha256"):
+        problems.append(f"{path}: certificate_sha256 does not match its body; it was altered")
+    project = find_project_root(path.parent)
+    for rel, sha in sorted(body.get("relied_on", {}).items()):
+        file = project / rel
+        if not file.is_file():
+            problems.append(f"{rel}: missing (relied on by {path.name})")
+        elif sha256_file(file) != sha:
+            problems.append(f"{rel}: sha256 differs from the certificate's {sha[:12]}…")
+    md_path = path.with_suffix(".md")
+    if md_path.is_file() and render_markdown(cert) != md_path.read_text(encoding="utf-8"):
+        problems.append(f"{md_path}: does not match the certificate JSON")
+    if not problems:
+        again = certify(cert["selector"], project / cert["checkpoint"]["dir"])
+        if again != cert:
+            problems.append(
+                f"{path}: recomputing the counts gives {again['matched_tokens']} "
+                f"matched tokens, certificate says {cert['matched_tokens']}"
+            )
+    return problems

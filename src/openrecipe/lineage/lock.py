@@ -1,0 +1,147 @@
+"""Release lock: ``results/<recipe>/release.lock.json`` pins every artifact hash of a finished
+run, and ``reproduce --check`` compares a run against it.
+
+Two levels of agreement, said explicitly:
+
+- ``exact``: every artifact hash equals the lock's (same code, same hardware class; the project
+  makes two runs on one machine byte-identical);
+- ``envelope``: some hashes differ (other hardware, other kernels) but every score lies within
+  the lock's envelope of the locked value. The envelope is recorded in the lock, per metric:
+  ``max(2 x stderr, ENVELOPE_RELATIVE x |value|, ENVELOPE_ABSOLUTE)``; two standard errors is
+  the usual bound for "the same model, measured again"; the relative floor covers metrics
+  without a standard error (bits per byte, losses);
+- otherwise ``outside``, naming each metric out of bounds.
+
+The lock is written beside the report (``verify`` treats it as an audit file, not an output) and
+is itself hashed (``lock_sha256``), so an edited lock is detected.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from openrecipe.errors import LineageError
+from openrecipe.hashing import hash_obj
+from openrecipe.lineage.diff import scores
+from openrecipe.lineage.verify import stage_dirs, verify_tree
+from openrecipe.manifest import read_manifest
+from openrecipe.paths import find_project_root
+
+LOCK_NAME = "release.lock.json"
+ENVELOPE_RELATIVE = 0.05
+ENVELOPE_ABSOLUTE = 1e-6
+
+
+def artifact_hashes(project: Path, recipe: str) -> dict[str, str]:
+    """{project-relative path: sha256} of every output of the run, its results and the raw
+    sources it consumed, taken from manifests (``verify`` checks the files against them)."""
+    run, results = project / "runs" / recipe, project / "results" / recipe
+    dirs = [*stage_dirs(run), *([results] if (results / "manifest.json").is_file() else [])]
+    raw = set()
+    for stage_dir in dirs:
+        for item in read_manifest(stage_dir).get("inputs", []):
+            if item.get("stage") == "acquire":
+                raw.add(project / item["path"])
+    hashes = {}
+    for stage_dir in [*dirs, *sorted(raw)]:
+        rel_dir = stage_dir.resolve().relative_to(project).as_posix()
+        manifest = read_manifest(stage_dir)
+        hashes[f"{rel_dir}/manifest.json#manifest_sha256"] = manifest["manifest_sha256"]
+        for rel, meta in manifest["outputs"].items():
+            hashes[f"{rel_dir}/{rel}"] = meta["sha256"]
+    return dict(sorted(hashes.items()))
+
+
+def _envelope(metrics: dict[str, float]) -> dict[str, float]:
+    out = {}
+    for key, value in metrics.items():
+        if key.endswith("_stderr") or key.endswith(".n"):
+            continue
+        stderr = metrics.get(f"{key}_stderr", 0.0)
+        out[key] = max(2 * stderr, ENVELOPE_RELATIVE * abs(value), ENVELOPE_ABSOLUTE)
+    return out
+
+
+def _check_run(project: Path, recipe: str) -> None:
+    problems = []
+    for root in (project / "runs" / recipe, project / "results" / recipe):
+        if root.exists():
+            problems += verify_tree(root)[0]
+    if problems:
+        raise LineageError(f"run {recipe} fails verify:\n  " + "\n  ".join(problems))
+
+
+def make_lock(project: Path, recipe: str) -> dict[str, Any]:
+    _check_run(project, recipe)
+    metrics = scores(project / "runs" / recipe)
+    if not metrics:
+        raise LineageError(f"results/{recipe}/metrics.json: missing; is the run finished?")
+    body = {
+        "recipe": recipe,
+        "artifacts": artifact_hashes(project, recipe),
+        "metrics": metrics,
+        "envelope": _envelope(metrics),
+    }
+    return {**body, "lock_sha256": hash_obj(body)}
+
+
+def write_lock(project: Path, recipe: str) -> Path:
+    lock = make_lock(project, recipe)
+    path = project / "results" / recipe / LOCK_NAME
+    path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path
+
+
+def check_lock(lock_path: Path) -> dict[str, Any]:
+    """Compare the current ``runs/<recipe>`` (+ results, raw sources) against a lock."""
+    lock = json.loads(lock_path.read_text(encoding="utf-8"))
+    body = {k: v for k, v in lock.items() if k != "lock_sha256"}
+    if hash_obj(body) != lock.get("lock_sha256"):
+        raise LineageError(f"{lock_path}: lock_sha256 does not match its content; it was altered")
+    project = find_project_root(lock_path.resolve().parent)
+    recipe = lock["recipe"]
+    _check_run(project, recipe)
+    current = artifact_hashes(project, recipe)
+    locked = lock["artifacts"]
+    differing = sorted(k for k in set(locked) | set(current) if locked.get(k) != current.get(k))
+    metrics = scores(project / "runs" / recipe)
+    outside = []
+    for key, tolerance in sorted(lock["envelope"].items()):
+        value = metrics.get(key)
+        if value is None or abs(value - lock["metrics"][key]) > tolerance:
+            outside.append(
+                {
+                    "metric": key,
+                    "locked": lock["metrics"][key],
+                    "now": value,
+                    "tolerance": tolerance,
+                }
+            )
+    verdict = "exact" if not differing else ("envelope" if not outside else "outside")
+    return {
+        "recipe": recipe,
+        "verdict": verdict,
+        "artifacts_checked": len(locked),
+        "artifacts_differing": differing,
+        "metrics_outside_envelope": outside,
+    }
+
+
+def format_check(result: dict[str, Any]) -> str:
+    lines = [
+        f"reproduce {result['recipe']}: {result['verdict'].upper()}"
+        f" ({result['artifacts_checked']} locked artifacts, "
+        f"{len(result['artifacts_differing'])} differ)"
+    ]
+    if result["verdict"] == "exact":
+        lines.append("  every artifact hash matches the lock")
+    elif result["verdict"] == "envelope":
+        lines.append("  hashes differ, every metric is within the lock's envelope")
+    lines += [f"  differs: {path}" for path in result["artifacts_differing"]]
+    lines += [
+        f"  outside envelope: {m['metric']} locked {m['locked']} now {m['now']} (±{m['tolerance']:g})"
+        for m in result["metrics_outside_envelope"]
+    ]
+    return "\n".join(lines)

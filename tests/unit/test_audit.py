@@ -1,0 +1,283 @@
+"""Audit tools on hand-built stage chains (run through the real stage harness): certify, PROV
+export, raw-source trace, verify's audit files, diff, rerun planning, release lock."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prov.model import ProvDocument
+
+from openrecipe.data.indexed import IndexedDataset, write_indexed
+from openrecipe.errors import LineageError
+from openrecipe.lineage.certify import certify, verify_certificate, write_certificate
+from openrecipe.lineage.diff import diff_runs
+from openrecipe.lineage.lock import check_lock, write_lock
+from openrecipe.lineage.prov import prov_json
+from openrecipe.lineage.rerun import build_override, reweight, view_changes
+from openrecipe.lineage.trace import raw_sources, trace
+from openrecipe.lineage.verify import verify_tree
+from openrecipe.recipe import load_recipe
+from openrecipe.stage import StageContext, run_stage
+
+# Two sources with disjoint token ids, so a count can be redone from train.bin alone.
+DOCS = {
+    "keep": [("keep/a", range(1, 8)), ("keep/b", range(1, 6))],
+    "drop": [("drop/x", range(100, 109)), ("drop/y", range(100, 104))],
+}
+LICENSES = {"keep": "CC0-1.0", "drop": "proprietary"}
+SEQ = 4  # tokens per packed sequence (seq_length 3 + the label shift)
+
+
+def _segments() -> list[list[list]]:
+    """Cut the interleaved documents into SEQ-token sequences, as pack does."""
+    stream = []
+    for pair in zip(DOCS["keep"], DOCS["drop"], strict=True):
+        for doc_id, tokens in pair:
+            stream.append([doc_id, doc_id.split("/")[0], 0, len(tokens)])
+    sequences, current, room = [], [], SEQ
+    for doc_id, source, start, length in stream:
+        while length:
+            n = min(room, length)
+            current.append([doc_id, source, start, n])
+            start, length, room = start + n, length - n, room - n
+            if room == 0:
+                sequences.append(current)
+                current, room = [], SEQ
+    return sequences
+
+
+def blend_body(ctx: StageContext) -> dict:
+    (ctx.out / "streams").mkdir()
+    for source, docs in DOCS.items():
+        with open(ctx.out / "streams" / f"{source}.jsonl", "w") as handle:
+            for doc_id, _ in docs:
+                record = {"id": doc_id, "source": source, "license": LICENSES[source], "lang": "en"}
+                handle.write(json.dumps(record, sort_keys=True) + "\n")
+    return {}
+
+
+def pack_body(ctx: StageContext) -> dict:
+    tokens = {doc_id: list(t) for docs in DOCS.values() for doc_id, t in docs}
+    sequences = _segments()
+    write_indexed(
+        ctx.out / "train",
+        (
+            np.asarray([t for d, _, s, n in seq for t in tokens[d][s : s + n]], dtype=np.int64)
+            for seq in sequences
+        ),
+        np.uint16,
+    )
+    with open(ctx.out / "sidecar.jsonl", "w") as handle:
+        for index, seq in enumerate(sequences):
+            handle.write(json.dumps({"phase": "p", "segments": seq, "seq": index}) + "\n")
+    return {"sequences": len(sequences)}
+
+
+def pretrain_body(ctx: StageContext) -> dict:
+    consumed = ctx.cfg("pretrain.steps") * ctx.cfg("pretrain.micro_batch_size")
+    (ctx.out / "checkpoint").mkdir()
+    state = {"loader": {"position": consumed}}
+    (ctx.out / "checkpoint" / "state.json").write_text(json.dumps(state))
+    return {"steps": ctx.cfg("pretrain.steps")}
+
+
+@pytest.fixture
+def small(project: Path):
+    """The tiny recipe with 2 steps x 2 sequences (so 4 of the 6 packed sequences train)."""
+    override = project / "recipes" / "overrides" / "small.yaml"
+    override.parent.mkdir(exist_ok=True)
+    override.write_text("pretrain: {steps: 2, micro_batch_size: 2, seq_length: 3}\n")
+    return load_recipe(project / "recipes" / "tiny.yaml", [override], project=project)
+
+
+@pytest.fixture
+def chain(project: Path, small) -> Path:
+    run = project / "runs" / "tiny"
+    run_stage("blend", small, run / "blend", {}, blend_body, project=project)
+    inputs = {"blend": run / "blend"}
+    run_stage("pack", small, run / "pack", inputs, pack_body, project=project)
+    run_stage(
+        "pretrain", small, run / "pretrain", {"pack": run / "pack"}, pretrain_body, project=project
+    )
+    return run
+
+
+def _recount_from_bin(run: Path, low: int, high: int, consumed: int) -> int:
+    data = IndexedDataset(run / "pack" / "train")
+    return sum(int(((data[i] >= low) & (data[i] < high)).sum()) for i in range(consumed))
+
+
+def test_certify_counts_exactly_what_trained(chain: Path) -> None:
+    assert len(IndexedDataset(chain / "pack" / "train")) == 6  # 2 sequences never trained
+    drop = certify("source=drop", chain / "pretrain")
+    assert drop["matched_tokens"] == _recount_from_bin(chain, 100, 200, 4) > 0
+    assert drop["training"]["pretrain"]["sequences"] == 4 and not drop["absent"]
+    keep = certify("license=CC0-1.0", chain / "pretrain")
+    assert keep["matched_tokens"] == _recount_from_bin(chain, 1, 100, 4)
+    assert keep["matched_tokens"] + drop["matched_tokens"] == 4 * SEQ
+    absent = certify("source=never_packed", chain / "pretrain")
+    assert absent["absent"] and absent["matched_tokens"] == 0
+    assert "runs/tiny/pack/sidecar.jsonl" in absent["relied_on"]
+
+
+def test_certificate_is_rechecked_and_tamper_detected(chain: Path, tmp_path: Path) -> None:
+    cert = certify("source=drop", chain / "pretrain")
+    json_path, md_path = write_certificate(cert, chain.parent.parent / "certs" / "drop")
+    assert verify_certificate(json_path) == []
+    assert cert["certificate_sha256"] in md_path.read_text()
+    edited = {**cert, "matched_tokens": 0, "absent": True}
+    json_path.write_text(json.dumps(edited))
+    assert any("certificate_sha256" in p for p in verify_certificate(json_path))
+    write_certificate(cert, json_path.with_suffix(""))
+    sidecar = chain / "pack" / "sidecar.jsonl"
+    sidecar.write_text(sidecar.read_text().replace('"drop/x"', '"keep/x"', 1))
+    assert any("sidecar.jsonl" in p for p in verify_certificate(json_path))
+    with pytest.raises(LineageError, match=r"sidecar\.jsonl"):
+        certify("source=drop", chain / "pretrain")
+
+
+def test_certify_refuses_a_checkpoint_that_ran_short(chain: Path, project: Path, small) -> None:
+    state = chain / "pretrain" / "checkpoint" / "state.json"
+
+    # A consistent but inconsistent-with-config run: rewrite through the harness.
+    def short(ctx: StageContext) -> dict:
+        pretrain_body(ctx)
+        (ctx.out / "checkpoint" / "state.json").write_text(json.dumps({"loader": {"position": 2}}))
+        return {}
+
+    run_stage(
+        "pretrain", small, chain / "pretrain", {"pack": chain / "pack"}, short, project=project
+    )
+    assert json.loads(state.read_text())["loader"]["position"] == 2
+    with pytest.raises(LineageError, match="loader position 2"):
+        certify("source=drop", chain / "pretrain")
+
+
+def test_trace_lists_raw_packages_and_exports_prov(project: Path) -> None:
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    spec = recipe.view("acquire", "brown")["data.sources"][0]
+    pinned = {
+        "kind": "npm",
+        "name": "brown",
+        "package": spec["package"],
+        "sha256": spec["sha256"],
+        "version": spec["version"],
+    }
+    raw = project / "data" / "raw" / "brown"
+
+    def docs(ctx: StageContext) -> dict:
+        (ctx.out / "docs.jsonl").write_text('{"id": "brown/a"}\n')
+        return {}
+
+    run_stage(
+        "acquire", recipe, raw, {}, docs, project=project, extra_inputs=[pinned], part="brown"
+    )
+    curate = project / "runs" / "tiny" / "curate"
+    run_stage("curate", recipe, curate, {"raw_brown": raw}, docs, project=project)
+    node = trace(curate / "docs.jsonl")
+    (source,) = raw_sources(node)
+    assert (source["name"], source["version"], source["sha256"]) == (
+        "brown",
+        spec["version"],
+        spec["sha256"],
+    )
+    assert source["license"] == spec["license"] and source["docs_sha256"]
+    assert node["config_lines"]["data.curation.min_chars"].startswith("min_chars:")
+    document = ProvDocument.deserialize(content=prov_json(node), format="json")
+    text = prov_json(node)
+    assert "or:file/runs/tiny/curate/docs.jsonl" in text and spec["sha256"] in text
+    kinds = {type(record).__name__ for record in document.get_records()}
+    assert {"ProvActivity", "ProvEntity", "ProvUsage", "ProvGeneration", "ProvAgent"} <= kinds
+
+
+def test_verify_names_unexpected_files_and_checks_the_lock(
+    chain: Path, project: Path, small
+) -> None:
+    def report(ctx: StageContext) -> dict:
+        (ctx.out / "metrics.json").write_text(json.dumps({"scores": {"base": {"t": {"acc": 0.5}}}}))
+        return {}
+
+    results = project / "results" / "tiny"
+    run_stage("report", small, results, {"pretrain": chain / "pretrain"}, report, project=project)
+    lock = write_lock(project, "tiny")
+    assert verify_tree(results)[0] == []
+    assert check_lock(lock)["verdict"] == "exact"
+    (chain / "pack" / "stray.txt").write_text("x")
+    problems, _ = verify_tree(chain)
+    assert any("stray.txt: unexpected file" in p for p in problems)
+    (chain / "pack" / "stray.txt").unlink()
+    # a rerun whose scores moved a little: hashes differ, within the envelope
+    metrics = {"scores": {"base": {"t": {"acc": 0.51}}}}
+
+    def moved(ctx: StageContext) -> dict:
+        (ctx.out / "metrics.json").write_text(json.dumps(metrics))
+        return {}
+
+    saved = lock.read_text()
+    run_stage("report", small, results, {"pretrain": chain / "pretrain"}, moved, project=project)
+    lock.write_text(saved)
+    result = check_lock(lock)
+    assert result["verdict"] == "envelope"
+    assert "results/tiny/metrics.json" in result["artifacts_differing"]
+    metrics["scores"]["base"]["t"]["acc"] = 0.9
+    run_stage("report", small, results, {"pretrain": chain / "pretrain"}, moved, project=project)
+    lock.write_text(saved)
+    assert check_lock(lock)["verdict"] == "outside"
+    lock.write_text(saved.replace("0.5", "0.6", 1))
+    assert any("lock_sha256" in p for p in verify_tree(results)[0])
+
+
+def test_diff_names_stage_config_keys_and_inputs(project: Path, small, chain: Path) -> None:
+    other = project / "runs" / "other"
+    run_stage("blend", small, other / "blend", {}, blend_body, project=project)
+    (project / "recipes" / "overrides" / "seq.yaml").write_text("pretrain: {seq_length: 7}\n")
+    changed = load_recipe(
+        project / "recipes" / "tiny.yaml",
+        [
+            project / "recipes" / "overrides" / "small.yaml",
+            project / "recipes" / "overrides" / "seq.yaml",
+        ],
+        project=project,
+    )
+    run_stage(
+        "pack", changed, other / "pack", {"blend": other / "blend"}, pack_body, project=project
+    )
+    run_stage(
+        "pretrain",
+        changed,
+        other / "pretrain",
+        {"pack": other / "pack"},
+        pretrain_body,
+        project=project,
+    )
+    result = diff_runs(chain, other)
+    by_stage = {s["stage"]: s for s in result["stages"]}
+    assert "blend" not in by_stage  # same view, same inputs: identical manifest
+    assert [c["key"] for c in by_stage["pack"]["config"]] == ["pretrain.seq_length"]
+    assert by_stage["pretrain"]["inputs"] == ["pack"]
+
+
+def test_rerun_override_reweights_and_plans(project: Path, small) -> None:
+    base = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    phases = reweight(base, ["src:brown=2"])
+    original = base.data["data"]["phases"][0]["weights"]
+    assert abs(sum(phases[0]["weights"].values()) - 1) < 1e-9
+    ratio = phases[0]["weights"]["brown"] / phases[0]["weights"]["austen"]
+    assert ratio == pytest.approx(2 * original["brown"] / original["austen"])
+    with pytest.raises(Exception, match="no source"):
+        reweight(base, ["lang:xx=2"])
+    body = build_override(base, ["source=austen"], [], ["eval.batch_size=4"])
+    assert body["data"]["exclude"] == [{"source": "austen"}] and body["eval"]["batch_size"] == 4
+    path = project / "recipes" / "overrides" / "x.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(body))
+    new = load_recipe(project / "recipes" / "tiny.yaml", [path], project=project)
+    rows = {r["stage"]: r for r in view_changes(project, base, new)}
+    assert rows["blend"]["view_changed"] == ["data.exclude"]
+    assert rows["evaluate"]["view_changed"] == ["eval.batch_size"]
+    unchanged = {s for s, r in rows.items() if not r["view_changed"]}
+    assert {"curate", "tokenizer", "pack", "pretrain", "sft", "rl", "acquire[brown]"} <= unchanged
