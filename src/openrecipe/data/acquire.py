@@ -113,6 +113,12 @@ def run(ctx: StageContext) -> dict[str, Any]:
             f"acquire fetches one source per run: pass --part NAME (one of {names})"
         )
     source = sources[0]
+    if source["kind"] == "hf_dataset":
+        # Terabyte-scale datasets of the full-size recipes: never fetched from a 2-core machine.
+        raise SourceError(
+            f"source {source['name']} ({source['dataset']}@{source['revision']}): hf_dataset "
+            "sources are fetched on a cluster; use dvc pull"
+        )
     if source["kind"] == "python_stdlib":
         counts, external = _acquire_stdlib(source, ctx.out)
     elif source["kind"] == "synthetic_math":

@@ -1,0 +1,75 @@
+"""Each full-size release prints its complete SLURM job plan (dry run: no SLURM, nothing runs).
+
+`snakemake -n --profile workflow/profiles/slurm --configfile recipes/<full>.yaml` must resolve
+the recipe, build the DAG through the data stages, the Megatron plan and the pretrain_megatron
+launch, with the per-rule SLURM resources the recipe sets (about 5 s per release).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from openrecipe.recipe import load_recipe
+
+from .workflow import copy_project, job_counts
+
+pytestmark = pytest.mark.e2e
+
+FULL = [
+    "nemotron_h_8b",
+    "nemotron_h_47b",
+    "nemotron_h_56b",
+    "nemotron_nano_12b_v2_base",
+    "nemotron_nano_9b_v2",
+    "nvfp4_12b",
+    "nemotron_3_nano_30b_a3b",
+    "nemotron_3_super_120b_a12b",
+    "nemotron_3_ultra_550b_a55b",
+]
+DATA_STAGES = [
+    "curate",
+    "langid",
+    "fuzzy_dedup",
+    "quality",
+    "decontam",
+    "blend",
+    "tokenizer",
+    "pack",
+]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return copy_project(tmp_path_factory.mktemp("slurm") / "project")
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_slurm_dry_run_lists_the_full_job_plan(project: Path, name: str) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-n",
+        "--profile",
+        "workflow/profiles/slurm",
+        "--configfile",
+        f"recipes/{name}.yaml",
+    ]
+    done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    recipe = load_recipe(project / "recipes" / f"{name}.yaml", project=project).data
+    expected = {"acquire": len(recipe["data"]["sources"]), "plan": 1, "pretrain_megatron": 1}
+    expected.update(dict.fromkeys(DATA_STAGES, 1))
+    # decontamination reads the benchmark sets the eval section names, extracted by eval_data
+    if any(not t["name"].startswith("openrecipe_") for t in recipe["eval"]["tasks"]):
+        expected["eval_data"] = 1
+    assert job_counts(output) == expected
+    slurm = recipe["resources"]["slurm"]["pretrain_megatron"]
+    assert f"nodes={slurm['nodes']}, gpus={slurm['gpus']}" in output
+    assert "This was a dry-run" in output
+    assert not (project / "runs" / name / "plan").exists()  # nothing ran
