@@ -21,13 +21,19 @@ from openrecipe.errors import OpenRecipeError
 STAGES: dict[str, str] = {
     "acquire": "openrecipe.data.acquire",
     "curate": "openrecipe.data.curate",
+    "langid": "openrecipe.data.stages.langid",
+    "fuzzy_dedup": "openrecipe.data.stages.fuzzy_dedup",
+    "quality": "openrecipe.data.stages.quality",
+    "decontam": "openrecipe.data.stages.decontam",
     "blend": "openrecipe.data.blend",
     "tokenizer": "openrecipe.data.tokenizer",
     "pack": "openrecipe.data.pack",
     "pretrain": "openrecipe.train.pretrain",
+    "plan": "openrecipe.model.megatron_plan",
     "reasoning": "openrecipe.data.reasoning",
     "sft": "openrecipe.train.sft",
     "rl": "openrecipe.train.grpo",
+    "eval_data": "openrecipe.evaluate.eval_data",
     "evaluate": "openrecipe.evaluate.run",
     "report": "openrecipe.report",
 }
@@ -77,6 +83,10 @@ def _trace(args: argparse.Namespace) -> int:
     from openrecipe.lineage.trace import format_tree, trace
 
     chain = trace(Path(args.file))
+    if args.prov:
+        from openrecipe.lineage.prov import prov_json
+
+        Path(args.prov).write_text(prov_json(chain) + "\n", encoding="utf-8")
     if args.json:
         import json
 
@@ -115,6 +125,20 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _releases(args: argparse.Namespace) -> int:
+    from openrecipe.paths import find_project_root
+    from openrecipe.releases import format_table, release_rows
+
+    rows = release_rows(find_project_root())
+    if args.json:
+        import json
+
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        print(format_table(rows))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrecipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -136,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="provenance chain of any artifact back to the raw sources")
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--prov", metavar="OUT.json", help="also write the chain as W3C PROV-JSON")
     p.set_defaults(func=_trace)
     p = sub.add_parser("verify", help="rehash every artifact under a run directory")
     p.add_argument("run_dir")
@@ -149,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--remote", default=None)
     p.set_defaults(func=_push)
+    p = sub.add_parser("releases", help="released-model recipes, their proxies and status")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_releases)
+    from openrecipe.lineage.commands import add_audit_verbs
+
+    add_audit_verbs(sub)
     return parser
 
 

@@ -29,7 +29,21 @@ from openrecipe.paths import SCHEMA_RELPATH, find_project_root, resolve_inside
 # rule's params; the stage recomputes it and refuses to run if the two disagree.)
 STAGE_VIEWS: dict[str, tuple[str, ...]] = {
     "acquire": ("data.sources",),
-    "curate": ("data.curation",),
+    "curate": (
+        "data.curation.max_docs_per_source",
+        "data.curation.normalization",
+        "data.curation.min_chars",
+        "data.curation.max_chars",
+        "data.curation.min_words",
+        "data.curation.max_mean_word_length",
+        "data.curation.max_symbol_ratio",
+        "data.curation.min_alpha_ratio",
+        "data.curation.exempt_langs",
+    ),
+    "langid": ("data.curation.langid",),
+    "fuzzy_dedup": ("data.curation.fuzzy_dedup",),
+    "quality": ("data.curation.quality", "data.curation.exempt_langs"),
+    "decontam": ("data.curation.decontam",),
     "blend": (
         "seed",
         "data.exclude",
@@ -41,7 +55,7 @@ STAGE_VIEWS: dict[str, tuple[str, ...]] = {
     ),
     "tokenizer": ("seed", "tokenizer"),
     "pack": ("pretrain.seq_length",),
-    "pretrain": ("seed", "model", "pretrain", "resources.threads"),
+    "pretrain": ("seed", "model", "pretrain", "resources.threads", "resources.device"),
     "reasoning": ("seed", "sft.data"),
     "sft": (
         "seed",
@@ -52,11 +66,15 @@ STAGE_VIEWS: dict[str, tuple[str, ...]] = {
         "sft.warmup_fraction",
         "sft.reasoning_off_fraction",
         "sft.truncate_fraction",
+        "sft.checkpoint_every",
         "resources.threads",
     ),
     "rl": ("seed", "rl", "resources.threads"),
+    "eval_data": ("eval.data",),
     "evaluate": ("eval", "resources.threads"),
     "report": ("name", "release"),
+    # The Megatron launch plan of the scale backend (openrecipe.model.megatron_plan).
+    "plan": ("name", "seed", "model", "pretrain", "parallelism"),
 }
 
 
@@ -257,7 +275,10 @@ def write_resolved(recipe: Recipe, target: Path, project: Path) -> bool:
     """Write the resolved recipe and its origins sidecar; only when they change (returns True)."""
     prefix = str(project.resolve()) + "/"
     origins = {k: v.removeprefix(prefix) for k, v in sorted(recipe.origins.items())}
-    texts = {target: dump_resolved(recipe, project), _origins_path(target): json.dumps(origins, indent=1) + "\n"}
+    texts = {
+        target: dump_resolved(recipe, project),
+        _origins_path(target): json.dumps(origins, indent=1) + "\n",
+    }
     changed = False
     for path, text in texts.items():
         if path.is_file() and path.read_text(encoding="utf-8") == text:
@@ -283,7 +304,9 @@ def load_resolved(path: str | Path) -> Recipe:
 
 def dump_resolved(recipe: Recipe, project: Path | None = None) -> str:
     prefix = str(project.resolve()) + "/" if project else ""
-    header = "# Resolved from: " + ", ".join(str(p).removeprefix(prefix) for p in recipe.files) + "\n"
+    header = (
+        "# Resolved from: " + ", ".join(str(p).removeprefix(prefix) for p in recipe.files) + "\n"
+    )
     return header + yaml.safe_dump(recipe.data, sort_keys=True, allow_unicode=True)
 
 
@@ -359,7 +382,11 @@ def _check_cross_fields(recipe: Recipe) -> None:
     for index, source in enumerate(data["data"]["sources"]):
         if source["kind"] in ("debian", "npm", "pypi") and "package" not in source:
             _fail(recipe, f"data.sources[{index}].package", f"required for kind {source['kind']!r}")
-        if source["kind"] != "synthetic_math" and "sha256" not in source:
+        if source["kind"] == "hf_dataset":
+            for key in ("dataset", "revision"):
+                if key not in source:
+                    _fail(recipe, f"data.sources[{index}].{key}", "required for kind 'hf_dataset'")
+        elif source["kind"] != "synthetic_math" and "sha256" not in source:
             _fail(
                 recipe,
                 f"data.sources[{index}].sha256",

@@ -1,7 +1,8 @@
 """The ``report`` stage: ``results/<recipe>/`` from every stage's manifest and metrics.
 
 Writes ``metrics.json`` (the numbers a reader or a release lock compares), ``loss_curve.png``
-(pretraining, SFT and RL curves) and ``summary.md``. Reads only verified stage directories, so
+(pretraining, SFT and RL curves), ``summary.md``, and the data card ``data_card.md`` with the
+blend plot ``blend.png`` (``openrecipe.data.card``). Reads only verified stage directories, so
 every figure here traces back through the manifests to the raw bytes.
 """
 
@@ -11,6 +12,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openrecipe.data.card import data_card, plot_blend
+from openrecipe.evaluate.compare import write_scores
+from openrecipe.evaluate.reasoning_report import write_reasoning
 from openrecipe.manifest import read_manifest, write_json_atomic
 from openrecipe.stage import StageContext
 
@@ -94,6 +98,8 @@ def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
                 f"- {stage}: {rows[0]['loss']:.4f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.4f} (step {rows[-1]['step']})"
             )
     lines += ["", "![loss curves](loss_curve.png)", "", "## Evaluation", ""]
+    lines += ["Against the release, with pins and decontamination: [scores.md](scores.md).", ""]
+    lines += ["Reasoning on/off, thinking budgets, GRPO curve: [reasoning.md](reasoning.md).", ""]
     task_metrics = sorted(
         {(t, m) for s in collected["scores"].values() for t, ms in s.items() for m in ms}
     )
@@ -135,7 +141,30 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "final_loss": {s: rows[-1]["loss"] for s, rows in collected["curves"].items() if rows},
         "stages": {name: info["summary"] for name, info in collected["stages"].items()},
     }
+    # reasoning.md + rl_curve.png: reasoning on/off, accuracy per thinking token, budgets, GRPO
+    metrics["reasoning"] = write_reasoning(ctx.out, ctx.cfg("name"), ctx.inputs)
     write_json_atomic(ctx.out / "metrics.json", metrics)
     _plot(collected["curves"], ctx.out / "loss_curve.png", f"{ctx.cfg('name')}: training loss")
     (ctx.out / "summary.md").write_text(_summary_md(ctx, collected), encoding="utf-8")
-    return {"scores": collected["scores"], "final_loss": metrics["final_loss"]}
+    if "curate" in ctx.inputs:
+        card, _ = data_card(ctx.cfg("name"), ctx.inputs)
+        (ctx.out / "data_card.md").write_text(card, encoding="utf-8")
+    if "pack" in ctx.inputs:
+        plot_blend(
+            ctx.inputs["pack"] / "shares.json", ctx.out / "blend.png", f"{ctx.cfg('name')}: blend"
+        )
+    # scores.md + scores.png: ours beside the release's, envelope flags, pins, decontamination.
+    pins = {
+        name.removeprefix("eval_"): read_manifest(directory).get("summary", {})
+        for name, directory in ctx.inputs.items()
+        if name.startswith("eval_")
+    }
+    verdict = write_scores(
+        ctx.out,
+        ctx.cfg("name"),
+        ctx.cfg("release"),
+        collected["scores"],
+        pins,
+        ctx.inputs.get("decontam"),
+    )
+    return {"scores": collected["scores"], "final_loss": metrics["final_loss"], **verdict}

@@ -17,7 +17,7 @@ import pytest
 from openrecipe.lineage.trace import raw_sources, trace
 from openrecipe.lineage.verify import verify_tree
 
-from .workflow import TINY, copy_project, job_counts, snakemake
+from .workflow import ALL_STAGES, TINY, copy_project, job_counts, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -37,13 +37,20 @@ def output_hashes(project: Path) -> dict[str, str]:
 
 def test_every_stage_ran_and_verifies(first_run: Path) -> None:
     problems, checked = verify_tree(first_run / "runs" / "tiny")
-    assert problems == [] and checked >= 12
+    # every stage writes one directory under runs/tiny, except acquire (data/raw), report
+    # (results/tiny) and evaluate (one per checkpoint)
+    expected = len(ALL_STAGES - {"acquire", "report", "evaluate"}) + 3
+    assert problems == [] and checked == expected
     assert verify_tree(first_run / "data" / "raw")[0] == []
     results = first_run / "results" / "tiny"
     for name in ("metrics.json", "loss_curve.png", "summary.md", "manifest.json"):
         assert (results / name).is_file(), name
     metrics = json.loads((results / "metrics.json").read_text())
     assert set(metrics["scores"]) == {"base", "sft", "rl"}
+    for checkpoint in ("base", "sft", "rl"):  # reasoning on and off, three budgets (tiny.yaml)
+        entry = metrics["reasoning"][checkpoint]
+        assert entry["on"] and entry["off"] and sorted(map(int, entry["budgets"])) == [8, 16, 32]
+    assert (results / "reasoning.md").is_file() and (results / "rl_curve.png").is_file()
     pretrain = [
         json.loads(line)
         for line in (first_run / "runs/tiny/pretrain/metrics.jsonl").read_text().splitlines()
@@ -96,7 +103,15 @@ def test_blend_weight_edit_reruns_blend_onwards_only(first_run: Path) -> None:
     assert {"blend", "tokenizer", "pack", "pretrain", "sft", "rl", "evaluate", "report"} <= set(
         planned
     )
-    assert not {"acquire", "curate", "reasoning"} & set(planned)
+    assert not {
+        "acquire",
+        "curate",
+        "langid",
+        "fuzzy_dedup",
+        "quality",
+        "decontam",
+        "reasoning",
+    } & set(planned)
 
 
 def test_two_clean_runs_give_identical_hashes(first_run: Path, tmp_path: Path) -> None:

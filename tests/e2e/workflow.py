@@ -14,6 +14,10 @@ TINY = ("--configfile", "recipes/tiny.yaml")
 ALL_STAGES = {
     "acquire",
     "curate",
+    "langid",
+    "fuzzy_dedup",
+    "quality",
+    "decontam",
     "blend",
     "tokenizer",
     "pack",
@@ -21,6 +25,7 @@ ALL_STAGES = {
     "reasoning",
     "sft",
     "rl",
+    "eval_data",
     "evaluate",
     "report",
 }

@@ -68,7 +68,38 @@ def get_evaluate_args(wildcards):
     return f"--part {wildcards.checkpoint} {input_args(model=model, reasoning=f'{RUN}/reasoning')}"
 
 
-REPORTED_STAGES = ["curate", "blend", "tokenizer", "pack", "pretrain", "reasoning", "sft", "rl"]
+# The stage whose outputs hold the eval set of each eval task, for decontamination (the decontam
+# rule depends on the sets of the tasks the recipe names, never on eval settings).
+EVAL_SET_STAGES = {
+    "openrecipe_reasoning_heldout": "reasoning",
+    "openrecipe_reasoning_bpb": "reasoning",
+}
+
+
+def _decontam_sets():
+    """{decontam input name: stage dir}: openrecipe's own sets by stage, the standard
+    benchmarks' as eval_data.<set> (one input per set the named tasks read)."""
+    from openrecipe.evaluate.benchmarks import BENCHMARKS
+
+    sets = {}
+    for task in (t["name"] for t in RECIPE.data["eval"]["tasks"]):
+        if task in EVAL_SET_STAGES:
+            sets[EVAL_SET_STAGES[task]] = f"{RUN}/{EVAL_SET_STAGES[task]}"
+        elif task in BENCHMARKS:
+            sets[f"eval_data.{BENCHMARKS[task].data}"] = f"{RUN}/eval_data"
+    return dict(sorted(sets.items()))
+
+
+def get_decontam_manifests(wildcards):
+    return sorted({f"{path}/manifest.json" for path in _decontam_sets().values()})
+
+
+def get_decontam_input_args(wildcards):
+    return input_args(docs=f"{RUN}/quality", **_decontam_sets())
+
+
+CURATION_STAGES = ["curate", "langid", "fuzzy_dedup", "quality", "decontam"]
+REPORTED_STAGES = [*CURATION_STAGES, "blend", "tokenizer", "pack", "pretrain", "reasoning", "sft", "rl"]
 
 
 def get_report_inputs(wildcards):
@@ -91,6 +122,10 @@ def get_checkpoint_dir(wildcards):
 
 
 def get_final_targets():
+    # Full-size recipes run on the scale backend: the Megatron plan and its SLURM launch (the
+    # HF-checkpoint stages after pretraining need a Megatron-to-HF conversion first).
+    if RECIPE.data["backend"] == "megatron":
+        return [f"{RUN}/plan/manifest.json", f"{RUN}/pretrain_megatron/latest_checkpointed_iteration.txt"]
     return [f"{RESULTS}/manifest.json"]
 
 

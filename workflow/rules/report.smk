@@ -13,6 +13,12 @@ rule report:
             category="Training",
         ),
         summary=report(f"{RESULTS}/summary.md", caption="../report/summary.rst", category="Summary"),
+        data_card=report(f"{RESULTS}/data_card.md", category="Data"),
+        blend_plot=report(f"{RESULTS}/blend.png", category="Data"),
+        scores=f"{RESULTS}/scores.md",
+        scores_chart=report(f"{RESULTS}/scores.png", category="Evaluation"),
+        reasoning=report(f"{RESULTS}/reasoning.md", category="Evaluation"),
+        rl_curve=report(f"{RESULTS}/rl_curve.png", category="Training"),
     params:
         **stage_params("report"),
         inputs=get_report_input_args,
