@@ -27,7 +27,7 @@ TASKS = ["openrecipe_reasoning_heldout", "openrecipe_reasoning_bpb"]
     ("generation", "expected"),
     [
         ("<think>3+4=7. 7*2=14.</think>14", "14"),
-        ("<think>3+4=7.</think>The answer is 1,024.", "1024"),
+        ("<think>3+4=7.</think>The answer is 1,024.", "1,024"),  # verbatim; compared as a number
         ("<think>12</think>so \\boxed{ 42 } not 7", "42"),
         ("<think>a</think>\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
         ("no reasoning, just 5 then -3", "-3"),
@@ -43,6 +43,9 @@ def test_extract_answer(generation: str, expected: str) -> None:
 def test_is_correct_strips_and_thinking_span() -> None:
     assert answers.is_correct("<think>1+1=2.</think> 2 ", " 2")
     assert not answers.is_correct("<think>1+1=2.</think>3", "2")
+    assert answers.is_correct("<think>3+4=7.</think>The answer is 1,024.", "1024")
+    assert answers.is_correct("<think>x</think>2.50", "2.5")
+    assert not answers.is_correct("<think>17-3=14</think>", "14")  # reasoning never counts
     assert answers.thinking_span("<think>1+1=2.</think>2") == "1+1=2."
     assert answers.thinking_span("<think>still going") == "still going"
     assert answers.thinking_span("2") is None
