@@ -75,3 +75,26 @@ def test_scores_md_flags_envelope_and_quotes_release(tmp_path: Path) -> None:
     compare.write_scores(again, "proxy", RELEASE, SCORES, PINS, None)
     assert (again / "scores.png").read_bytes() == png
     assert "not checked" not in (again / "scores.md").read_text()
+
+
+def test_findings_read_the_decontam_stage_set_names(tmp_path: Path) -> None:
+    """The decontam stage keys benchmark sets by their input name, ``eval_data.<set>``."""
+    decontam = tmp_path / "decontam"
+    decontam.mkdir()
+    report = {
+        "eval_data.gsm8k": {
+            "items": 1319,
+            "too_short": [],
+            "matched": {"eval_data:gsm8k:3": ["d"]},
+        },
+        "reasoning": {"items": 48, "too_short": [], "matched": {}},
+    }
+    (decontam / "eval_items.json").write_text(json.dumps(report))
+    findings = compare.decontam_findings(
+        decontam, ["gsm8k", "openrecipe_reasoning_heldout", "piqa"]
+    )
+    assert findings == {
+        "gsm8k": "1 of 1319 items matched",
+        "openrecipe_reasoning_heldout": "0 of 48 items matched",
+        "piqa": "not checked",
+    }

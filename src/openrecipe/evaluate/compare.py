@@ -67,6 +67,8 @@ def decontam_findings(decontam: Path | None, tasks: list[str]) -> dict[str, str]
     findings = {}
     for task in tasks:
         name = eval_set_of(task)
+        # The decontam stage names each benchmark set after its input, "eval_data.<set>".
+        name = next((n for n in (name, f"eval_data.{name}") if n in report), name)
         if name in report:
             entry = report[name]
             matched, items = len(entry["matched"]), entry["items"]
