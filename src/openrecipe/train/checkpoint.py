@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,11 @@ def prune(root: Path, keep: Path) -> None:
     for path in sorted(root.iterdir()):
         if path != keep and path.is_dir():
             shutil.rmtree(path)
+
+
+def resume_root(out: Path) -> Path:
+    """``<parent>/.<out name>.resume``: where a stage keeps resumable checkpoints, stable across
+    the harness's per-attempt ``.<name>.tmp-<pid>`` output directories (shared by pretrain, SFT
+    and GRPO)."""
+    match = re.fullmatch(r"\.(.+)\.tmp-\d+", out.name)
+    return out.parent / f".{match.group(1) if match else out.name}.resume"

@@ -23,7 +23,6 @@ all three GEMMs. The stochastic-rounding generators of those layers are part of 
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import sys
 from collections import Counter
@@ -146,12 +145,6 @@ def _optimizer(model: torch.nn.Module, opt: dict[str, Any]) -> torch.optim.AdamW
     return torch.optim.AdamW(groups, lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
 
 
-def _resume_root(out: Path) -> Path:
-    """``<parent>/.<out name>.resume``: stable across the harness's per-attempt ``.<name>.tmp-<pid>``."""
-    match = re.fullmatch(r"\.(.+)\.tmp-\d+", out.name)
-    return out.parent / f".{match.group(1) if match else out.name}.resume"
-
-
 def _device(ctx: StageContext) -> torch.device:
     """``resources.device``; asking for CUDA on a machine without it is a recipe error, not a
     silent fall-back to the CPU."""
@@ -215,7 +208,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         fingerprint=_input_fingerprint(pack_dir, tokenizer_dir),
     )
     # keyed by config and inputs, so a checkpoint is only ever resumed by an identical run
-    resume_dir = _resume_root(ctx.out) / hash_obj([ctx.config_hash, loader.fingerprint])[:16]
+    resume_dir = (
+        checkpoint.resume_root(ctx.out) / hash_obj([ctx.config_hash, loader.fingerprint])[:16]
+    )
 
     loop = _train(model, loader, cfg, pad_id=tokenizer.pad_token_id, resume_dir=resume_dir)
 

@@ -18,7 +18,7 @@ from openrecipe.hashing import hash_obj
 from openrecipe.manifest import read_manifest
 from openrecipe.stage import StageContext
 from openrecipe.train import checkpoint
-from openrecipe.train.pretrain import _resume_root
+from openrecipe.train.checkpoint import resume_root
 
 
 class Resumable:
@@ -27,7 +27,7 @@ class Resumable:
     def __init__(self, ctx: StageContext, every: int) -> None:
         inputs = {name: read_manifest(path)["manifest_sha256"] for name, path in ctx.inputs.items()}
         key = hash_obj([ctx.config_hash, sorted(inputs.items())])[:16]
-        self.dir = _resume_root(ctx.out) / key
+        self.dir = resume_root(ctx.out) / key
         self.every = every
         self.stage = ctx.stage
 
