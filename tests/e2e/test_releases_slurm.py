@@ -14,22 +14,14 @@ from pathlib import Path
 import pytest
 
 from openrecipe.recipe import load_recipe
+from openrecipe.releases import release_rows
 
-from .workflow import copy_project, job_counts
+from .workflow import REPO, copy_project, job_counts
 
 pytestmark = pytest.mark.e2e
 
-FULL = [
-    "nemotron_h_8b",
-    "nemotron_h_47b",
-    "nemotron_h_56b",
-    "nemotron_nano_12b_v2_base",
-    "nemotron_nano_9b_v2",
-    "nvfp4_12b",
-    "nemotron_3_nano_30b_a3b",
-    "nemotron_3_super_120b_a12b",
-    "nemotron_3_ultra_550b_a55b",
-]
+# Every full-size release recipe (tests/unit/test_releases.py pins the exact nine names).
+FULL = [row["recipe"] for row in release_rows(REPO)]
 DATA_STAGES = [
     "curate",
     "langid",
