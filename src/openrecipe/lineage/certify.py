@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -97,6 +97,33 @@ def parse_selector(text: str, base: Path | None = None) -> Selector:
 
 # --------------------------------------------------------------------------------------------
 # The manifest chain
+
+
+@dataclass
+class Tally:
+    """Tokens counted for one training stage: all, matching the selector, and of documents
+    whose metadata cannot decide the selector (which then cannot prove absence)."""
+
+    total: int = 0
+    matched: int = 0
+    unknown: int = 0
+    documents: set[str] = field(default_factory=set)
+
+    def add(self, verdict: bool | None, doc_id: str, n_tokens: int) -> None:
+        self.total += n_tokens
+        if verdict is None:
+            self.unknown += n_tokens
+        elif verdict:
+            self.matched += n_tokens
+            self.documents.add(doc_id)
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "tokens": self.total,
+            "matched_tokens": self.matched,
+            "unknown_tokens": self.unknown,
+            "matched_documents": len(self.documents),
+        }
 
 
 class Chain:
@@ -180,9 +207,8 @@ def pretrain_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
         raise LineageError(f"{pack}/train.idx: {len(lengths)} sequences, {consumed} consumed")
     needs_meta = any(name in ("license", "lang") for name, _ in selector.fields)
     meta = _doc_meta(chain.stages["blend"], chain) if needs_meta else {}
-    matched = unknown = total = 0
+    tally = Tally()
     by_source: Counter[str] = Counter()
-    matched_docs: set[str] = set()
     sidecar = chain.rely(pack / "sidecar.jsonl")
     read = 0
     with open(sidecar, encoding="utf-8") as handle:
@@ -199,22 +225,13 @@ def pretrain_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
                 )
             for doc_id, source, _start, n_tokens in record["segments"]:
                 doc = meta.get(doc_id, {"id": doc_id, "source": source})
-                verdict = selector.match(doc)
-                total += n_tokens
+                tally.add(selector.match(doc), doc_id, n_tokens)
                 by_source[source] += n_tokens
-                if verdict is None:
-                    unknown += n_tokens
-                elif verdict:
-                    matched += n_tokens
-                    matched_docs.add(doc_id)
     if read != consumed:
         raise LineageError(f"{sidecar}: {read} sequences, {consumed} consumed")
     return {
         "sequences": consumed,
-        "tokens": total,
-        "matched_tokens": matched,
-        "unknown_tokens": unknown,
-        "matched_documents": len(matched_docs),
+        **tally.counts(),
         "tokens_by_source": dict(sorted(by_source.items())),
     }
 
@@ -251,8 +268,7 @@ def sft_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
         records, manifest["seed"], view["sft.reasoning_off_fraction"], view["sft.truncate_fraction"]
     )
     modes: Counter[str] = Counter()
-    matched = unknown = total = loss_tokens = 0
-    matched_records: set[str] = set()
+    tally, loss_tokens = Tally(), 0
     for _ in range(steps):
         samples = []
         for record, mode in (next(stream) for _ in range(batch)):
@@ -262,13 +278,7 @@ def sft_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
         for record, ids, labels in samples:
             n = min(width, len(ids))  # collate's cut: right-padded to width, no more
             loss_tokens += sum(1 for label in labels[1:n] if label != -100)
-            total += n
-            verdict = selector.match(record)
-            if verdict is None:
-                unknown += n
-            elif verdict:
-                matched += n
-                matched_records.add(record["id"])
+            tally.add(selector.match(record), record["id"], n)
     replay = {
         "samples_full": modes["full"],
         "samples_reasoning_off": modes["off"],
@@ -284,10 +294,7 @@ def sft_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
         )
     return {
         "samples": steps * batch,
-        "tokens": total,
-        "matched_tokens": matched,
-        "unknown_tokens": unknown,
-        "matched_documents": len(matched_records),
+        **tally.counts(),
         "replay_checked": sorted(replay),
     }
 
@@ -302,26 +309,16 @@ def rl_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
     n_prompts, n_gen = rl["prompts_per_step"], rl["generations_per_prompt"]
     if manifest["summary"].get("rollouts") != rl["steps"] * n_prompts * n_gen:
         raise LineageError(f"{chain.stages['rl']}/manifest.json: rollouts do not match the config")
-    matched = unknown = total = 0
-    matched_records: set[str] = set()
+    tally = Tally()
     for step in range(rl["steps"]):
         for i in range(n_prompts):
             record = records[(step * n_prompts + i) % len(records)]
             n = len(encode_prompt(tokenizer, record["question"], reasoning=True)) * n_gen
-            total += n
-            verdict = selector.match(record)
-            if verdict is None:
-                unknown += n
-            elif verdict:
-                matched += n
-                matched_records.add(record["id"])
+            tally.add(selector.match(record), record["id"], n)
     return {
         "prompts": rl["steps"] * n_prompts,
         "generations_per_prompt": n_gen,
-        "tokens": total,
-        "matched_tokens": matched,
-        "unknown_tokens": unknown,
-        "matched_documents": len(matched_records),
+        **tally.counts(),
         "note": "prompt tokens x generations; completions are model samples, not data",
     }
 
