@@ -370,6 +370,15 @@ def validate(recipe: Recipe, project: Path) -> None:
     _check_cross_fields(recipe)
 
 
+LANG_PREFIX = "lang:"  # a blend weight keyed by language: data.phases[*].weights["lang:es"]
+MULTI_LANG = "multi"  # a source of many languages; langid labels each document
+
+
+def lang_can_exist(lang: str, sources: list[dict[str, Any]]) -> bool:
+    """Whether any source could hold documents in ``lang`` (declares it, or is multilingual)."""
+    return any(s["lang"] in (lang, MULTI_LANG) for s in sources)
+
+
 def _fail(recipe: Recipe, dotted: str, message: str) -> None:
     raise RecipeError(f"{recipe.origin(dotted)}: {dotted}: {message}")
 
@@ -395,9 +404,23 @@ def _check_cross_fields(recipe: Recipe) -> None:
     total_fraction = 0.0
     for index, phase in enumerate(data["data"]["phases"]):
         where = f"data.phases[{index}].weights"
-        unknown = sorted(set(phase["weights"]) - set(source_names))
+        lang_keys = sorted(k for k in phase["weights"] if k.startswith(LANG_PREFIX))
+        unknown = sorted(set(phase["weights"]) - set(source_names) - set(lang_keys))
         if unknown:
-            _fail(recipe, where, f"unknown source(s) {unknown}; sources are {source_names}")
+            _fail(
+                recipe,
+                where,
+                f"unknown source(s) {unknown}; keys are sources {source_names} or "
+                f"'{LANG_PREFIX}<code>'",
+            )
+        for key in lang_keys:
+            lang = key.removeprefix(LANG_PREFIX)
+            if not lang_can_exist(lang, data["data"]["sources"]):
+                _fail(
+                    recipe,
+                    f"{where}.{key}",
+                    f"no source declares lang {lang!r} or 'multi', so no document can have it",
+                )
         weight_sum = sum(phase["weights"].values())
         if not math.isclose(weight_sum, 1.0, abs_tol=1e-6):
             _fail(recipe, where, f"sum is {weight_sum:g}, expected 1.0")

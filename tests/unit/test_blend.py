@@ -128,3 +128,56 @@ def test_quality_bucket_rules():
     assert not rule_matches({"buckets": [0], "source": "b"}, low)
     kept, excluded = apply_exclusions([low, high, unscored], [below])
     assert [d["id"] for d in kept] == ["a/002", "a/003"] and excluded[0]["id"] == "a/001"
+
+
+def _run_lang_blend(tmp_path, name: str, exclude: list[dict]) -> tuple[dict, dict[str, list[str]]]:
+    """Blend a multilingual source ``m`` weighted per language beside a named source ``a``."""
+    docs = [
+        *[_doc("a", i) for i in range(10)],
+        *[_doc("m", i, lang="es") for i in range(12)],
+        *[_doc("m", 100 + i, lang="fr") for i in range(6)],
+        *[_doc("m", 200 + i, lang="de") for i in range(4)],  # no weight names German
+        *[_doc("n", i, lang="es") for i in range(5)],
+    ]
+    curated = tmp_path / f"{name}-curated"
+    curated.mkdir()
+    with open(curated / "docs.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(d, sort_keys=True) + "\n" for d in docs)
+    out = tmp_path / name
+    out.mkdir()
+    phases = [
+        {"name": "p1", "fraction": 1.0, "weights": {"a": 0.5, "lang:es": 0.3, "lang:fr": 0.2}}
+    ]
+    config = {
+        "seed": 7,
+        "data.exclude": exclude,
+        "data.phases": phases,
+        "pretrain.steps": 10,
+        "pretrain.seq_length": 15,
+        "pretrain.micro_batch_size": 2,
+        "pretrain.grad_accum": 1,
+    }
+    ctx = StageContext("blend", None, config, "h", 0, {"curated": curated}, out, tmp_path)
+    run(ctx)
+    plan = json.loads((out / "plan.json").read_text(encoding="utf-8"))
+    streams = {
+        key: [json.loads(line) for line in (out / p["stream"]).read_text().splitlines()]
+        for key, p in plan["lang_streams"].items()
+    }
+    return plan, {k: [d["id"] for d in v] for k, v in streams.items()} | {
+        f"{k}/langs": sorted({d["lang"] for d in v}) for k, v in streams.items()
+    }
+
+
+def test_language_weights_draw_from_unnamed_sources(tmp_path):
+    plan, streams = _run_lang_blend(tmp_path, "full", [])
+    # lang:es holds Spanish documents of both unnamed sources; named source a is never in it.
+    assert streams["lang:es/langs"] == ["es"] and streams["lang:fr/langs"] == ["fr"]
+    assert plan["lang_streams"]["lang:es"]["docs_per_source"] == {"m": 12, "n": 5}
+    assert plan["lang_streams"]["lang:fr"]["docs"] == 6
+    assert plan["unweighted_docs"] == {"m": 4}  # German: no weight draws it
+    assert plan["phases"][0]["budgets"] == {"a": 160, "lang:es": 96, "lang:fr": 64}
+    # Removing one source's documents keeps the others' order in the language stream.
+    without_n, streams_without_n = _run_lang_blend(tmp_path, "without_n", [{"source": "n"}])
+    assert streams_without_n["lang:es"] == [i for i in streams["lang:es"] if not i.startswith("n/")]
+    assert streams["lang:es"] != sorted(streams["lang:es"])  # really mixed

@@ -297,3 +297,33 @@ def test_blend_stage_flat_plan_form_packs_the_same(packed, tmp_path):
     assert again == summary
     for name in ("train.bin", "sidecar.jsonl", "shares.json"):
         assert (out / name).read_bytes() == (root / "out" / name).read_bytes()
+
+
+def test_language_stream_keeps_each_documents_own_source(tmp_path):
+    """A ``lang:<code>`` key's stream mixes sources; the sidecar and ``by_source``/``by_lang``
+    account each token to its document's own source and language."""
+    blend = tmp_path / "blend"
+    (blend / "streams" / "lang").mkdir(parents=True)
+    write_stream(
+        blend, "named", [" ".join(WORDS[(i + j) % 10] for j in range(12)) for i in range(8)]
+    )
+    docs = [
+        {"id": f"{source}/{i}", "source": source, "lang": "es", "license": "CC0-1.0",
+         "url_or_path": "x", "text": f"{WORDS[i % 10]} y {WORDS[(i + 3) % 10]} {i}."}
+        for source in ("m", "n") for i in range(6)
+    ]  # fmt: skip
+    with open(blend / "streams" / "lang" / "es.jsonl", "w", encoding="utf-8") as handle:
+        handle.writelines(json.dumps(d) + "\n" for d in docs)
+    write_plan(blend, [("only", {"named": 96, "lang:es": 64})])
+    tokenizer.run(ctx("tokenizer", tmp_path, tmp_path / "tok", {"blend": blend}))
+    inputs = {"blend": blend, "tokenizer": tmp_path / "tok"}
+    pack.run(ctx("pack", tmp_path, tmp_path / "out", inputs))
+    shares = json.loads((tmp_path / "out" / "shares.json").read_text())
+    assert shares["phases"][0]["sources"]["lang:es"]["tokens"] == 64
+    assert set(shares["by_source"]) == {"named", "m", "n"}
+    assert shares["by_source"]["m"] + shares["by_source"]["n"] == 64
+    assert shares["by_lang"] == {"en": 96, "es": 64}
+    segment_sources = {
+        seg[1] for record in read_sidecar(tmp_path / "out") for seg in record["segments"]
+    }
+    assert segment_sources == {"named", "m", "n"}  # never the key "lang:es"

@@ -76,6 +76,22 @@ def test_weights_must_name_known_sources(project: Path) -> None:
         load_recipe(write(project / "recipes" / "bad.yaml", text), project=project)
 
 
+def test_language_weight_keys(project: Path) -> None:
+    # tiny's sources declare en and code: lang:en is drawable, lang:fr is not.
+    phases = "data:\n  phases:\n    - {{name: only, fraction: 1.0, weights: {{{}}}}}\n"
+    ok = write(
+        project / "recipes" / "ok.yaml",
+        "name: ok\nextends: tiny\n" + phases.format("python_stdlib: 0.5, 'lang:en': 0.5"),
+    )
+    assert load_recipe(ok, project=project).data["data"]["phases"][0]["weights"]["lang:en"] == 0.5
+    bad = write(
+        project / "recipes" / "bad.yaml",
+        "name: bad\nextends: tiny\n" + phases.format("brown: 0.5, 'lang:fr': 0.5"),
+    )
+    with pytest.raises(RecipeError, match=r"weights\.lang:fr: no source declares lang 'fr'"):
+        load_recipe(bad, project=project)
+
+
 def test_duplicate_key_refused(project: Path) -> None:
     bad = write(project / "recipes" / "bad.yaml", "name: bad\nname: again\n")
     with pytest.raises(RecipeError, match="duplicate key"):

@@ -5,18 +5,28 @@ and nothing else, so excluding one source (or documents of one source) never reo
 source's stream: a sovereign rerun without source X trains on the same sequence of every other
 source's documents.
 
+A phase weight is keyed by a source name or by a language, ``lang:<code>`` (the document's
+``lang`` after the langid stage). A source that some phase names is always drawn from its own
+stream; a ``lang:<code>`` key draws the documents of that language from every source no phase
+names (so a multilingual collection can be weighted language by language, and a sovereign rerun
+can raise one language without naming every source that holds it). Documents of a source no
+phase names whose language no phase names are not trained on, and are counted as unweighted.
+A language stream is ordered by a hash of (seed, key, document id), not a shuffle, so removing
+documents (an exclusion, a dropped source) never reorders the documents that remain.
+
 Budgets are in tokens the trainer consumes: ``steps * micro_batch_size * grad_accum *
 (seq_length + 1)`` (each sequence carries one extra token for the shifted labels). A phase gets
 ``fraction`` of them and each source ``weight`` of its phase (weights are token shares, DESIGN.md
 "Recipes"); integer budgets use largest-remainder rounding so they add up exactly. The pack stage
 fills each budget by cycling the source's stream and records the repetitions.
 
-Outputs: ``streams/<source>.jsonl`` (records in stream order), ``excluded.jsonl`` (id, source,
-rule), ``plan.json``.
+Outputs: ``streams/<source>.jsonl`` (records in stream order), ``streams/lang/<code>.jsonl`` per
+``lang:<code>`` key, ``excluded.jsonl`` (id, source, rule), ``plan.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -26,9 +36,45 @@ from typing import Any
 
 from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import derive_seed
+from openrecipe.recipe import LANG_PREFIX
 from openrecipe.stage import StageContext
 
 _EQUAL_FIELDS = ("source", "license", "lang")
+
+
+def stream_path(key: str) -> str:
+    """Where a weight key's stream lives, relative to the blend directory."""
+    if key.startswith(LANG_PREFIX):
+        return f"streams/lang/{key.removeprefix(LANG_PREFIX)}.jsonl"
+    return f"streams/{key}.jsonl"
+
+
+def language_streams(
+    docs: list[dict], phases: list[dict], seed: int
+) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """({lang key: documents in stream order}, {source: documents no key draws}).
+
+    Sources named by any phase are drawn by their own key; the rest feed the ``lang:`` keys."""
+    keys = {k for phase in phases for k in phase["weights"]}
+    named_sources = {k for k in keys if not k.startswith(LANG_PREFIX)}
+    lang_keys = sorted(k for k in keys if k.startswith(LANG_PREFIX))
+    streams: dict[str, list[dict]] = {k: [] for k in lang_keys}
+    unweighted: dict[str, int] = {}
+    for doc in docs:
+        if doc["source"] in named_sources:
+            continue
+        key = LANG_PREFIX + doc["lang"]
+        if key in streams:
+            streams[key].append(doc)
+        else:
+            unweighted[doc["source"]] = unweighted.get(doc["source"], 0) + 1
+
+    def order(key: str, doc: dict) -> bytes:
+        return hashlib.sha256(f"{seed}\0{key}\0{doc['id']}".encode()).digest()
+
+    for key, members in streams.items():
+        members.sort(key=lambda doc, key=key: order(key, doc))
+    return streams, dict(sorted(unweighted.items()))
 
 
 def rule_matches(rule: dict[str, Any], doc: dict[str, Any]) -> bool:
@@ -136,7 +182,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
     phases = ctx.cfg("data.phases")
     docs = _read_docs(ctx.input("curated") / "docs.jsonl")
     kept, excluded = apply_exclusions(docs, ctx.cfg("data.exclude"))
-    sources = sorted({d["source"] for d in docs} | {s for p in phases for s in p["weights"]})
+    sources = sorted(
+        {d["source"] for d in docs}
+        | {s for p in phases for s in p["weights"] if not s.startswith(LANG_PREFIX)}
+    )
     by_source: dict[str, list[dict]] = {s: [] for s in sources}
     for doc in kept:
         by_source[doc["source"]].append(doc)
@@ -153,6 +202,21 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "excluded_docs": sum(1 for e in excluded if e["source"] == source),
             "seed": derive_seed(seed, "blend", source),
         }
+    lang_streams, unweighted = language_streams(kept, phases, seed)
+    lang_plan = {}
+    if lang_streams:
+        (ctx.out / "streams" / "lang").mkdir()
+    for key, stream in lang_streams.items():
+        _write_jsonl(ctx.out / stream_path(key), stream)
+        members: dict[str, int] = {}
+        for doc in stream:
+            members[doc["source"]] = members.get(doc["source"], 0) + 1
+        lang_plan[key] = {
+            "stream": stream_path(key),
+            "docs": len(stream),
+            "chars": sum(len(d["text"]) for d in stream),
+            "docs_per_source": dict(sorted(members.items())),
+        }
     _write_jsonl(ctx.out / "excluded.jsonl", excluded)
 
     steps, seq = ctx.cfg("pretrain.steps"), ctx.cfg("pretrain.seq_length")
@@ -162,7 +226,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "total_tokens": total_tokens,
         "token_formula": f"steps {steps} * micro_batch_size {mbs} * grad_accum {accum} * (seq_length {seq} + 1)",
         "sources": source_plan,
-        "phases": plan_phases(phases, total_tokens, {s: p["docs"] for s, p in source_plan.items()}),
+        "lang_streams": lang_plan,
+        "unweighted_docs": unweighted,
+        "phases": plan_phases(
+            phases,
+            total_tokens,
+            {k: p["docs"] for k, p in {**source_plan, **lang_plan}.items()},
+        ),
         "exclude_rules": ctx.cfg("data.exclude"),
     }
     (ctx.out / "plan.json").write_text(
@@ -170,6 +240,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     )
     return {
         "docs": {s: p["docs"] for s, p in source_plan.items()},
+        "lang_streams": {k: p["docs"] for k, p in lang_plan.items()},
+        "unweighted_docs": unweighted,
         "excluded": len(excluded),
         "total_tokens": total_tokens,
         "renormalised_phases": [p["name"] for p in plan["phases"] if p["renormalised"]],

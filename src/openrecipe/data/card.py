@@ -171,22 +171,41 @@ def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
         if "pack" in dirs:
             shares = json.loads((dirs["pack"] / "shares.json").read_text(encoding="utf-8"))
         rows = []
+        tokens = packed_tokens(dirs["pack"], dirs["blend"]) if shares else {}
+        trained = tokens.get("source", {})
         for source, p in sorted(plan["sources"].items()):
             s = shares.get("sources", {}).get(source, {})
             rows.append([source, p["excluded_docs"], p["docs"], p["chars"],
-                         s.get("stream_tokens", "-"), s.get("tokens", "-"), s.get("epochs", "-")])  # fmt: skip
+                         s.get("stream_tokens", "-"), trained.get(source, "-" if not shares else 0),
+                         s.get("epochs", "-")])  # fmt: skip
         lines += _table(
             ["source", "excluded docs", "docs in stream", "chars", "stream tokens",
              "trained tokens", "epochs"], rows
         )  # fmt: skip
+        if plan.get("lang_streams"):
+            lines += ["", "Language streams (`lang:<code>` weights; documents of the sources no",
+                      "phase names):", ""]  # fmt: skip
+            rows = []
+            for key, p in sorted(plan["lang_streams"].items()):
+                s = shares.get("sources", {}).get(key, {})
+                members = ", ".join(f"{k} {n}" for k, n in p["docs_per_source"].items())
+                rows.append([key, p["docs"], p["chars"], members or "-",
+                             s.get("stream_tokens", "-"), s.get("tokens", "-"),
+                             s.get("epochs", "-")])  # fmt: skip
+            lines += _table(
+                ["key", "docs in stream", "chars", "docs per source", "stream tokens",
+                 "trained tokens", "epochs"], rows
+            )  # fmt: skip
+        if plan.get("unweighted_docs"):
+            lines += ["", "Documents no weight draws (their source and language are unweighted): "
+                      + ", ".join(f"{k} {n}" for k, n in plan["unweighted_docs"].items())]  # fmt: skip
         if shares:
-            lines += ["", "| phase | source | requested weight | realised share | tokens | wraps |",
+            lines += ["", "| phase | key | requested weight | realised share | tokens | wraps |",
                       "|---|---|---|---|---|---|"]  # fmt: skip
             for phase in shares["phases"]:
                 for source, s in sorted(phase["sources"].items()):
                     lines.append(f"| {phase['name']} | {source} | {s['requested_weight']} | "
                                  f"{s['share']} | {s['tokens']} | {s['wraps']} |")  # fmt: skip
-            tokens = packed_tokens(dirs["pack"], dirs["blend"])
             figures["trained_tokens"] = tokens
             for key, title in (("lang", "language"), ("license", "licence")):
                 lines += ["", f"Trained tokens per {title} (from the sidecar):", ""]

@@ -1,6 +1,7 @@
 """The ``pack`` stage: the blend plan turned into the exact token sequences pretraining consumes.
 
-For each phase in order, each source fills its token budget from its own stream: documents in
+For each phase in order, each weight key (a source, or a ``lang:<code>`` key: see the blend
+stage) fills its token budget from its own stream: documents in
 stream order, each followed by ``</s>``, cycling to the start when the stream runs out (each
 wrap-around is one repetition), the last document cut so the budget is met exactly. A source's
 read position carries over from one phase to the next, so a later phase continues the stream
@@ -21,9 +22,11 @@ Outputs:
 - ``train.bin``/``train.idx``: Megatron indexed dataset, one sequence per training sample, in
   consumption order (see ``openrecipe.data.indexed``);
 - ``sidecar.jsonl``: per sequence ``{"seq", "phase", "segments": [[doc_id, source,
-  token_start_in_doc, n_tokens], ...]}``; ``phase`` is the phase of the sequence's first token;
+  token_start_in_doc, n_tokens], ...]}``; ``phase`` is the phase of the sequence's first token and
+  ``source`` is the document's own source, whichever key's stream it came from;
 - ``shares.json``: per phase and source the realised tokens and share against the requested
-  weight, wrap-arounds, epochs and documents used: the token accounting ``certify`` relies on.
+  weight, wrap-arounds, epochs and documents used, and the trained tokens per document source
+  and language (``by_source``, ``by_lang``): the token accounting ``certify`` relies on.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from openrecipe.data.blend import LANG_PREFIX, stream_path
 from openrecipe.data.indexed import optimal_dtype, write_indexed
 from openrecipe.data.tokenizer import iter_stream
 from openrecipe.errors import StageInputError
@@ -57,11 +61,16 @@ class Segment:
 
 @dataclass
 class Stream:
-    """One source's tokenized documents and its read position (kept across phases)."""
+    """One weight key's tokenized documents and its read position (kept across phases).
+
+    ``source`` is the key (a source name or ``lang:<code>``); ``doc_sources`` and ``doc_langs``
+    are each document's own labels, for the sidecar and the per-source/language accounting."""
 
     source: str
     ids: list[str]
     tokens: list[np.ndarray]
+    doc_sources: list[str] = field(default_factory=list)
+    doc_langs: list[str] = field(default_factory=list)
     doc: int = 0
     offset: int = 0
     wraps: int = 0
@@ -69,6 +78,8 @@ class Stream:
 
     def __post_init__(self) -> None:
         self.total_tokens = sum(len(t) for t in self.tokens)
+        self.doc_sources = self.doc_sources or [self.source] * len(self.tokens)
+        self.doc_langs = self.doc_langs or ["und"] * len(self.tokens)
 
     def take(self, phase: str, budget: int) -> list[Segment]:
         """Exactly ``budget`` tokens from the read position, cycling past the end."""
@@ -139,20 +150,29 @@ def load_plan(blend: Path) -> dict[str, Any]:
     return {"phases": phases}
 
 
-def tokenize_streams(blend: Path, sources: list[str], tokenizer) -> dict[str, Stream]:
-    """Every document of each named source, tokenized, with ``</s>`` appended."""
+def tokenize_streams(blend: Path, keys: list[str], tokenizer) -> dict[str, Stream]:
+    """Every document of each weight key's stream, tokenized, with ``</s>`` appended."""
     eos = tokenizer.eos_token_id
     streams = {}
-    for source in sources:
-        path = blend / "streams" / f"{source}.jsonl"
+    for key in keys:
+        path = blend / stream_path(key)
         if not path.is_file():
-            raise StageInputError(f"{path}: missing; plan.json draws tokens from source {source!r}")
-        docs = list(iter_stream(path))
+            raise StageInputError(f"{path}: missing; plan.json draws tokens from {key!r}")
+        if key.startswith(LANG_PREFIX):
+            docs = list(iter_stream(path, field="lang", expected=key.removeprefix(LANG_PREFIX)))
+        else:
+            docs = list(iter_stream(path))
         encoded = tokenizer.backend_tokenizer.encode_batch(
             [d["text"] for d in docs], add_special_tokens=False
         )
         tokens = [np.asarray([*enc.ids, eos], dtype=np.int64) for enc in encoded]
-        streams[source] = Stream(source, [str(d["id"]) for d in docs], tokens)
+        streams[key] = Stream(
+            key,
+            [str(d["id"]) for d in docs],
+            tokens,
+            [str(d.get("source", key)) for d in docs],
+            [str(d.get("lang", "und")) for d in docs],
+        )
     return streams
 
 
@@ -235,6 +255,14 @@ def _shares(
                 "sources": sources,
             }
         )
+    by_source: dict[str, int] = {}
+    by_lang: dict[str, int] = {}
+    for sequence in sequences:
+        for s in sequence:
+            doc_source = streams[s.source].doc_sources[s.doc]
+            doc_lang = streams[s.source].doc_langs[s.doc]
+            by_source[doc_source] = by_source.get(doc_source, 0) + s.length
+            by_lang[doc_lang] = by_lang.get(doc_lang, 0) + s.length
     totals = {}
     for source, stream in sorted(streams.items()):
         tokens = sum(n for (_, s), n in written.items() if s == source)
@@ -249,6 +277,8 @@ def _shares(
     return {
         "phases": phases,
         "sources": totals,
+        "by_source": dict(sorted(by_source.items())),
+        "by_lang": dict(sorted(by_lang.items())),
         "dropped_tokens": sum(s.length for s in tail),
         "dropped_tokens_per_source": {
             source: sum(s.length for s in tail if s.source == source)
@@ -304,7 +334,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 "seq": index,
                 "phase": sequence[0].phase,
                 "segments": [
-                    [streams[s.source].ids[s.doc], s.source, s.start, s.length] for s in sequence
+                    [
+                        streams[s.source].ids[s.doc],
+                        streams[s.source].doc_sources[s.doc],
+                        s.start,
+                        s.length,
+                    ]
+                    for s in sequence
                 ],
             }
             handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")

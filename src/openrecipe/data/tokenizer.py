@@ -39,8 +39,14 @@ def stream_paths(blend_dir: Path) -> list[Path]:
     return paths
 
 
-def iter_stream(path: Path) -> Iterator[dict[str, Any]]:
-    """Documents of one stream, in stream order; a malformed line is named by file and line."""
+def iter_stream(
+    path: Path, field: str = "source", expected: str | None = None
+) -> Iterator[dict[str, Any]]:
+    """Documents of one stream, in stream order; a malformed line is named by file and line.
+
+    Every document's ``field`` must equal ``expected`` (default: the file's stem, the source of a
+    per-source stream; a language stream passes ``field="lang"``)."""
+    expected = path.stem if expected is None else expected
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             try:
@@ -49,10 +55,10 @@ def iter_stream(path: Path) -> Iterator[dict[str, Any]]:
                 raise StageInputError(f"{path}:{number}: not a JSON document ({exc})") from exc
             if not isinstance(doc, dict) or not isinstance(doc.get("text"), str) or "id" not in doc:
                 raise StageInputError(f"{path}:{number}: expected an object with 'id' and 'text'")
-            if doc.get("source", path.stem) != path.stem:
+            if doc.get(field, expected) != expected:
                 raise StageInputError(
-                    f"{path}:{number}: document {doc['id']!r} has source {doc['source']!r}, "
-                    f"expected {path.stem!r}"
+                    f"{path}:{number}: document {doc['id']!r} has {field} {doc[field]!r}, "
+                    f"expected {expected!r}"
                 )
             yield doc
 
