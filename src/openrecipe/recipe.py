@@ -40,10 +40,11 @@ STAGE_VIEWS: dict[str, tuple[str, ...]] = {
         "data.curation.min_alpha_ratio",
         "data.curation.exempt_langs",
     ),
-    "langid": ("data.curation.langid",),
+    # The per-document stages run as data.curation.shards jobs plus a gather (data/sharding.py).
+    "langid": ("data.curation.langid", "data.curation.shards"),
     "fuzzy_dedup": ("data.curation.fuzzy_dedup",),
     "quality": ("data.curation.quality", "data.curation.exempt_langs"),
-    "decontam": ("data.curation.decontam",),
+    "decontam": ("data.curation.decontam", "data.curation.shards"),
     "blend": (
         "seed",
         "data.exclude",

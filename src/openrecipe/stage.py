@@ -54,6 +54,7 @@ class StageContext:
     inputs: dict[str, Path]  # verified upstream stage directories
     out: Path  # temporary directory; becomes --out on success
     project: Path
+    part: str | None = None  # the item of a per-item stage (a source, a checkpoint, a shard)
 
     def cfg(self, dotted: str) -> Any:
         """A value from the stage's view (or inside one of its subtrees)."""
@@ -137,7 +138,7 @@ def run_stage(
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    ctx = StageContext(stage, recipe, config, config_hash, seed, dict(inputs), tmp, project)
+    ctx = StageContext(stage, recipe, config, config_hash, seed, dict(inputs), tmp, project, part)
     try:
         extra = body(ctx) or {}
     except BaseException:

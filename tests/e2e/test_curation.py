@@ -70,3 +70,35 @@ def test_excluding_a_source_reruns_only_downstream_and_packs_zero_tokens(
     assert "brown" not in tokens and sum(tokens.values()) > 0
     shares = json.loads((pack / "shares.json").read_text(encoding="utf-8"))
     assert shares["sources"].get("brown", {}).get("tokens", 0) == 0
+
+
+def test_sharded_curation_gathers_to_identical_outputs(first_run: Path, tmp_path: Path) -> None:
+    """``data.curation.shards: 3`` scatters langid and decontam over three jobs each; the
+    gathered stage outputs are byte-identical to the single job's, so nothing downstream reruns
+    for a reason other than the shard count itself."""
+    project = tmp_path / "project"
+    shutil.copytree(first_run, project, symlinks=True)
+    override = project / "recipes" / "overrides" / "shards.yaml"
+    override.parent.mkdir(exist_ok=True)
+    override.write_text("data:\n  curation:\n    shards: 3\n", encoding="utf-8")
+    args = ("--configfile", "recipes/tiny.yaml", "recipes/overrides/shards.yaml")
+    done = job_counts(snakemake(project, "runs/tiny/decontam/manifest.json", *args)[0])
+    assert done == {
+        "langid_shard": 3, "langid": 1, "fuzzy_dedup": 1, "quality": 1,
+        "decontam_shard": 3, "decontam": 1,
+    }  # fmt: skip
+    for stage in ("langid", "decontam"):
+        one = json.loads((first_run / "runs/tiny" / stage / "manifest.json").read_text())
+        three = json.loads((project / "runs/tiny" / stage / "manifest.json").read_text())
+        assert three["outputs"] == one["outputs"], stage
+        shard_inputs = [i["name"] for i in three["inputs"] if i["name"].startswith("shard_")]
+        assert shard_inputs == ["shard_000", "shard_001", "shard_002"]
+        shard_docs = [
+            len((project / f"runs/tiny/{stage}_shards/{i:03d}/docs.jsonl").read_text().splitlines())
+            for i in range(3)
+        ]
+        assert all(n > 0 for n in shard_docs), shard_docs  # every shard did real work
+    for later in ("fuzzy_dedup", "quality"):  # unchanged inputs and view: same outputs
+        one = json.loads((first_run / "runs/tiny" / later / "manifest.json").read_text())
+        three = json.loads((project / "runs/tiny" / later / "manifest.json").read_text())
+        assert three["outputs"] == one["outputs"], later

@@ -98,6 +98,23 @@ def get_decontam_input_args(wildcards):
     return input_args(docs=f"{RUN}/quality", **_decontam_sets())
 
 
+# Per-document curation stages (langid, decontam) scatter over data.curation.shards jobs when it
+# is above 1; the stage's own job then gathers them (openrecipe.data.sharding). With one shard
+# the stage is a single job, as before.
+SHARDS = int(RECIPE.data["data"]["curation"]["shards"])
+SHARD_IDS = [f"{i:03d}" for i in range(SHARDS)] if SHARDS > 1 else []
+
+
+def shard_manifests(stage):
+    return [f"{RUN}/{stage}_shards/{shard}/manifest.json" for shard in SHARD_IDS]
+
+
+def gather_args(stage, upstream):
+    """The stage job's inputs: the upstream docs, plus its shards when scattered."""
+    shards = {f"shard_{shard}": f"{RUN}/{stage}_shards/{shard}" for shard in SHARD_IDS}
+    return input_args(docs=f"{RUN}/{upstream}", **shards)
+
+
 CURATION_STAGES = ["curate", "langid", "fuzzy_dedup", "quality", "decontam"]
 REPORTED_STAGES = [*CURATION_STAGES, "blend", "tokenizer", "pack", "pretrain", "reasoning", "sft", "rl"]
 

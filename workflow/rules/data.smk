@@ -51,14 +51,32 @@ rule curate:
 
 # The curation chain after curate: each step its own stage, reading the previous one's docs.jsonl
 # and writing its own accounting (see openrecipe.data.accounting).
+rule langid_shard:
+    input:
+        f"{RUN}/curate/manifest.json",
+    output:
+        manifest=f"{RUN}/langid_shards/{{shard}}/manifest.json",
+    params:
+        **stage_params("langid"),
+        inputs=lambda w: f"--part shard-{w.shard} " + input_args(docs=f"{RUN}/curate"),
+        out=output_dir,
+    log:
+        f"{RUN}/logs/langid_shards/{{shard}}.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
 rule langid:
     input:
         f"{RUN}/curate/manifest.json",
+        shard_manifests("langid"),
     output:
         manifest=f"{RUN}/langid/manifest.json",
     params:
         **stage_params("langid"),
-        inputs=input_args(docs=f"{RUN}/curate"),
+        inputs=gather_args("langid", "curate"),
         out=output_dir,
     log:
         f"{RUN}/logs/langid.log",
@@ -102,15 +120,34 @@ rule quality:
         STAGE_SHELL
 
 
-rule decontam:
+rule decontam_shard:
     input:
         f"{RUN}/quality/manifest.json",
         get_decontam_manifests,
     output:
+        manifest=f"{RUN}/decontam_shards/{{shard}}/manifest.json",
+    params:
+        **stage_params("decontam"),
+        inputs=lambda w: f"--part shard-{w.shard} " + get_decontam_input_args(w),
+        out=output_dir,
+    log:
+        f"{RUN}/logs/decontam_shards/{{shard}}.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
+rule decontam:
+    input:
+        f"{RUN}/quality/manifest.json",
+        get_decontam_manifests,
+        shard_manifests("decontam"),
+    output:
         manifest=f"{RUN}/decontam/manifest.json",
     params:
         **stage_params("decontam"),
-        inputs=get_decontam_input_args,
+        inputs=get_decontam_input_args if SHARDS == 1 else gather_args("decontam", "quality"),
         out=output_dir,
     log:
         f"{RUN}/logs/decontam.log",

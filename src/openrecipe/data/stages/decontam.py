@@ -30,6 +30,7 @@ from openrecipe.data.accounting import (
     write_outputs,
 )
 from openrecipe.data.decontam import EvalIndex, decontaminate
+from openrecipe.data.sharding import gather, read_jsonl, select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
 
@@ -104,15 +105,47 @@ def decontaminate_docs(
     return kept, ledger, matches, report
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    docs = read_docs(ctx.input("docs"), STEP)
-    sets = eval_items(ctx.inputs)
-    kept, ledger, matches, report = decontaminate_docs(
-        docs, sets, ctx.cfg("data.curation.decontam")
+def _gather_matches(
+    upstream: list[dict[str, Any]], shards: list[Path]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The shards' matches and eval-item reports merged into input order, as one job writes."""
+    position = {doc["id"]: i for i, doc in enumerate(upstream)}
+    matches = sorted(
+        (m for shard in shards for m in read_jsonl(shard / "matches.jsonl")),
+        key=lambda m: position[m["id"]],
     )
+    reports = [json.loads((s / "eval_items.json").read_text(encoding="utf-8")) for s in shards]
+    report = {}
+    for name, first in reports[0].items():
+        matched: dict[str, list[str]] = {}
+        for r in reports:
+            for item, ids in r[name]["matched"].items():
+                matched.setdefault(item, []).extend(ids)
+        report[name] = {
+            "items": first["items"],
+            "too_short": first["too_short"],
+            "matched": {
+                item: sorted(ids, key=position.__getitem__) for item, ids in sorted(matched.items())
+            },
+        }
+    return matches, report
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    """One job, one shard's job or the gather of the shards (``openrecipe.data.sharding``)."""
+    upstream = read_docs(ctx.input("docs"), STEP)
+    shards = shard_inputs(ctx)
+    if shards:
+        matches, report = _gather_matches(upstream, shards)
+        summary = gather(ctx.out, upstream, shards, (STEP,))
+    else:
+        docs = select_shard(ctx, upstream)
+        kept, ledger, matches, report = decontaminate_docs(
+            docs, eval_items(ctx.inputs), ctx.cfg("data.curation.decontam")
+        )
+        summary = write_outputs(ctx.out, kept, ledger, profile(docs))
     write_jsonl(ctx.out / "matches.jsonl", matches)
     write_json(ctx.out / "eval_items.json", report)
-    summary = write_outputs(ctx.out, kept, ledger, profile(docs))
     summary["eval_sets"] = {
         name: {"items": r["items"], "matched_items": len(r["matched"])}
         for name, r in report.items()

@@ -23,6 +23,7 @@ from typing import Any
 
 from openrecipe.data.accounting import Ledger, profile, read_docs, write_outputs
 from openrecipe.data.langid import identify_docs, model_info
+from openrecipe.data.sharding import gather, select_shard, shard_inputs
 from openrecipe.stage import StageContext
 
 STEP = "langid"
@@ -50,9 +51,16 @@ def label(docs: list[dict[str, Any]], cfg: dict[str, Any]) -> tuple[list[dict[st
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    docs = read_docs(ctx.input("docs"), STEP)
-    kept, ledger = label(docs, ctx.cfg("data.curation.langid"))
-    summary = write_outputs(ctx.out, kept, ledger, profile(docs))
+    """One job over every document, one shard's job (``--part shard-NNN``), or the gather of
+    the shards (inputs ``shard_NNN``): see ``openrecipe.data.sharding``."""
+    upstream = read_docs(ctx.input("docs"), STEP)
+    shards = shard_inputs(ctx)
+    if shards:
+        summary = gather(ctx.out, upstream, shards, (STEP,))
+    else:
+        docs = select_shard(ctx, upstream)
+        kept, ledger = label(docs, ctx.cfg("data.curation.langid"))
+        summary = write_outputs(ctx.out, kept, ledger, profile(docs))
     info = model_info()
     summary["external_inputs"] = [
         {
