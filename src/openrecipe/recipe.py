@@ -433,6 +433,11 @@ def _check_cross_fields(recipe: Recipe) -> None:
         _fail(recipe, "model.num_key_value_heads", "must divide model.num_attention_heads")
     if "E" in model["hybrid_override_pattern"] and "n_routed_experts" not in model:
         _fail(recipe, "model.n_routed_experts", "required when the pattern has MoE ('E') layers")
+    if "E" in model["hybrid_override_pattern"]:
+        for key in ("moe_intermediate_size", "moe_shared_expert_intermediate_size"):
+            if model.get(key, 0) % 4:
+                # transformers' grouped_mm experts need 16-byte row strides (fp32: 4 elements).
+                _fail(recipe, f"model.{key}", f"{model[key]} is not a multiple of 4")
     pretrain = data["pretrain"]
     n_layers = len(model["hybrid_override_pattern"])
     if pretrain["bf16_first_layers"] + pretrain["bf16_last_layers"] > n_layers:

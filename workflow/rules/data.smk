@@ -11,11 +11,13 @@ STAGE_SHELL = (
 )
 
 
+# Raw sources are shared by every recipe that names the same pinned entry, so nothing in this
+# rule's params may depend on which recipe runs: the resolved recipe's path (which does) is
+# substituted from the global RESOLVED, outside the params Snakemake compares.
 rule acquire:
     output:
         manifest="data/raw/{source}/manifest.json",
     params:
-        recipe=RESOLVED,
         py=PY,
         stage="acquire",
         view=lambda w: view("acquire", w.source),
@@ -29,7 +31,7 @@ rule acquire:
     resources:
         runtime=lambda w: slurm_resources("acquire", "runtime", 30),
     shell:
-        STAGE_SHELL
+        STAGE_SHELL.replace("{params.recipe}", "{RESOLVED}")
 
 
 rule curate:
