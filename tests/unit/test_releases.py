@@ -437,3 +437,17 @@ def test_releases_table_lists_every_release_and_proxy() -> None:
     )
     table = format_table(rows)
     assert "nemotron_3_ultra_550b_a55b_proxy" in table and "unverified" in table
+
+
+@pytest.mark.parametrize("name", FULL)
+def test_proxy_envelope_is_the_derived_one(name: str) -> None:
+    """Each proxy carries the envelope derived from its own eval tasks and limits (so changing a
+    limit without regenerating the band fails here), and it covers every task it evaluates."""
+    from openrecipe.evaluate.envelope import chance_band, proxy_envelope
+
+    proxy = _recipe(f"{name}_proxy")
+    envelope = proxy["release"]["envelope"]
+    assert envelope == proxy_envelope(proxy["eval"]["tasks"])
+    assert {e["task"] for e in envelope} == {t["name"] for t in proxy["eval"]["tasks"]}
+    arc = next(e for e in envelope if e["task"] == "arc_easy" and e["metric"] == "acc")
+    assert (arc["low"], arc["high"]) == chance_band(0.25, 20) == (0.0, 0.5405)
