@@ -72,6 +72,13 @@ def test_quarantine_reasons(tmp_path):
     ]
     assert [q["line"] for q in ledger.quarantine] == [2, 3, 4, 5, 6, 7, 8, 9]
     assert [d["id"] for d in kept] == ["a/1"]
+    # The input profile keeps the labels a quarantined line states (the oversized document is
+    # English), and counts unparseable lines under "?".
+    _, _, profile_in = curate([("a", tmp_path / "a.jsonl")], CFG)
+    langs: dict[str, int] = {}
+    for row in profile_in:
+        langs[row["lang"]] = langs.get(row["lang"], 0) + row["docs"]
+    assert langs == {"en": 6, "?": 3}
 
 
 def test_cap_dedup_filter_and_conservation(tmp_path):

@@ -4,10 +4,14 @@ Built by the report stage from verified stage directories only: each curation st
 ``accounting.json`` (documents in / kept / dropped by reason / quarantined per step and source,
 and documents and characters per source, language and licence before and after the stage),
 blend's ``plan.json`` and ``excluded.jsonl``, and pack's ``shares.json`` and ``sidecar.jsonl``.
-Token counts are exact where tokens exist: after blend (every document of every stream,
-``stream_tokens``) and in the packed training set (the sidecar's segments, joined to the blend
-streams for each document's language and licence). Before blend the corpus is counted in
-documents and characters, since no tokenizer exists yet at those steps.
+Token counts are exact: after each curation stage, every kept document counted with the run's
+own tokenizer (trained later, at the tokenizer stage, so the card counts in the units the model
+trains on; a document's text does not change after ``curate``'s normalisation, so one pass over
+curate's output counts every later stage too); after blend (every document of every stream,
+``stream_tokens``); and in the packed training set (the sidecar's segments, joined to the blend
+streams for each document's language and licence). The raw input of ``curate`` is counted in
+documents and characters only: its documents are not yet normalised, and the ones curate drops
+are not kept with their text.
 
 :func:`check_accounting` re-derives every balance the card shows and raises on any that does
 not hold, so a card is only written for a run whose numbers reconcile.
@@ -89,6 +93,40 @@ def _reasons(dropped: dict[str, int]) -> str:
     return ", ".join(f"{r} {n}" for r, n in sorted(dropped.items())) or "-"
 
 
+def _read_labelled(path: Path) -> list[tuple[str, dict[str, str]]]:
+    """(id, {source, lang, license}) of each document in a stage's ``docs.jsonl``."""
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            doc = json.loads(line)
+            rows.append((doc["id"], {k: doc[k] for k in ("source", "lang", "license")}))
+    return rows
+
+
+def stage_tokens(dirs: dict[str, Path], stages: list[str]) -> dict[str, dict[str, dict[str, int]]]:
+    """{stage: {"source"|"lang"|"license": {value: tokens}}} of each stage's kept documents,
+    counted with the run's tokenizer (``dirs["tokenizer"]``) on curate's normalised texts."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(dirs["tokenizer"] / "tokenizer.json"))
+    ids, texts = [], []
+    with open(dirs["curate"] / "docs.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            doc = json.loads(line)
+            ids.append(doc["id"])
+            texts.append(doc["text"])
+    encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+    per_doc = {doc_id: len(enc.ids) for doc_id, enc in zip(ids, encoded, strict=True)}
+    result = {}
+    for stage in stages:
+        by: dict[str, Counter] = {"source": Counter(), "lang": Counter(), "license": Counter()}
+        for doc_id, labels in _read_labelled(dirs[stage] / "docs.jsonl"):
+            for key, counter in by.items():
+                counter[labels[key]] += per_doc[doc_id]
+        result[stage] = {k: dict(sorted(c.items())) for k, c in by.items()}
+    return result
+
+
 def packed_tokens(pack: Path, blend: Path) -> dict[str, dict[str, int]]:
     """Trained tokens per source, language and licence, exactly, from the sidecar."""
     meta: dict[str, tuple[str, str]] = {}
@@ -120,7 +158,7 @@ def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
     lines += [
         "Every document's fate, step by step: `in = kept + dropped + quarantined` holds for every",
         "step and source below (checked when this card was written). Documents and characters",
-        "until blend; exact tokens after it.",
+        "at every step; tokens (the run's own tokenizer) after each stage.",
         "",
         "## Steps",
         "",
@@ -139,6 +177,10 @@ def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
         rows,
     )
     figures: dict[str, Any] = {"stages": {}}
+    tokens_after = {}
+    if "tokenizer" in dirs and "curate" in dirs:
+        tokens_after = stage_tokens(dirs, [stage for stage, _ in chain])
+        figures["tokens_after_stage"] = tokens_after
     for key, title in (("source", "source"), ("lang", "language"), ("license", "licence")):
         lines += ["", f"## Per {title}: documents / characters before and after each stage", ""]
         keys = sorted(
@@ -159,6 +201,13 @@ def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
                 cells.append(f"{d} / {c}")
             table_rows.append(cells)
         lines += _table(header, table_rows)
+        if tokens_after:
+            lines += ["", f"Tokens per {title} after each stage (the run's tokenizer):", ""]
+            lines += _table(
+                [title] + [f"after {stage}" for stage in tokens_after],
+                [[k] + [tokens_after[stage][key].get(k, 0) for stage in tokens_after]
+                 for k in keys],
+            )  # fmt: skip
     for stage, acc in chain:
         figures["stages"][stage] = {
             "in": acc["steps"][acc["order"][0]]["total"]["in"],

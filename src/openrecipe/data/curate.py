@@ -124,6 +124,19 @@ def quality_reason(text: str, lang: str, cfg: dict[str, Any]) -> str | None:
     return None
 
 
+def _labels(raw: bytes) -> dict[str, str]:
+    """A quarantined line's lang and licence, where it is a JSON object that states them."""
+    try:
+        record = json.loads(raw)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError
+        record = None
+    labels = {}
+    for key in ("lang", "license"):
+        value = record.get(key) if isinstance(record, dict) else None
+        labels[key] = value if isinstance(value, str) and value else "?"
+    return labels
+
+
 def _source_inputs(ctx: StageContext) -> list[tuple[str, Path]]:
     names = sorted(n for n in ctx.inputs if n.startswith(INPUT_PREFIX))
     if not names:
@@ -143,7 +156,8 @@ def curate(
     sources: list[tuple[str, Path]], cfg: dict[str, Any]
 ) -> tuple[list[dict], Ledger, list[dict]]:
     """(kept documents, ledger, profile of the input: valid records by source/lang/licence, and
-    quarantined ones under lang and licence "?" with the characters of their raw line)."""
+    quarantined ones with the characters of their raw line, under their own lang and licence
+    when the line is a JSON object that has them (an oversized document), else "?")."""
     ledger = Ledger(STEPS)
     valid: list[dict] = []
     malformed: list[dict] = []
@@ -168,7 +182,7 @@ def curate(
                         },
                     )
                     text = raw.decode("utf-8", errors="replace")
-                    malformed.append({"source": source, "lang": "?", "license": "?", "text": text})
+                    malformed.append({"source": source, **_labels(raw), "text": text})
                     continue
                 ids.add(doc["id"])
                 ledger.keep("validate", source)
