@@ -269,6 +269,14 @@ def test_rerun_override_reweights_and_plans(project: Path, small) -> None:
     assert ratio == pytest.approx(2 * original["brown"] / original["austen"])
     with pytest.raises(Exception, match="no source"):
         reweight(base, ["lang:xx=2"])
+    # On the default recipe a language is also a weight key of its own (lang:es draws the
+    # multilingual collections' Spanish): --weight lang:es=2 doubles it and the Spanish Bible.
+    default = load_recipe(project / "recipes" / "default.yaml", project=project)
+    before = default.data["data"]["phases"][0]["weights"]
+    after = reweight(default, ["lang:es=2"])[0]["weights"]
+    for key in ("lang:es", "bible_rv1909"):
+        assert after[key] / after["brown"] == pytest.approx(2 * before[key] / before["brown"])
+    assert after["lang:fr"] / after["brown"] == pytest.approx(before["lang:fr"] / before["brown"])
     body = build_override(base, ["source=austen"], [], ["eval.batch_size=4"])
     assert body["data"]["exclude"] == [{"source": "austen"}] and body["eval"]["batch_size"] == 4
     path = project / "recipes" / "overrides" / "x.yaml"

@@ -11,8 +11,9 @@ stages' config changed, and what each stage dir on disk last ran with) and Snake
 Options:
 - ``--exclude source=X[,lang=Y,...]``: one more ``data.exclude`` rule (fields as in the schema);
 - ``--weight src:NAME=F`` / ``--weight lang:CODE=F``: multiply that source's (or that
-  language's sources') weight in every phase by F, then renormalise each phase to sum to 1
-  (the recipe requires it), so ``lang:es=2`` doubles Spanish relative to the rest;
+  language's: its sources' and its own ``lang:CODE`` weight key's) weight in every phase by F,
+  then renormalise each phase to sum to 1 (the recipe requires it), so ``lang:es=2`` doubles
+  Spanish relative to the rest;
 - ``--set dotted.key=VALUE``: any field (VALUE parsed as YAML: numbers, lists, booleans).
 """
 
@@ -31,7 +32,7 @@ from openrecipe.errors import OpenRecipeError, RecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.lineage.diff import changed_keys
 from openrecipe.manifest import MANIFEST_NAME, read_manifest
-from openrecipe.recipe import STAGE_VIEWS, Recipe, load_recipe
+from openrecipe.recipe import LANG_PREFIX, STAGE_VIEWS, Recipe, load_recipe
 
 EXCLUDE_FIELDS = ("source", "license", "lang", "path_glob", "ids")
 
@@ -61,20 +62,23 @@ def parse_exclude(text: str) -> dict[str, Any]:
 def reweight(base: Recipe, weights: list[str]) -> list[dict[str, Any]]:
     """``data.phases`` with the multipliers applied and each phase renormalised."""
     sources = {s["name"]: s for s in base.data["data"]["sources"]}
-    factors = dict.fromkeys(sources, 1.0)
+    phases = copy.deepcopy(base.data["data"]["phases"])
+    keys = sorted({*sources, *(k for phase in phases for k in phase["weights"])})
+    factors = dict.fromkeys(keys, 1.0)
     for item in weights:
         match = re.fullmatch(r"(src|lang):([^=]+)=([0-9.eE+-]+)", item)
         if not match:
             raise RecipeError(f"--weight {item!r}: expected src:NAME=F or lang:CODE=F")
         kind, name, factor = match.group(1), match.group(2), float(match.group(3))
-        chosen = [
-            s for s, spec in sources.items() if (s if kind == "src" else spec.get("lang")) == name
-        ]
+        if kind == "src":
+            chosen = [name] if name in sources else []
+        else:  # sources declaring the language, and the phases' own key for it
+            chosen = [s for s, spec in sources.items() if spec.get("lang") == name]
+            chosen += [k for k in keys if k == f"{LANG_PREFIX}{name}"]
         if not chosen:
-            raise RecipeError(f"--weight {item!r}: no source with {kind} {name!r}")
-        for source in chosen:
-            factors[source] *= factor
-    phases = copy.deepcopy(base.data["data"]["phases"])
+            raise RecipeError(f"--weight {item!r}: no source or weight key with {kind} {name!r}")
+        for key in chosen:
+            factors[key] *= factor
     for phase in phases:
         scaled = {s: w * factors[s] for s, w in phase["weights"].items()}
         total = sum(scaled.values())
