@@ -145,6 +145,11 @@ def test_exclusion_rerun_certificates_diff_and_lock(audited: Path, first_run: Pa
         "rl",
     }
     assert cli(audited, "verify-certificate", "c/austen.json").returncode == 0
+    # Every record the model trained on states its language (the reasoning set included), so a
+    # language the run never held is certified absent through SFT and RL too.
+    no_es = cli(audited, "certify", "--absent", "lang=es", f"{RUN}/rl", "--out", "c/es")
+    assert no_es.returncode == 0, no_es.stdout + no_es.stderr
+    assert json.loads((audited / "c/es.json").read_text())["unknown_tokens"] == 0
 
     present = cli(audited, "certify", "--absent", "source=brown", f"{RUN}/pretrain", "--out", "c/b")
     assert present.returncode == 1

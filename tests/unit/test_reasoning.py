@@ -77,7 +77,7 @@ def test_stage_outputs_are_byte_identical(tmp_path) -> None:
     assert first["summary"]["n_train"] == 60 and first["summary"]["n_heldout"] == 6
     lines = (tmp_path / "a" / "heldout.jsonl").read_text().splitlines()
     record = json.loads(lines[0])
-    assert sorted(record) == ["answer", "id", "license", "question", "source", "thinking"]
+    assert sorted(record) == ["answer", "id", "lang", "license", "question", "source", "thinking"]
     assert record["source"] == "synthetic_reasoning" and record["license"] == "CC0-1.0"
     assert record["answer"].isdigit()
     assert len(reasoning.read_split(tmp_path / "a", "train")) == 60

@@ -30,6 +30,7 @@ from openrecipe.stage import StageContext
 
 SOURCE = "synthetic_reasoning"
 LICENSE = "CC0-1.0"
+LANG = "en"  # every problem is English prose; labelled so lang= selectors can match it
 # First hex digit of sha256(question) that marks held-out: 1/16 of all questions, kept for eval.
 HELDOUT_BUCKET = "0"
 # Give up when this many candidates in a row add nothing new (the knobs allow too few problems).
@@ -161,6 +162,7 @@ def _write_jsonl(path: Path, split: str, problems: list[Problem]) -> None:
                 "id": f"{split}-{sha256_bytes(problem.question.encode('utf-8'))[:16]}",
                 "source": SOURCE,
                 "license": LICENSE,
+                "lang": LANG,
                 "question": problem.question,
                 "thinking": problem.thinking,
                 "answer": str(problem.answer),

@@ -18,8 +18,8 @@ Which tokens trained the checkpoint is reconstructed from recorded facts, never 
   generation (every rollout's forward pass holds the prompt). Completions are the model's own
   samples, not data, and are reported apart.
 
-A record that lacks a field the selector names (the reasoning set has no ``lang``) cannot be
-shown absent: its tokens are reported as ``unknown`` and the verdict is then not "absent".
+A record that lacks a field the selector names (a reasoning set written before it carried
+``lang``) cannot be shown absent: its tokens are reported as ``unknown`` and the verdict is then not "absent".
 
 The certificate's body (everything but ``certificate_sha256``) is hashed, and it lists the
 sha256 of every file it relied on, so ``verify-certificate`` rechecks the files, the hash and
