@@ -42,8 +42,8 @@ STAGE_VIEWS: dict[str, tuple[str, ...]] = {
     ),
     # The per-document stages run as data.curation.shards jobs plus a gather (data/sharding.py).
     "langid": ("data.curation.langid", "data.curation.shards"),
-    "fuzzy_dedup": ("data.curation.fuzzy_dedup",),
-    "quality": ("data.curation.quality", "data.curation.exempt_langs"),
+    "fuzzy_dedup": ("data.curation.fuzzy_dedup", "data.curation.shards"),
+    "quality": ("data.curation.quality", "data.curation.exempt_langs", "data.curation.shards"),
     "decontam": ("data.curation.decontam", "data.curation.shards"),
     "blend": (
         "seed",

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from openrecipe.data.sharding import shard_input, shard_of, shard_part
-from openrecipe.data.stages import langid
+from openrecipe.data.stages import fuzzy_dedup, langid, quality
 from openrecipe.errors import StageInputError
 from openrecipe.hashing import sha256_file
 from openrecipe.stage import StageContext
@@ -26,7 +26,15 @@ CONFIG = {
         "mismatch_confidence": 0.8,
         "max_chars": 2000,
     },
-}
+    "data.curation.fuzzy_dedup": {
+        "num_perm": 64, "ngram": 3, "unit": "word", "threshold": 0.7, "bands": None, "seed": 1,
+    },
+    "data.curation.quality": {
+        "reference_sources": [], "reference_fraction": 0.3, "n_buckets": 3, "seed": 1,
+    },
+    "data.curation.exempt_langs": ["code"],
+}  # fmt: skip
+STAGES = {"langid": langid, "fuzzy_dedup": fuzzy_dedup, "quality": quality}
 
 
 def _docs() -> list[dict]:
@@ -39,11 +47,13 @@ def _docs() -> list[dict]:
     return docs
 
 
-def _run(root: Path, name: str, shards: int, inputs: dict[str, Path], part=None) -> Path:
+def _run(
+    root: Path, name: str, shards: int, inputs: dict[str, Path], part=None, stage="langid"
+) -> Path:
     out = root / name
     out.mkdir(parents=True)
     config = {**CONFIG, "data.curation.shards": shards}
-    langid.run(StageContext("langid", None, config, "h", 0, inputs, out, root, part))
+    STAGES[stage].run(StageContext(stage, None, config, "h", 0, inputs, out, root, part))
     return out
 
 
@@ -70,6 +80,33 @@ def test_gathered_shards_equal_one_job(tmp_path: Path, upstream: Path, shards: i
     files = ["docs.jsonl", "dropped.jsonl", "quarantine.jsonl", "accounting.json"]
     assert [sha256_file(gathered / f) for f in files] == [sha256_file(one / f) for f in files]
     assert (one / "dropped.jsonl").read_text()  # the fixture really drops mismatches
+
+
+@pytest.mark.parametrize(
+    ("stage", "files"),
+    [
+        ("fuzzy_dedup", ["docs.jsonl", "dropped.jsonl", "accounting.json", "clusters.jsonl"]),
+        ("quality", ["docs.jsonl", "accounting.json", "quality.json"]),
+    ],
+)
+def test_signature_and_score_shards_gather_to_one_job(
+    tmp_path: Path, upstream: Path, stage: str, files: list[str]
+) -> None:
+    """fuzzy_dedup shards compute MinHash signatures and quality shards perplexities; the gather
+    does the all-document step (LSH clustering, quantile buckets) to the single job's bytes."""
+    one = _run(tmp_path, "one", 1, {"docs": upstream}, stage=stage)
+    dirs = {
+        shard_input(i): _run(tmp_path, f"s{i}", 3, {"docs": upstream}, shard_part(i), stage)
+        for i in range(3)
+    }
+    gathered = _run(tmp_path, "gathered", 3, {"docs": upstream, **dirs}, stage=stage)
+    assert [sha256_file(gathered / f) for f in files] == [sha256_file(one / f) for f in files]
+    if stage == "fuzzy_dedup":  # the fixture's texts repeat, so clusters really form
+        assert (one / "dropped.jsonl").read_text()
+    del dirs["shard_001"]
+    with pytest.raises(StageInputError):
+        _run(tmp_path, "partial", 3, {"docs": upstream, "shard_000": dirs["shard_000"],
+                                      "shard_001": dirs["shard_002"]}, stage=stage)  # fmt: skip
 
 
 def test_missing_shard_is_refused(tmp_path: Path, upstream: Path) -> None:

@@ -29,6 +29,17 @@ EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 RESOLVED = f"{RUN}/recipe.resolved.yaml"
 write_resolved(RECIPE, PROJECT / RESOLVED, PROJECT)
 PY = shlex.quote(sys.executable)
+
+# acquire's outputs (data/raw/<source>) are shared by every recipe naming the same pinned
+# source, so its params must not name this recipe's RESOLVED path (switching recipes would
+# refetch every source). It reads the resolved recipe from a per-source path instead; the
+# stage's view-hash check still refuses a copy whose entry for the source differs.
+for _source in SOURCES:
+    write_resolved(RECIPE, PROJECT / f"runs/.acquire/{_source}.resolved.yaml", PROJECT)
+
+
+def acquire_recipe(wildcards):
+    return f"runs/.acquire/{wildcards.source}.resolved.yaml"
 ENV = "../envs/openrecipe.yaml"
 
 
@@ -94,8 +105,12 @@ def get_decontam_manifests(wildcards):
     return sorted({f"{path}/manifest.json" for path in _decontam_sets().values()})
 
 
+def decontam_input_dirs():
+    return {"docs": f"{RUN}/quality", **_decontam_sets()}
+
+
 def get_decontam_input_args(wildcards):
-    return input_args(docs=f"{RUN}/quality", **_decontam_sets())
+    return input_args(**decontam_input_dirs())
 
 
 # Per-document curation stages (langid, decontam) scatter over data.curation.shards jobs when it
@@ -107,6 +122,11 @@ SHARD_IDS = [f"{i:03d}" for i in range(SHARDS)] if SHARDS > 1 else []
 
 def shard_manifests(stage):
     return [f"{RUN}/{stage}_shards/{shard}/manifest.json" for shard in SHARD_IDS]
+
+
+def shard_job_args(wildcards, **dirs):
+    """A shard job's arguments: its part and the same inputs as the unsharded stage."""
+    return f"--part shard-{wildcards.shard} {input_args(**dirs)}"
 
 
 def gather_args(stage, upstream):

@@ -12,12 +12,13 @@ STAGE_SHELL = (
 
 
 # Raw sources are shared by every recipe that names the same pinned entry, so nothing in this
-# rule's params may depend on which recipe runs: the resolved recipe's path (which does) is
-# substituted from the global RESOLVED, outside the params Snakemake compares.
+# rule's params may depend on which recipe runs: it reads the resolved recipe from a per-source
+# path that is the same for every recipe (see acquire_recipe in common.smk).
 rule acquire:
     output:
         manifest="data/raw/{source}/manifest.json",
     params:
+        recipe=acquire_recipe,
         py=PY,
         stage="acquire",
         view=lambda w: view("acquire", w.source),
@@ -31,7 +32,7 @@ rule acquire:
     resources:
         runtime=lambda w: slurm_resources("acquire", "runtime", 30),
     shell:
-        STAGE_SHELL.replace("{params.recipe}", "{RESOLVED}")
+        STAGE_SHELL
 
 
 rule curate:
@@ -60,7 +61,7 @@ rule langid_shard:
         manifest=f"{RUN}/langid_shards/{{shard}}/manifest.json",
     params:
         **stage_params("langid"),
-        inputs=lambda w: f"--part shard-{w.shard} " + input_args(docs=f"{RUN}/curate"),
+        inputs=lambda w: shard_job_args(w, docs=f"{RUN}/curate"),
         out=output_dir,
     log:
         f"{RUN}/logs/langid_shards/{{shard}}.log",
@@ -88,14 +89,32 @@ rule langid:
         STAGE_SHELL
 
 
+rule fuzzy_dedup_shard:
+    input:
+        f"{RUN}/langid/manifest.json",
+    output:
+        manifest=f"{RUN}/fuzzy_dedup_shards/{{shard}}/manifest.json",
+    params:
+        **stage_params("fuzzy_dedup"),
+        inputs=lambda w: shard_job_args(w, docs=f"{RUN}/langid"),
+        out=output_dir,
+    log:
+        f"{RUN}/logs/fuzzy_dedup_shards/{{shard}}.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
 rule fuzzy_dedup:
     input:
         f"{RUN}/langid/manifest.json",
+        shard_manifests("fuzzy_dedup"),
     output:
         manifest=f"{RUN}/fuzzy_dedup/manifest.json",
     params:
         **stage_params("fuzzy_dedup"),
-        inputs=input_args(docs=f"{RUN}/langid"),
+        inputs=gather_args("fuzzy_dedup", "langid"),
         out=output_dir,
     log:
         f"{RUN}/logs/fuzzy_dedup.log",
@@ -105,14 +124,32 @@ rule fuzzy_dedup:
         STAGE_SHELL
 
 
+rule quality_shard:
+    input:
+        f"{RUN}/fuzzy_dedup/manifest.json",
+    output:
+        manifest=f"{RUN}/quality_shards/{{shard}}/manifest.json",
+    params:
+        **stage_params("quality"),
+        inputs=lambda w: shard_job_args(w, docs=f"{RUN}/fuzzy_dedup"),
+        out=output_dir,
+    log:
+        f"{RUN}/logs/quality_shards/{{shard}}.log",
+    conda:
+        ENV
+    shell:
+        STAGE_SHELL
+
+
 rule quality:
     input:
         f"{RUN}/fuzzy_dedup/manifest.json",
+        shard_manifests("quality"),
     output:
         manifest=f"{RUN}/quality/manifest.json",
     params:
         **stage_params("quality"),
-        inputs=input_args(docs=f"{RUN}/fuzzy_dedup"),
+        inputs=gather_args("quality", "fuzzy_dedup"),
         out=output_dir,
     log:
         f"{RUN}/logs/quality.log",
@@ -130,7 +167,7 @@ rule decontam_shard:
         manifest=f"{RUN}/decontam_shards/{{shard}}/manifest.json",
     params:
         **stage_params("decontam"),
-        inputs=lambda w: f"--part shard-{w.shard} " + get_decontam_input_args(w),
+        inputs=lambda w: shard_job_args(w, **decontam_input_dirs()),
         out=output_dir,
     log:
         f"{RUN}/logs/decontam_shards/{{shard}}.log",

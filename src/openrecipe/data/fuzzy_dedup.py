@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 from datasketch import MinHash, MinHashLSH
 
 _WORD = re.compile(r"\w+")
@@ -90,14 +91,27 @@ def _find(parent: list[int], i: int) -> int:
     return i
 
 
-def fuzzy_dedup(ids: Sequence[str], texts: Sequence[str], params: MinHashParams) -> DedupResult:
-    """Cluster near-duplicates among ``texts`` (with their unique ``ids``) and keep the first of
-    each cluster in stream order."""
-    if len(ids) != len(texts):
-        raise ValueError(f"fuzzy_dedup: {len(ids)} ids but {len(texts)} texts")
+def signature_matrix(texts: Sequence[str], params: MinHashParams) -> np.ndarray:
+    """The MinHash values of ``texts`` as one ``(len(texts), num_perm)`` array: what a shard job
+    computes and stores, the expensive part of the step (shingling and hashing)."""
+    sigs = signatures(texts, params)
+    if not sigs:
+        return np.zeros((0, params.num_perm), dtype=np.uint32)
+    return np.stack([sig.hashvalues for sig in sigs])
+
+
+def cluster(ids: Sequence[str], matrix: np.ndarray, params: MinHashParams) -> DedupResult:
+    """Cluster near-duplicates from precomputed signatures (rows of ``matrix``, in stream order)
+    and keep the first of each cluster."""
+    if len(ids) != len(matrix):
+        raise ValueError(f"fuzzy_dedup: {len(ids)} ids but {len(matrix)} signatures")
     if len(set(ids)) != len(ids):
         raise ValueError("fuzzy_dedup: ids are not unique")
-    sigs = signatures(texts, params)
+    scheme = MinHash.bulk([set()], num_perm=params.num_perm, seed=params.seed)[0].scheme
+    sigs = [
+        MinHash(num_perm=params.num_perm, seed=params.seed, hashvalues=row, scheme=scheme)
+        for row in matrix
+    ]
     lsh = MinHashLSH(
         threshold=params.threshold, num_perm=params.num_perm, params=params.lsh_params()
     )
@@ -122,3 +136,11 @@ def fuzzy_dedup(ids: Sequence[str], texts: Sequence[str], params: MinHashParams)
         else:
             result.duplicate_of[ids[i]] = ids[root]
     return result
+
+
+def fuzzy_dedup(ids: Sequence[str], texts: Sequence[str], params: MinHashParams) -> DedupResult:
+    """Cluster near-duplicates among ``texts`` (with their unique ``ids``) and keep the first of
+    each cluster in stream order."""
+    if len(ids) != len(texts):
+        raise ValueError(f"fuzzy_dedup: {len(ids)} ids but {len(texts)} texts")
+    return cluster(ids, signature_matrix(texts, params), params)

@@ -1,24 +1,27 @@
-"""Scatter a per-document curation stage over shards, and gather the shards back.
+"""Scatter a curation stage over shards, and gather the shards back.
 
-Why: language identification and decontamination look at one document at a time, so a cluster
-can run them as ``data.curation.shards`` independent jobs (Snakemake scatters them, one job per
-shard; see ``workflow/rules/data.smk``). The gather job then rebuilds exactly what one job over
-the whole input would have written: the same ``docs.jsonl``, ``dropped.jsonl``,
-``quarantine.jsonl`` and ``accounting.json`` bytes, whatever the shard count. So the shard count
-is a scheduling choice, never a change to the data (a test checks the hashes).
+Why: the expensive part of each curation stage after ``curate`` looks at one document at a
+time (language identification, MinHash signatures, the quality model's perplexity,
+decontamination n-grams), so a cluster can run it as ``data.curation.shards`` independent jobs
+(Snakemake scatters them, one job per shard; see ``workflow/rules/data.smk``). The stage's own
+job then gathers them and does what needs every document at once, and writes exactly what one
+job over the whole input would have written, whatever the shard count. So the shard count is a
+scheduling choice, never a change to the data (tests check the hashes).
 
 - A document's shard is ``sha1(id) mod shards``: stable when other documents come or go, and
   balanced without reading the whole input first.
-- A shard job is the stage run with ``--part shard-NNN``; its directory is a full stage output
-  (manifest, accounting) for its documents only.
-- The gather job is the stage run with inputs ``shard_NNN``; it merges kept documents and
-  dropped/quarantined records back into input order (by each document's position in the
-  upstream ``docs.jsonl``), sums the per-step counts, and recomputes the profiles from the
-  upstream input, so the card sees one ordinary stage.
+- A shard job is the stage run with ``--part shard-NNN``; its directory is a stage output with
+  its own manifest.
+- The gather job is the stage run with inputs ``shard_NNN``:
+  - langid and decontam (per-document decisions): their shard jobs are the whole stage on their
+    documents, and :func:`gather` merges kept documents and dropped/quarantined records back
+    into input order (by each document's position in the upstream ``docs.jsonl``), sums the
+    per-step counts and recomputes the profiles from the upstream input;
+  - fuzzy_dedup: shard jobs write MinHash signatures; the gather clusters them (LSH needs all);
+  - quality: shard jobs write perplexities; the gather cuts the quantile buckets (needs all).
 
-Stages that need the whole corpus at once (exact and fuzzy dedup, the quality model and its
-quantile buckets) do not shard here: datatrove splits MinHash into per-shard signatures and a
-global clustering step, which is the next step if signature time ever dominates.
+``curate`` stays one job: its exact dedup and per-source cap need the whole input, and its
+per-document steps (validation, normalisation, filters) cost seconds on the default corpus.
 """
 
 from __future__ import annotations

@@ -8,23 +8,35 @@ permutation seed).
 
 Outputs beyond the common ones: ``clusters.jsonl``, one ``{"kept", "duplicates"}`` per
 near-duplicate cluster (ids in stream order).
+
+Sharded (``data.curation.shards`` > 1), the expensive half is scattered the way datatrove
+splits its MinHash chain: each shard job (``--part shard-NNN``) only shingles and hashes its
+documents and writes ``signatures.npy`` (uint32, one row per document) with ``ids.json``; the
+stage's own job then loads every shard's signatures in stream order and does the LSH
+clustering, the one step that needs all documents at once. Signatures do not depend on the
+other documents, so the outputs are byte-identical to one job's.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from openrecipe.data.accounting import Ledger, profile, read_docs, write_jsonl, write_outputs
-from openrecipe.data.fuzzy_dedup import MinHashParams, fuzzy_dedup
+from openrecipe.data.fuzzy_dedup import MinHashParams, cluster, signature_matrix
+from openrecipe.data.sharding import select_shard, shard_inputs
+from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
 
 STEP = "fuzzy_dedup"
+SIGNATURES, IDS = "signatures.npy", "ids.json"
 
 
-def dedup(
-    docs: list[dict[str, Any]], cfg: dict[str, Any]
-) -> tuple[list[dict[str, Any]], Ledger, list[list[str]]]:
-    params = MinHashParams(
+def minhash_params(cfg: dict[str, Any]) -> MinHashParams:
+    return MinHashParams(
         num_perm=cfg["num_perm"],
         ngram=cfg["ngram"],
         unit=cfg["unit"],
@@ -32,7 +44,33 @@ def dedup(
         bands=cfg["bands"],
         seed=cfg["seed"],
     )
-    result = fuzzy_dedup([d["id"] for d in docs], [d["text"] for d in docs], params)
+
+
+def gathered_signatures(docs: list[dict[str, Any]], shards: list[Path]) -> np.ndarray:
+    """The shards' signature rows reordered to ``docs``' order; every document exactly once."""
+    rows: dict[str, np.ndarray] = {}
+    for shard in shards:
+        ids = json.loads((shard / IDS).read_text(encoding="utf-8"))
+        matrix = np.load(shard / SIGNATURES, allow_pickle=False)
+        if len(ids) != len(matrix):
+            raise StageInputError(f"{shard}: {len(ids)} ids but {len(matrix)} signatures")
+        rows.update(zip(ids, matrix, strict=True))
+    missing = [d["id"] for d in docs if d["id"] not in rows]
+    if missing or len(rows) != len(docs):
+        raise StageInputError(
+            f"fuzzy_dedup: the shards hold {len(rows)} signatures for {len(docs)} documents "
+            f"(missing e.g. {missing[:3]}): a shard is missing or stale"
+        )
+    return np.stack([rows[d["id"]] for d in docs])
+
+
+def dedup(
+    docs: list[dict[str, Any]], cfg: dict[str, Any], matrix: np.ndarray | None = None
+) -> tuple[list[dict[str, Any]], Ledger, list[list[str]]]:
+    params = minhash_params(cfg)
+    if matrix is None:
+        matrix = signature_matrix([d["text"] for d in docs], params)
+    result = cluster([d["id"] for d in docs], matrix, params)
     ledger = Ledger((STEP,))
     kept = []
     for doc in docs:
@@ -48,7 +86,16 @@ def dedup(
 
 def run(ctx: StageContext) -> dict[str, Any]:
     docs = read_docs(ctx.input("docs"), STEP)
-    kept, ledger, clusters = dedup(docs, ctx.cfg("data.curation.fuzzy_dedup"))
+    cfg = ctx.cfg("data.curation.fuzzy_dedup")
+    if ctx.part:  # a shard job: signatures only
+        mine = select_shard(ctx, docs)
+        matrix = signature_matrix([d["text"] for d in mine], minhash_params(cfg))
+        np.save(ctx.out / SIGNATURES, matrix, allow_pickle=False)
+        (ctx.out / IDS).write_text(json.dumps([d["id"] for d in mine]) + "\n", encoding="utf-8")
+        return {"signatures": len(mine), "num_perm": int(matrix.shape[1])}
+    shards = shard_inputs(ctx)
+    matrix = gathered_signatures(docs, shards) if shards else None
+    kept, ledger, clusters = dedup(docs, cfg, matrix)
     write_jsonl(ctx.out / "clusters.jsonl", ({"kept": c[0], "duplicates": c[1:]} for c in clusters))
     summary = write_outputs(ctx.out, kept, ledger, profile(docs))
     summary["clusters"] = len(clusters)

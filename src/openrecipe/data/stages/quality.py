@@ -19,25 +19,37 @@ them. They get ``quality_bucket: null``, which no bucket rule matches.
 Fields added to each document: ``quality_bucket`` (int or null), ``quality_logppl`` (mean
 negative log-probability per token, 6 decimals, null when unscored), ``quality_reference``.
 Output ``quality.json``: model identity, bucket edges, bucket counts per source.
+
+Sharded (``data.curation.shards`` > 1), scoring is scattered: each shard job
+(``--part shard-NNN``) trains the same reference model (a fraction of a second: it reads only
+the reference split, chosen by hash from the whole input) and writes ``scores.json`` for its
+documents; the stage's own job gathers the scores, then cuts the quantile buckets, the one step
+that needs every score. The outputs are byte-identical to one job's.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from openrecipe.data.accounting import Ledger, profile, read_docs, write_json, write_outputs
 from openrecipe.data.quality import BigramKN, assign_bucket, bucket_edges, split_reference
+from openrecipe.data.sharding import select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
 
 STEP = "quality"
 
 
-def bucketize(
+SCORES = "scores.json"
+
+
+def reference_model(
     docs: list[dict[str, Any]], cfg: dict[str, Any], exempt_langs: list[str]
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(documents with quality fields, in input order; the quality report)."""
+) -> tuple[BigramKN, list[dict[str, Any]], list[dict[str, Any]], list[str]]:
+    """(model, reference docs, docs to score, reference sources) for the whole input."""
     prose = [d for d in docs if d["lang"] not in exempt_langs]
     sources = cfg["reference_sources"] or sorted({d["source"] for d in prose})
     reference, to_score = split_reference(prose, sources, cfg["reference_fraction"], cfg["seed"])
@@ -46,8 +58,35 @@ def bucketize(
             f"quality: no reference documents from data.curation.quality.reference_sources "
             f"{sources} (are they all excluded upstream, or in exempt_langs?)"
         )
-    model = BigramKN((d["id"], d["text"]) for d in reference)
-    scores = {d["id"]: model.log_perplexity(d["text"]) for d in to_score}
+    return BigramKN((d["id"], d["text"]) for d in reference), reference, to_score, sources
+
+
+def gathered_scores(to_score: list[dict[str, Any]], shards: list[Path]) -> dict[str, float]:
+    """Every shard's scores, checked to cover exactly the documents to score."""
+    scores: dict[str, float] = {}
+    for shard in shards:
+        scores.update(json.loads((shard / SCORES).read_text(encoding="utf-8")))
+    if set(scores) != {d["id"] for d in to_score}:
+        raise StageInputError(
+            f"quality: the shards scored {len(scores)} documents, {len(to_score)} need a score: "
+            "a shard is missing or stale"
+        )
+    return {d["id"]: scores[d["id"]] for d in to_score}
+
+
+def bucketize(
+    docs: list[dict[str, Any]],
+    cfg: dict[str, Any],
+    exempt_langs: list[str],
+    shards: list[Path] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(documents with quality fields, in input order; the quality report). With ``shards``,
+    the scores are the shard jobs' instead of computed here."""
+    model, reference, to_score, sources = reference_model(docs, cfg, exempt_langs)
+    if shards:
+        scores = gathered_scores(to_score, shards)
+    else:
+        scores = {d["id"]: model.log_perplexity(d["text"]) for d in to_score}
     edges = bucket_edges(list(scores.values()), cfg["n_buckets"]) if scores else []
     top = cfg["n_buckets"] - 1
     reference_ids = {d["id"] for d in reference}
@@ -83,7 +122,14 @@ def bucketize(
 def run(ctx: StageContext) -> dict[str, Any]:
     docs = read_docs(ctx.input("docs"), STEP)
     cfg = ctx.cfg("data.curation.quality")
-    scored, report = bucketize(docs, cfg, ctx.cfg("data.curation.exempt_langs"))
+    exempt = ctx.cfg("data.curation.exempt_langs")
+    if ctx.part:  # a shard job: the scores of this shard's documents only
+        model, _, to_score, _ = reference_model(docs, cfg, exempt)
+        mine = select_shard(ctx, to_score)
+        scores = {d["id"]: model.log_perplexity(d["text"]) for d in mine}
+        write_json(ctx.out / SCORES, scores)
+        return {"scored": len(scores), "model": model.info()}
+    scored, report = bucketize(docs, cfg, exempt, shard_inputs(ctx))
     ledger = Ledger((STEP,))
     for doc in scored:
         ledger.keep(STEP, doc["source"])
