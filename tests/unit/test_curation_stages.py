@@ -17,7 +17,8 @@ from openrecipe.stage import StageContext
 
 LANGID = {"mismatch_confidence": 0.8, "relabel_min_confidence": 0.5, "max_chars": 2000,
           "skip_langs": ["code"]}  # fmt: skip
-FUZZY = {"num_perm": 64, "ngram": 3, "unit": "word", "threshold": 0.7, "bands": None, "seed": 1}
+FUZZY = {"num_perm": 64, "ngram": 3, "unit": "word", "threshold": 0.7, "bands": None, "seed": 1,
+         "scheme": "datasketch"}  # fmt: skip
 QUALITY = {"reference_sources": ["ref"], "reference_fraction": 0.5, "n_buckets": 3, "seed": 1}
 EN = (
     "The committee met on Tuesday to discuss the budget for the new library, and after a long "

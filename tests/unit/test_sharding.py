@@ -28,6 +28,7 @@ CONFIG = {
     },
     "data.curation.fuzzy_dedup": {
         "num_perm": 64, "ngram": 3, "unit": "word", "threshold": 0.7, "bands": None, "seed": 1,
+        "scheme": "datasketch",
     },
     "data.curation.quality": {
         "reference_sources": [], "reference_fraction": 0.3, "n_buckets": 3, "seed": 1,

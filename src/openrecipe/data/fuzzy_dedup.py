@@ -1,18 +1,23 @@
 """Near-duplicate removal by MinHash-LSH (Broder 1997; Leskovec et al., "Mining of Massive
-Datasets", ch. 3), as in the fuzzy-deduplication step of Nemotron-CC / NeMo Curator.
+Datasets", ch. 3), as in the fuzzy-deduplication step of Nemotron-CC / NeMo Curator, in one of
+two signature schemes (``MinHashParams.scheme``).
 
-Each document becomes a set of shingles (word or character n-grams of its lowercased text); a
-MinHash of ``num_perm`` permutations estimates the Jaccard similarity of two sets; LSH splits the
-signature into ``bands`` x ``rows`` so that only pairs likely above ``threshold`` are compared.
-Candidate pairs are then checked against the MinHash Jaccard estimate (dropping LSH false
-positives) and joined into clusters by union-find (connected components, as NeMo Curator does).
-In each cluster the first document in stream order is kept, so the result depends only on the
-input order and the parameters, never on hash-table iteration order.
+``datasketch`` (the default): each document becomes a set of shingles (word or character n-grams
+of its lowercased text); a MinHash of ``num_perm`` permutations estimates the Jaccard similarity of
+two sets; LSH splits the signature into ``bands`` x ``rows`` so that only pairs likely above
+``threshold`` are compared. Candidate pairs are then checked against the MinHash Jaccard estimate
+(dropping LSH false positives) and joined into clusters by union-find (connected components, as
+NeMo Curator does). In each cluster the first document in stream order is kept, so the result
+depends only on the input order and the parameters, never on hash-table iteration order.
+
+``datatrove``: datatrove 0.10.1's MinHash decisions (FineWeb's), document for document; implemented in
+``openrecipe.data.minhash_datatrove``.
 
 Defaults: word 5-grams, 128 permutations, Jaccard 0.8. FineWeb uses word 5-grams with 112
-permutations (14 bands x 8 rows) and RefinedWeb word 5-grams; NeMo Curator uses character 24-grams,
-260 permutations (20 x 13) and a 0.8 Jaccard threshold. ``bands=None`` lets datasketch choose the
-(bands, rows) that minimise the false-positive + false-negative probability mass at ``threshold``.
+permutations (14 bands x 8 rows, datatrove's scheme) and RefinedWeb word 5-grams; NeMo Curator
+uses character 24-grams, 260 permutations (20 x 13) and a 0.8 Jaccard threshold. ``bands=None``
+lets datasketch choose the (bands, rows) that minimise the false-positive + false-negative
+probability mass at ``threshold`` (datasketch scheme only).
 """
 
 from __future__ import annotations
@@ -25,13 +30,29 @@ from typing import Literal
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 
+from openrecipe.data import minhash_datatrove
+from openrecipe.data.minhash_datatrove import NO_SIGNATURE, datatrove_words
+
+__all__ = [
+    "NO_SIGNATURE",
+    "DedupResult",
+    "MinHashParams",
+    "cluster",
+    "datatrove_words",
+    "fuzzy_dedup",
+    "signature_matrix",
+]
+
 _WORD = re.compile(r"\w+")
 _SPACE = re.compile(r"\s+")
 
 
 @dataclass(frozen=True)
 class MinHashParams:
-    """Recipe-level parameters; ``seed`` fixes the permutations (derive it from the recipe seed)."""
+    """Recipe-level parameters; ``seed`` fixes the permutations (derive it from the recipe seed).
+    ``scheme="datatrove"`` reproduces datatrove's decisions: it needs ``unit="word"`` and
+    ``bands`` (datatrove's ``num_buckets``; ``num_perm / bands`` is its ``hashes_per_bucket``) and
+    ignores ``threshold``."""
 
     num_perm: int = 128
     ngram: int = 5
@@ -39,6 +60,7 @@ class MinHashParams:
     threshold: float = 0.8
     bands: int | None = None
     seed: int = 1
+    scheme: Literal["datasketch", "datatrove"] = "datasketch"
 
     def lsh_params(self) -> tuple[int, int] | None:
         if self.bands is None:
@@ -49,11 +71,26 @@ class MinHashParams:
             )
         return self.bands, self.num_perm // self.bands
 
+    def datatrove_layout(self) -> tuple[int, int]:
+        """(bands, rows) of the datatrove scheme, checked."""
+        if self.unit != "word":
+            raise ValueError(f"fuzzy_dedup: the datatrove scheme shingles words, not {self.unit!r}")
+        layout = self.lsh_params()
+        if layout is None:
+            raise ValueError(
+                "fuzzy_dedup: the datatrove scheme needs bands (datatrove's num_buckets; its "
+                "default and FineWeb's is 14 bands with num_perm 112)"
+            )
+        if self.ngram < 1:
+            raise ValueError(f"fuzzy_dedup: ngram must be >= 1, got {self.ngram}")
+        return layout
+
 
 @dataclass
 class DedupResult:
-    """``clusters``: groups of >= 2 near-duplicate ids, each in stream order (its first id is the
-    kept one), listed by the position of that first id; ``duplicate_of``: dropped id -> kept id."""
+    """``clusters``: groups of >= 2 near-duplicate ids, each the kept id first and then the others
+    in stream order, listed by the position of the kept id (in the datasketch scheme the kept id is
+    the cluster's first); ``duplicate_of``: dropped id -> kept id."""
 
     kept: list[str] = field(default_factory=list)
     clusters: list[list[str]] = field(default_factory=list)
@@ -93,7 +130,15 @@ def _find(parent: list[int], i: int) -> int:
 
 def signature_matrix(texts: Sequence[str], params: MinHashParams) -> np.ndarray:
     """The MinHash values of ``texts`` as one ``(len(texts), num_perm)`` array: what a shard job
-    computes and stores, the expensive part of the step (shingling and hashing)."""
+    computes and stores, the expensive part of the step (shingling and hashing). uint32 in the
+    datasketch scheme; uint64 in the datatrove scheme, where a document without a shingle has the
+    row ``NO_SIGNATURE`` (a value no real hash takes)."""
+    if params.scheme == "datatrove":
+        return minhash_datatrove.signatures(
+            texts, *params.datatrove_layout(), params.ngram, params.seed
+        )
+    if params.scheme != "datasketch":
+        raise ValueError(f"fuzzy_dedup: unknown scheme {params.scheme!r}")
     sigs = signatures(texts, params)
     if not sigs:
         return np.zeros((0, params.num_perm), dtype=np.uint32)
@@ -102,11 +147,18 @@ def signature_matrix(texts: Sequence[str], params: MinHashParams) -> np.ndarray:
 
 def cluster(ids: Sequence[str], matrix: np.ndarray, params: MinHashParams) -> DedupResult:
     """Cluster near-duplicates from precomputed signatures (rows of ``matrix``, in stream order)
-    and keep the first of each cluster."""
+    and keep one per cluster: the first (datasketch scheme) or datatrove's root."""
     if len(ids) != len(matrix):
         raise ValueError(f"fuzzy_dedup: {len(ids)} ids but {len(matrix)} signatures")
     if len(set(ids)) != len(ids):
         raise ValueError("fuzzy_dedup: ids are not unique")
+    if params.scheme == "datatrove":
+        kept, clusters, duplicate_of = minhash_datatrove.cluster(
+            ids, matrix, *params.datatrove_layout()
+        )
+        return DedupResult(kept, clusters, duplicate_of)
+    if params.scheme != "datasketch":
+        raise ValueError(f"fuzzy_dedup: unknown scheme {params.scheme!r}")
     scheme = MinHash.bulk([set()], num_perm=params.num_perm, seed=params.seed)[0].scheme
     sigs = [
         MinHash(num_perm=params.num_perm, seed=params.seed, hashvalues=row, scheme=scheme)
@@ -139,8 +191,8 @@ def cluster(ids: Sequence[str], matrix: np.ndarray, params: MinHashParams) -> De
 
 
 def fuzzy_dedup(ids: Sequence[str], texts: Sequence[str], params: MinHashParams) -> DedupResult:
-    """Cluster near-duplicates among ``texts`` (with their unique ``ids``) and keep the first of
-    each cluster in stream order."""
+    """Cluster near-duplicates among ``texts`` (with their unique ``ids``) and keep one of each
+    cluster (the first in stream order in the datasketch scheme, datatrove's choice in its)."""
     if len(ids) != len(texts):
         raise ValueError(f"fuzzy_dedup: {len(ids)} ids but {len(texts)} texts")
     return cluster(ids, signature_matrix(texts, params), params)

@@ -2,19 +2,21 @@
 
 Runs over the whole upstream stream at once (all sources together, in stream order), so a
 document repeated across two sources is caught and the copy in the earlier source is the one
-kept, the same first-occurrence rule as exact dedup in ``curate``. Parameters are
-``data.curation.fuzzy_dedup`` (shingle unit and size, permutations, Jaccard threshold, bands,
-permutation seed).
+kept, the same first-occurrence rule as exact dedup in ``curate`` (``scheme: datasketch``; with
+``scheme: datatrove`` the kept copy is the one datatrove's MinHash chain keeps, usually the first).
+Parameters are ``data.curation.fuzzy_dedup`` (signature scheme, shingle unit and size,
+permutations, Jaccard threshold, bands, permutation seed).
 
 Outputs beyond the common ones: ``clusters.jsonl``, one ``{"kept", "duplicates"}`` per
-near-duplicate cluster (ids in stream order).
+near-duplicate cluster (duplicates in stream order).
 
 Sharded (``data.curation.shards`` > 1), the expensive half is scattered the way datatrove
 splits its MinHash chain: each shard job (``--part shard-NNN``) only shingles and hashes its
-documents and writes ``signatures.npy`` (uint32, one row per document) with ``ids.json``; the
-stage's own job then loads every shard's signatures in stream order and does the LSH
-clustering, the one step that needs all documents at once. Signatures do not depend on the
-other documents, so the outputs are byte-identical to one job's.
+documents and writes ``signatures.npy`` (one row per document: uint32 in the datasketch scheme,
+uint64 in the datatrove scheme) with ``ids.json``; the stage's own job then loads every shard's
+signatures in stream order and does the LSH clustering, the one step that needs all documents at
+once. Signatures do not depend on the other documents, so the outputs are byte-identical to one
+job's.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def minhash_params(cfg: dict[str, Any]) -> MinHashParams:
         threshold=cfg["threshold"],
         bands=cfg["bands"],
         seed=cfg["seed"],
+        scheme=cfg["scheme"],
     )
 
 
