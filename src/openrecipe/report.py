@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from openrecipe.data.card import data_card, plot_blend
+from openrecipe.data.card import data_card, load_accounting, plot_blend
 from openrecipe.evaluate.compare import write_scores
 from openrecipe.evaluate.reasoning_report import write_reasoning
 from openrecipe.manifest import read_manifest, write_json_atomic
@@ -147,8 +147,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
     _plot(collected["curves"], ctx.out / "loss_curve.png", f"{ctx.cfg('name')}: training loss")
     (ctx.out / "summary.md").write_text(_summary_md(ctx, collected), encoding="utf-8")
     if "curate" in ctx.inputs:
-        card, _ = data_card(ctx.cfg("name"), ctx.inputs)
+        card, figures = data_card(ctx.cfg("name"), ctx.inputs)
         (ctx.out / "data_card.md").write_text(card, encoding="utf-8")
+        # The numbers behind the card, with every curation stage's ledger, so the arithmetic
+        # can be rechecked from results/ alone (tests/unit/test_card_results.py does).
+        chain = load_accounting(ctx.inputs)
+        write_json_atomic(
+            ctx.out / "data_card.json",
+            {"accounting": [{"stage": s, **acc} for s, acc in chain], "figures": figures},
+        )
     if "pack" in ctx.inputs:
         plot_blend(
             ctx.inputs["pack"] / "shares.json", ctx.out / "blend.png", f"{ctx.cfg('name')}: blend"
