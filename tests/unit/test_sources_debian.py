@@ -11,7 +11,7 @@ import pytest
 from pysword.canons import canons
 
 from openrecipe.data.acquire import EXTRACTORS
-from openrecipe.data.sources import debian_handbook, gnome_help, python_docs, sword
+from openrecipe.data.sources import debian_handbook, gnome_help, markup_text, python_docs, sword
 from openrecipe.errors import SourceError
 
 
@@ -227,7 +227,7 @@ def test_debian_handbook_pages_per_locale_without_chrome(tmp_path):
      ("sr@latin", "sr"), ("C", "en")],
 )  # fmt: skip
 def test_locale_lang(locale, lang):
-    assert debian_handbook.locale_lang(locale) == lang
+    assert markup_text.locale_lang(locale) == lang
 
 
 # --- GNOME help (Mallard) ----------------------------------------------------------------------

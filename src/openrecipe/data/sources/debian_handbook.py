@@ -18,12 +18,12 @@ length: curation applies one minimum to every source.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from lxml import etree, html
 
+from openrecipe.data.sources.markup_text import BREAK, join_blocks, locale_lang, verbatim
 from openrecipe.errors import SourceError
 
 HTML_RELPATH = Path("usr/share/doc/debian-handbook/html")
@@ -35,19 +35,6 @@ _BLOCK_TAGS = {
     "dl", "blockquote", "br", "hr", "caption", "section", "article", "header", "footer",
 }  # fmt: skip
 _CELL_TAGS = {"td", "th"}
-_BREAK = "\x00"
-# lid.176 (the langid stage's model) says "no" for Norwegian Bokmål: with "nb" every
-# Norwegian page would count as a language mismatch.
-_LANG_ALIASES = {"nb": "no"}
-
-
-def locale_lang(locale: str) -> str:
-    """ISO 639-1 language of a locale directory name: ``fr-FR`` -> ``fr``, ``pt_BR`` -> ``pt``,
-    ``sr@latin`` -> ``sr``, ``C``/``POSIX`` -> ``en``."""
-    lang = re.split(r"[-_@.]", locale, maxsplit=1)[0].lower()
-    if lang in ("c", "posix"):
-        return "en"
-    return _LANG_ALIASES.get(lang, lang)
 
 
 def _skipped(element: etree._Element) -> bool:
@@ -57,16 +44,16 @@ def _skipped(element: etree._Element) -> bool:
 
 
 def _walk(element: etree._Element, out: list[str]) -> None:
-    """Append the element's text to ``out``, with ``_BREAK`` around block elements."""
+    """Append the element's text to ``out``, with ``BREAK`` around block elements."""
     if not isinstance(element.tag, str) or _skipped(element):
         return
     tag = element.tag
     if tag == "pre":
-        out.extend([_BREAK, "\x01" + element.text_content().strip("\n") + "\x02", _BREAK])
+        out.extend(verbatim(element.text_content()))
         return
     block = tag in _BLOCK_TAGS
     if block:
-        out.append(_BREAK)
+        out.append(BREAK)
     if element.text:
         out.append(element.text)
     for child in element:
@@ -76,7 +63,7 @@ def _walk(element: etree._Element, out: list[str]) -> None:
     if tag in _CELL_TAGS:
         out.append(" ")
     if block:
-        out.append(_BREAK)
+        out.append(BREAK)
 
 
 def page_text(document: etree._ElementTree) -> str:
@@ -87,13 +74,7 @@ def page_text(document: etree._ElementTree) -> str:
     if body is None:
         return ""
     _walk(body, out)
-    blocks = []
-    for chunk in "".join(out).split(_BREAK):
-        if chunk.startswith("\x01") and chunk.endswith("\x02"):
-            blocks.append(chunk[1:-1].rstrip())
-        else:
-            blocks.append(re.sub(r"\s+", " ", chunk).strip())
-    return "\n\n".join(b for b in blocks if b.strip())
+    return join_blocks(out)
 
 
 def documents(root: Path, source: dict) -> Iterator[dict]:

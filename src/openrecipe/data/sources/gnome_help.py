@@ -21,13 +21,12 @@ empty documents with a reason, so the page is counted and reported instead of va
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
 from lxml import etree
 
-from openrecipe.data.sources.debian_handbook import locale_lang
+from openrecipe.data.sources.markup_text import BREAK, join_blocks, locale_lang, verbatim
 from openrecipe.errors import SourceError
 
 HELP_RELPATH = Path("usr/share/help")
@@ -45,7 +44,6 @@ _INLINE_CONTEXT = {
 }  # fmt: skip
 _JOIN = {"keyseq": "+", "guiseq": " ▸ "}
 _CELL = {"td", "th"}
-_BREAK = "\x00"
 
 
 def _local(element: etree._Element) -> str:
@@ -59,7 +57,7 @@ def _children_text(element: etree._Element) -> str:
 
 
 def _walk(element: etree._Element, out: list[str], inline_only: bool = False) -> None:
-    """Append the element's text to ``out`` with ``_BREAK`` around blocks. Tails are handled
+    """Append the element's text to ``out`` with ``BREAK`` around blocks. Tails are handled
     by the parent, so a skipped element still keeps the text that follows it."""
     name = _local(element)
     if not name or name in _SKIP:
@@ -75,11 +73,11 @@ def _walk(element: etree._Element, out: list[str], inline_only: bool = False) ->
         return
     parent = element.getparent()
     if name in _VERBATIM and parent is not None and _local(parent) not in _INLINE_CONTEXT:
-        out.extend([_BREAK, "\x01" + "".join(element.itertext()).strip("\n") + "\x02", _BREAK])
+        out.extend(verbatim("".join(element.itertext())))
         return
     block = name in _BLOCK and not inline_only
     if block:
-        out.append(_BREAK)
+        out.append(BREAK)
     if element.text:
         out.append(element.text)
     for child in element:
@@ -89,20 +87,14 @@ def _walk(element: etree._Element, out: list[str], inline_only: bool = False) ->
     if name in _CELL:
         out.append(" ")
     if block:
-        out.append(_BREAK)
+        out.append(BREAK)
 
 
 def page_text(root: etree._Element) -> str:
     """A Mallard page's text: blocks separated by one blank line, code kept verbatim."""
     out: list[str] = []
     _walk(root, out)
-    blocks = []
-    for chunk in "".join(out).split(_BREAK):
-        if chunk.startswith("\x01") and chunk.endswith("\x02"):
-            blocks.append(chunk[1:-1].rstrip())
-        else:
-            blocks.append(re.sub(r"\s+", " ", chunk).strip())
-    return "\n\n".join(b for b in blocks if b.strip())
+    return join_blocks(out)
 
 
 def read_page(path: Path) -> str:
