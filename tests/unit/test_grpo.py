@@ -155,6 +155,7 @@ def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
             model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 3, rollouts, think
         )
     assert row["accuracy"] == pytest.approx(1 / 3) and row["clipped_fraction"] == 0.0
+    assert row["trained_fraction"] == 1.0
     with torch.no_grad():
         after, _ = grpo.completion_logprobs(
             model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
@@ -199,3 +200,32 @@ def test_kl_term_runs_when_enabled(upstream, tmp_path) -> None:
     run_stage("rl", recipe, tmp_path / "kl", inputs, grpo.run, project=PROJECT)
     row = json.loads((tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["kl"] == pytest.approx(0.0, abs=1e-6)  # the first step's policy is the reference
+
+
+def test_groups_without_reward_variance_are_not_trained(upstream) -> None:
+    """Equal rewards in a group mean zero advantages: the update skips those rollouts, and a
+    step where every group is uniform leaves the weights as they were."""
+    recipe, _, sft_dir = upstream
+    model, tokenizer = load_checkpoint(sft_dir)
+    record = {"question": "Jo has 7 stickers. How many stickers does Jo have now?", "answer": "7"}
+    prompt = chat.encode_prompt(tokenizer, record["question"])
+    wrong = ["<think>7-2=5.</think>5<|im_end|>", "<think>7+1=8.</think>8<|im_end|>"]
+    completions = [tokenizer.encode(t, add_special_tokens=False) for t in wrong]
+    with torch.no_grad():
+        logp, _ = grpo.completion_logprobs(
+            model, [prompt] * 2, completions, tokenizer.pad_token_id, 1.0
+        )
+    rollouts = [Rollout(c, logp[i, : len(c)].tolist(), True) for i, c in enumerate(completions)]
+    think = (
+        tokenizer.convert_tokens_to_ids(chat.THINK_OPEN),
+        tokenizer.convert_tokens_to_ids(chat.THINK_CLOSE),
+    )
+    rl = {**recipe.get("rl"), "generations_per_prompt": 2, "length_penalty": 0.0}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    with Verifier() as verifier:
+        row = grpo._step(
+            model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 2, rollouts, think
+        )
+    assert row["accuracy"] == 0.0 and row["trained_fraction"] == 0.0 and row["loss"] == 0.0
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -19,7 +19,9 @@ runs give identical ``model.safetensors`` hashes (tested).
 
 Outputs: ``model/`` (safetensors + the SFT model's tokenizer files) and ``metrics.jsonl``, one
 object per step: ``step, mean_reward, accuracy, mean_thinking_tokens, mean_completion_tokens,
-stopped_fraction, clipped_fraction, loss`` (+ ``kl`` when kl_coef > 0).
+stopped_fraction, clipped_fraction, loss, trained_fraction`` (+ ``kl`` when kl_coef > 0);
+``trained_fraction`` is the share of rollouts in groups with reward variance, the only ones the
+update runs on.
 
 Resume: every ``rl.checkpoint_every`` steps policy weights, AdamW state, RNGs and the metric rows
 go to ``<out parent>/.<out name>.resume/<key>/`` (``resume.py``). Prompts and each rollout's
@@ -200,19 +202,66 @@ def _step(
         [float(c) - rl["length_penalty"] * t for c, t in zip(correct, thinking, strict=True)]
     )
     advantages = group_advantages(rewards.view(-1, n_gen)).view(-1, 1)
+    # A group whose rewards are all equal has zero advantage everywhere and adds nothing to the
+    # policy gradient; only the groups with reward variance are run forward and backward (DAPO's
+    # dynamic sampling, arXiv:2503.14476, without the refill). That spends the update's compute
+    # on the rollouts that carry signal; with no such group the step makes no update. The KL
+    # term (kl_coef > 0) is likewise taken over the trained rollouts only.
+    live = [i for i in range(len(rollouts)) if advantages[i, 0] != 0]
+    row: dict[str, Any] = {"trained_fraction": round(len(live) / len(rollouts), 6)}
+    loss = clipped = torch.zeros(())
+    if live:
+        loss, clipped = _update(
+            policy,
+            reference,
+            optimizer,
+            tokenizer,
+            rl,
+            row,
+            [prompts[i] for i in live],
+            [rollouts[i] for i in live],
+            advantages[live],
+        )
+    completions = [r.tokens for r in rollouts]
+    n = len(rollouts)
+    row.update(
+        {
+            "mean_reward": round(rewards.mean().item(), 6),
+            "accuracy": round(sum(correct) / n, 6),
+            "mean_thinking_tokens": round(sum(thinking) / n, 4),
+            "mean_completion_tokens": round(sum(len(c) for c in completions) / n, 4),
+            "stopped_fraction": round(sum(r.stopped for r in rollouts) / n, 6),
+            "clipped_fraction": round(clipped.item(), 6),
+            "loss": round(loss.item(), 6),
+        }
+    )
+    return row
 
+
+def _update(
+    policy: PreTrainedModel,
+    reference: PreTrainedModel | None,
+    optimizer: torch.optim.Optimizer,
+    tokenizer: Any,
+    rl: dict[str, Any],
+    row: dict[str, Any],
+    prompts: list[list[int]],
+    rollouts: list[Rollout],
+    advantages: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One clipped policy-gradient step on ``rollouts`` (+ the KL term when enabled, logged in
+    ``row``); returns the loss and the share of clipped tokens."""
     completions = [r.tokens for r in rollouts]
     policy.train()
     new_logp, mask = completion_logprobs(
         policy, prompts, completions, tokenizer.pad_token_id, rl["temperature"]
     )
     old_logp = torch.zeros_like(new_logp)
-    for row, rollout in enumerate(rollouts):
-        old_logp[row, : len(rollout.logprobs)] = torch.tensor(rollout.logprobs)
+    for index, rollout in enumerate(rollouts):
+        old_logp[index, : len(rollout.logprobs)] = torch.tensor(rollout.logprobs)
     loss, clipped = clipped_surrogate(
         new_logp, old_logp, advantages, mask, rl["clip_low"], rl["clip_high"]
     )
-    row: dict[str, Any] = {}
     if reference is not None:
         with torch.no_grad():
             ref_logp, _ = completion_logprobs(
@@ -228,16 +277,4 @@ def _step(
     loss.backward()
     torch.nn.utils.clip_grad_norm_(policy.parameters(), GRAD_CLIP)
     optimizer.step()
-    n = len(rollouts)
-    row.update(
-        {
-            "mean_reward": round(rewards.mean().item(), 6),
-            "accuracy": round(sum(correct) / n, 6),
-            "mean_thinking_tokens": round(sum(thinking) / n, 4),
-            "mean_completion_tokens": round(sum(len(c) for c in completions) / n, 4),
-            "stopped_fraction": round(sum(r.stopped for r in rollouts) / n, 6),
-            "clipped_fraction": round(clipped.item(), 6),
-            "loss": round(loss.item(), 6),
-        }
-    )
-    return row
+    return loss.detach(), clipped
