@@ -120,3 +120,28 @@ def test_evaluate_stage_runs_both_modes_and_budgets(tmp_path) -> None:
     for key, switch in zip(keys, ("/think", "/think", "/no_think"), strict=True):
         rows = [json.loads(line) for line in (tmp_path / "ev" / f"samples_{key}.jsonl").open()]
         assert len(rows) == 3 and all(f"assistant. {switch}<|im_end|>" in r["prompt"] for r in rows)
+
+
+def test_paired_difference_joins_items_by_id(tmp_path) -> None:
+    def samples(name: str, correct: dict[str, bool]) -> object:
+        directory = tmp_path / name
+        directory.mkdir()
+        rows = [{"id": i, "correct": c} for i, c in correct.items()]
+        (directory / f"samples_{HELDOUT_TASK}.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows)
+        )
+        return directory
+
+    # 10 shared items: 3 only the later model gets, 1 only the earlier; "z" is not shared
+    earlier = samples("sft", {f"q{i}": i in (0, 1, 9) for i in range(10)} | {"z": True})
+    later = samples("rl", {f"q{i}": i in (0, 1, 2, 3, 4) for i in range(10)})
+    pair = reasoning_report.paired_difference(earlier, later)
+    assert pair["n"] == 10 and pair["difference"] == pytest.approx(0.2)
+    assert (pair["only_later_right"], pair["only_earlier_right"]) == (3, 1)
+    # per-item differences: three +1, one -1, six 0 -> sample sd sqrt((3*0.64+1.44+6*0.04)/9)
+    assert pair["paired_stderr"] == pytest.approx(((3 * 0.64 + 1.44 + 6 * 0.04) / 9 / 10) ** 0.5)
+    table = reasoning_report.paired_table({"eval_sft": earlier, "eval_rl": later})
+    assert list(table) == ["rl - sft"]
+    text = reasoning_report.reasoning_md("tiny", {}, [], table)
+    assert "| rl - sft | +0.2000 |" in text
+    assert reasoning_report.paired_difference(earlier, tmp_path / "missing") is None

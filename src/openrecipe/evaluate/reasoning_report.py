@@ -11,6 +11,7 @@ length over the GRPO steps.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +60,52 @@ def reasoning_table(inputs: dict[str, Path]) -> dict[str, Any]:
     return table
 
 
+# (earlier, later) checkpoint pairs compared item by item on the held-out task
+PAIRS = (("base", "sft"), ("sft", "rl"))
+_SAMPLES = f"samples_{HELDOUT_TASK}.jsonl"
+
+
+def _correct_by_id(directory: Path) -> dict[str, bool]:
+    path = directory / _SAMPLES
+    with open(path, encoding="utf-8") as handle:
+        return {row["id"]: bool(row["correct"]) for row in map(json.loads, handle)}
+
+
+def paired_difference(earlier: Path, later: Path) -> dict[str, Any] | None:
+    """Accuracy of ``later`` minus ``earlier`` on the held-out items both answered (greedy,
+    reasoning on), with the paired standard error: the items are the same, so the noise of the
+    difference is that of the per-item differences, far below two independent binomial errors.
+    None when either evaluation has no per-item samples."""
+    if not (earlier / _SAMPLES).is_file() or not (later / _SAMPLES).is_file():
+        return None
+    before, after = _correct_by_id(earlier), _correct_by_id(later)
+    ids = sorted(before.keys() & after.keys())
+    if len(ids) < 2:
+        return None
+    diffs = [int(after[i]) - int(before[i]) for i in ids]
+    mean = sum(diffs) / len(diffs)
+    variance = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
+    stderr = math.sqrt(variance / len(diffs))
+    return {
+        "difference": mean,
+        "paired_stderr": stderr,
+        "z": mean / stderr if stderr > 0 else None,
+        "only_later_right": sum(d == 1 for d in diffs),
+        "only_earlier_right": sum(d == -1 for d in diffs),
+        "n": len(ids),
+    }
+
+
 def _fmt(value: Any, spec: str = ".4f") -> str:
     return "n/a" if value is None else format(value, spec)
 
 
-def reasoning_md(recipe: str, table: dict[str, Any], rl_rows: list[dict[str, Any]]) -> str:
+def reasoning_md(
+    recipe: str,
+    table: dict[str, Any],
+    rl_rows: list[dict[str, Any]],
+    pairs: dict[str, dict[str, Any]] | None = None,
+) -> str:
     checkpoints = sorted(table, key=lambda c: (CHECKPOINT_ORDER + (c,)).index(c))
     lines = [
         f"# {recipe}: reasoning",
@@ -85,6 +127,21 @@ def reasoning_md(recipe: str, table: dict[str, Any], rl_rows: list[dict[str, Any
                     f"{entry['thinking_tokens_mean']:.2f} | "
                     f"{_fmt(entry['accuracy_per_thinking_token'])} | {entry['n']} |"
                 )
+    if pairs:
+        lines += [
+            "",
+            "## Paired differences (reasoning on, the same held-out items)",
+            "",
+            "| later - earlier | difference | paired standard error | z | only later right "
+            "| only earlier right | n |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name, pair in pairs.items():
+            lines.append(
+                f"| {name} | {pair['difference']:+.4f} | {pair['paired_stderr']:.4f} | "
+                f"{_fmt(pair['z'], '.2f')} | {pair['only_later_right']} | "
+                f"{pair['only_earlier_right']} | {pair['n']} |"
+            )
     budgeted = [c for c in checkpoints if table[c]["budgets"]]
     if budgeted:
         lines += [
@@ -128,8 +185,17 @@ def plot_rl(rows: list[dict[str, Any]], path: Path, title: str) -> None:
 
     steps = [r["step"] for r in rows]
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4))
-    left.plot(steps, [r["mean_reward"] for r in rows], lw=1.4, label="mean reward")
-    left.plot(steps, [r["accuracy"] for r in rows], lw=1.0, ls="--", label="accuracy")
+    left.plot(steps, [r["mean_reward"] for r in rows], lw=0.6, alpha=0.45, label="mean reward")
+    # a step's reward is a mean over one batch of rollouts, so the trend needs smoothing
+    window = max(1, len(rows) // 20)
+    left.plot(
+        steps,
+        _trailing_mean([r["mean_reward"] for r in rows], window),
+        lw=1.6,
+        color="tab:blue",
+        label=f"mean reward, {window}-step mean",
+    )
+    left.plot(steps, [r["accuracy"] for r in rows], lw=0.8, ls="--", label="accuracy")
     left.set_xlabel("step")
     left.legend()
     right.plot(steps, [r["mean_thinking_tokens"] for r in rows], lw=1.4, color="tab:orange")
@@ -144,13 +210,33 @@ def plot_rl(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     plt.close(fig)
 
 
+def _trailing_mean(values: list[float], window: int) -> list[float]:
+    return [
+        sum(values[max(0, i - window + 1) : i + 1]) / (i + 1 - max(0, i - window + 1))
+        for i in range(len(values))
+    ]
+
+
+def paired_table(inputs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """``{"sft - base": ..., "rl - sft": ...}`` for the pairs whose evaluations are inputs."""
+    pairs = {}
+    for earlier, later in PAIRS:
+        a, b = inputs.get(f"eval_{earlier}"), inputs.get(f"eval_{later}")
+        result = paired_difference(a, b) if a and b else None
+        if result is not None:
+            pairs[f"{later} - {earlier}"] = result
+    return pairs
+
+
 def write_reasoning(out: Path, recipe: str, inputs: dict[str, Path]) -> dict[str, Any]:
-    """Write ``reasoning.md`` and ``rl_curve.png`` into ``out``; return the table."""
+    """Write ``reasoning.md`` and ``rl_curve.png`` into ``out``; return the table (with the
+    paired differences under ``"paired"``)."""
     rl_rows: list[dict[str, Any]] = []
     if "rl" in inputs and (inputs["rl"] / "metrics.jsonl").is_file():
         text = (inputs["rl"] / "metrics.jsonl").read_text(encoding="utf-8")
         rl_rows = [json.loads(line) for line in text.splitlines() if line.strip()]
     table = reasoning_table(inputs)
-    (out / "reasoning.md").write_text(reasoning_md(recipe, table, rl_rows), encoding="utf-8")
+    pairs = paired_table(inputs)
+    (out / "reasoning.md").write_text(reasoning_md(recipe, table, rl_rows, pairs), encoding="utf-8")
     plot_rl(rl_rows, out / "rl_curve.png", f"{recipe}: GRPO")
-    return table
+    return {**table, "paired": pairs} if pairs else table
