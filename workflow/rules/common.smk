@@ -28,7 +28,10 @@ EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 # each stage checks its view hash against --expect-config-hash, so a stale copy cannot run.
 RESOLVED = f"{RUN}/recipe.resolved.yaml"
 write_resolved(RECIPE, PROJECT / RESOLVED, PROJECT)
-PY = shlex.quote(sys.executable)
+# The interpreter is a param, so a rerun trigger: spell it one way (the environment's
+# bin/python), not as sys.executable, which is .venv/bin/python or .venv/bin/python3.11
+# depending on how snakemake was started (that difference alone reran every stage).
+PY = shlex.quote(str(Path(sys.prefix) / "bin" / "python"))
 
 # acquire's outputs (data/raw/<source>) are shared by every recipe naming the same pinned
 # source, so its params must not name this recipe's RESOLVED path (switching recipes would
