@@ -161,15 +161,23 @@ def reasoning_md(
                     f"{entry['thinking_tokens_mean']:.2f} | {entry['n']} |"
                 )
     if rl_rows:
-        first, last = rl_rows[0], rl_rows[-1]
+        window = _window(rl_rows)
+
+        def mean(rows: list[dict[str, Any]], key: str) -> float:
+            return sum(r[key] for r in rows) / len(rows)
+
+        first, last = rl_rows[:window], rl_rows[-window:]
+        span = "step" if window == 1 else f"{window} steps"
         lines += [
             "",
             "## GRPO",
             "",
-            f"Over {len(rl_rows)} steps (training prompts, sampled): mean reward "
-            f"{first['mean_reward']:.4f} -> {last['mean_reward']:.4f}, accuracy "
-            f"{first['accuracy']:.4f} -> {last['accuracy']:.4f}, mean thinking tokens "
-            f"{first['mean_thinking_tokens']:.2f} -> {last['mean_thinking_tokens']:.2f}.",
+            f"Over {len(rl_rows)} steps (training prompts, sampled; first {span} -> last "
+            f"{span}): mean reward {mean(first, 'mean_reward'):.4f} -> "
+            f"{mean(last, 'mean_reward'):.4f}, accuracy {mean(first, 'accuracy'):.4f} -> "
+            f"{mean(last, 'accuracy'):.4f}, mean thinking tokens "
+            f"{mean(first, 'mean_thinking_tokens'):.2f} -> "
+            f"{mean(last, 'mean_thinking_tokens'):.2f}.",
             "",
             "![reward and thinking length over RL steps](rl_curve.png)",
         ]
@@ -184,21 +192,29 @@ def plot_rl(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     steps = [r["step"] for r in rows]
+    window = _window(rows)
     fig, (left, right) = plt.subplots(1, 2, figsize=(8.4, 3.4))
-    left.plot(steps, [r["mean_reward"] for r in rows], lw=0.6, alpha=0.45, label="mean reward")
-    # a step's reward is a mean over one batch of rollouts, so the trend needs smoothing
-    window = max(1, len(rows) // 20)
-    left.plot(
-        steps,
-        _trailing_mean([r["mean_reward"] for r in rows], window),
-        lw=1.6,
-        color="tab:blue",
-        label=f"mean reward, {window}-step mean",
-    )
-    left.plot(steps, [r["accuracy"] for r in rows], lw=0.8, ls="--", label="accuracy")
+    # a step's figures are means over one batch of rollouts: thin lines are the steps, thick
+    # ones the trailing mean over ``window`` steps
+    for key, color, style, label in (
+        ("mean_reward", "tab:blue", "-", "mean reward"),
+        ("accuracy", "tab:green", "--", "accuracy"),
+    ):
+        values = [r[key] for r in rows]
+        left.plot(steps, values, lw=0.5, alpha=0.3, color=color, ls=style)
+        left.plot(
+            steps,
+            _trailing_mean(values, window),
+            lw=1.6,
+            color=color,
+            ls=style,
+            label=f"{label} ({window}-step mean)",
+        )
     left.set_xlabel("step")
     left.legend()
-    right.plot(steps, [r["mean_thinking_tokens"] for r in rows], lw=1.4, color="tab:orange")
+    thinking = [r["mean_thinking_tokens"] for r in rows]
+    right.plot(steps, thinking, lw=0.5, alpha=0.3, color="tab:orange")
+    right.plot(steps, _trailing_mean(thinking, window), lw=1.6, color="tab:orange")
     right.set_xlabel("step")
     right.set_ylabel("mean thinking tokens")
     for ax in (left, right):
@@ -208,6 +224,11 @@ def plot_rl(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     # No "Software"/date metadata: the PNG must be byte-identical across identical runs.
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
+
+
+def _window(rows: list[dict[str, Any]]) -> int:
+    """Steps averaged for the GRPO trend: a twentieth of the run, at least one."""
+    return max(1, len(rows) // 20)
 
 
 def _trailing_mean(values: list[float], window: int) -> list[float]:
