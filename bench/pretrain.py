@@ -47,7 +47,12 @@ from transformers import AutoTokenizer, LogitsProcessor, LogitsProcessorList  # 
 
 from openrecipe.data.indexed import IndexedDataset  # noqa: E402
 from openrecipe.hashing import derive_seed  # noqa: E402
-from openrecipe.model.build import build_model, count_parameters, nemotronh_config  # noqa: E402
+from openrecipe.model.build import (  # noqa: E402
+    build_model,
+    config_for_tokenizer,
+    count_parameters,
+    nemotronh_config,
+)
 from openrecipe.model.precision import NVFP4Config, apply_precision  # noqa: E402
 from openrecipe.paths import find_project_root  # noqa: E402
 from openrecipe.recipe import load_recipe  # noqa: E402
@@ -98,13 +103,7 @@ def train_precisions(recipe, run_dir: Path, steps: int, seed: int) -> dict:
     per_step = cfg["micro_batch_size"] * cfg["grad_accum"]
     data = IndexedDataset(pack_dir / "train")
     fingerprint = pretrain._input_fingerprint(pack_dir, tokenizer_dir)
-    config = nemotronh_config(
-        recipe.get("model"),
-        len(tokenizer),
-        bos_id=tokenizer.bos_token_id,
-        eos_id=tokenizer.eos_token_id,
-        pad_id=tokenizer.pad_token_id,
-    )
+    config = config_for_tokenizer(recipe.get("model"), tokenizer)
     runs = {}
     for precision in PRECISIONS:
         seed_everything(seed, torch.get_num_threads())

@@ -123,6 +123,22 @@ def test_rollout_logprobs_match_a_full_forward(upstream) -> None:
         )
 
 
+def _scripted_rollouts(model, tokenizer, prompt: list[int], texts: list[str]):
+    """Rollouts of fixed completion ``texts``, with the model's own log-probs as the sampling
+    policy's; also the tokenizer's (<think>, </think>) ids."""
+    completions = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
+    with torch.no_grad():
+        logp, _ = grpo.completion_logprobs(
+            model, [prompt] * len(texts), completions, tokenizer.pad_token_id, 1.0
+        )
+    rollouts = [Rollout(c, logp[i, : len(c)].tolist(), True) for i, c in enumerate(completions)]
+    think = (
+        tokenizer.convert_tokens_to_ids(chat.THINK_OPEN),
+        tokenizer.convert_tokens_to_ids(chat.THINK_CLOSE),
+    )
+    return completions, logp, rollouts, think
+
+
 def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
     recipe, _, sft_dir = upstream
     model, tokenizer = load_checkpoint(sft_dir)
@@ -137,16 +153,7 @@ def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
         "<think>7-2=4.</think>4<|im_end|>",
         "<think>7+2=9.</think>9<|im_end|>",
     ]
-    completions = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
-    with torch.no_grad():
-        before, _ = grpo.completion_logprobs(
-            model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
-        )
-    rollouts = [Rollout(c, before[i, : len(c)].tolist(), True) for i, c in enumerate(completions)]
-    think = (
-        tokenizer.convert_tokens_to_ids(chat.THINK_OPEN),
-        tokenizer.convert_tokens_to_ids(chat.THINK_CLOSE),
-    )
+    completions, before, rollouts, think = _scripted_rollouts(model, tokenizer, prompt, texts)
     rl = {**recipe.get("rl"), "generations_per_prompt": 3, "length_penalty": 0.0}
     # plain SGD, small step: checks the direction of the policy gradient itself
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
@@ -210,16 +217,7 @@ def test_groups_without_reward_variance_are_not_trained(upstream) -> None:
     record = {"question": "Jo has 7 stickers. How many stickers does Jo have now?", "answer": "7"}
     prompt = chat.encode_prompt(tokenizer, record["question"])
     wrong = ["<think>7-2=5.</think>5<|im_end|>", "<think>7+1=8.</think>8<|im_end|>"]
-    completions = [tokenizer.encode(t, add_special_tokens=False) for t in wrong]
-    with torch.no_grad():
-        logp, _ = grpo.completion_logprobs(
-            model, [prompt] * 2, completions, tokenizer.pad_token_id, 1.0
-        )
-    rollouts = [Rollout(c, logp[i, : len(c)].tolist(), True) for i, c in enumerate(completions)]
-    think = (
-        tokenizer.convert_tokens_to_ids(chat.THINK_OPEN),
-        tokenizer.convert_tokens_to_ids(chat.THINK_CLOSE),
-    )
+    _, _, rollouts, think = _scripted_rollouts(model, tokenizer, prompt, wrong)
     rl = {**recipe.get("rl"), "generations_per_prompt": 2, "length_penalty": 0.0}
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)

@@ -47,6 +47,18 @@ def nemotronh_config(
     )
 
 
+def config_for_tokenizer(model: dict[str, Any], tokenizer: Any) -> NemotronHConfig:
+    """``nemotronh_config`` sized to ``tokenizer`` (added tokens included) with its special ids,
+    as every stage that builds a model from the run's tokenizer needs it."""
+    return nemotronh_config(
+        model,
+        len(tokenizer),
+        bos_id=tokenizer.bos_token_id,
+        eos_id=tokenizer.eos_token_id,
+        pad_id=tokenizer.pad_token_id,
+    )
+
+
 def build_model(
     config: NemotronHConfig, *, seed: int, dtype: torch.dtype = torch.float32
 ) -> NemotronHForCausalLM:

@@ -41,7 +41,7 @@ from openrecipe.data.indexed import IndexedDataset
 from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import derive_seed, hash_obj
 from openrecipe.manifest import read_manifest
-from openrecipe.model.build import build_model, count_parameters, nemotronh_config
+from openrecipe.model.build import build_model, config_for_tokenizer, count_parameters
 from openrecipe.model.precision import NVFP4Config, apply_precision
 from openrecipe.stage import StageContext
 from openrecipe.train import checkpoint
@@ -173,13 +173,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     device = _device(ctx)
     pack_dir, tokenizer_dir = ctx.input("pack"), ctx.input("tokenizer")
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = nemotronh_config(
-        ctx.cfg("model"),
-        len(tokenizer),
-        bos_id=tokenizer.bos_token_id,
-        eos_id=tokenizer.eos_token_id,
-        pad_id=tokenizer.pad_token_id,
-    )
+    config = config_for_tokenizer(ctx.cfg("model"), tokenizer)
     model = build_model(config, seed=derive_seed(ctx.cfg("seed"), "pretrain", "init"))
     model.to(device)
     cfg = ctx.cfg("pretrain")
