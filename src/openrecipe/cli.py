@@ -16,27 +16,10 @@ import sys
 from pathlib import Path
 
 from openrecipe.errors import OpenRecipeError
+from openrecipe.registry import STAGE_MODULES
 
 # stage -> module with ``run(ctx) -> dict``; the stage name is the rule, subcommand and directory.
-STAGES: dict[str, str] = {
-    "acquire": "openrecipe.data.acquire",
-    "curate": "openrecipe.data.curate",
-    "langid": "openrecipe.data.stages.langid",
-    "fuzzy_dedup": "openrecipe.data.stages.fuzzy_dedup",
-    "quality": "openrecipe.data.stages.quality",
-    "decontam": "openrecipe.data.stages.decontam",
-    "blend": "openrecipe.data.blend",
-    "tokenizer": "openrecipe.data.tokenizer",
-    "pack": "openrecipe.data.pack",
-    "pretrain": "openrecipe.train.pretrain",
-    "plan": "openrecipe.model.megatron_plan",
-    "reasoning": "openrecipe.data.reasoning",
-    "sft": "openrecipe.train.sft",
-    "rl": "openrecipe.train.grpo",
-    "eval_data": "openrecipe.evaluate.eval_data",
-    "evaluate": "openrecipe.evaluate.run",
-    "report": "openrecipe.report",
-}
+STAGES = STAGE_MODULES
 
 
 def _parse_inputs(items: list[str]) -> dict[str, Path]:
@@ -97,12 +80,27 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    from openrecipe.lineage.code_drift import made_by_other_code
     from openrecipe.lineage.verify import verify_tree
+    from openrecipe.paths import find_project_root
 
-    problems, checked = verify_tree(Path(args.run_dir))
+    root = Path(args.run_dir)
+    problems, checked = verify_tree(root)
     for line in problems:
         print(line)
-    print(f"verify: {checked} stage directories checked, {len(problems)} problem(s)")
+    # Code drift is reported, not failed: the bytes above are what they claim to be, but the
+    # checkout would not compute them (code edited or pulled since, or packages upgraded).
+    drifted = (
+        made_by_other_code(find_project_root(root.resolve()), [root.resolve()])
+        if root.exists()
+        else []
+    )
+    for line in drifted:
+        print(f"note: {line}")
+    print(
+        f"verify: {checked} stage directories checked, {len(problems)} problem(s), "
+        f"{len(drifted)} made by other code"
+    )
     return 1 if problems else 0
 
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from openrecipe.codeid import code_identity
+from openrecipe.codeid import code_identity, stage_code_identity
 from openrecipe.errors import StageInputError
 from openrecipe.hashing import derive_seed
 from openrecipe.manifest import (
@@ -160,7 +160,7 @@ def run_stage(
             + list(extra_inputs or [])
             + list(extra.pop("external_inputs", [])),
             "outputs": describe_outputs(tmp),
-            "code": code_identity(),
+            "code": stage_code_identity(stage),
             "summary": extra,
         }
     )
@@ -173,6 +173,11 @@ def run_stage(
             "host": socket.gethostname(),
             "platform": platform.platform(),
             "pid": os.getpid(),
+            # Where the code came from. Not in the manifest: the stage code identity there
+            # already addresses what ran, and a commit hash there would re-address every
+            # stage on every commit (and no committed result could ever be reproduced
+            # hash by hash by a later commit).
+            "git": code_identity(),
         },
     )
     _swap_into_place(tmp, out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -43,8 +44,11 @@ def copy_project(dest: Path) -> Path:
     return dest
 
 
-def snakemake(project: Path, *args: str, timeout: int = 1500) -> tuple[str, float]:
-    """Run snakemake in ``project``; returns (combined output, wall seconds). Raises on failure."""
+def snakemake(
+    project: Path, *args: str, timeout: int = 1500, env: dict[str, str] | None = None
+) -> tuple[str, float]:
+    """Run snakemake in ``project``; returns (combined output, wall seconds). Raises on failure.
+    ``env`` adds variables to the environment (e.g. PYTHONPATH to run another copy of the code)."""
     command = [
         sys.executable,
         "-m",
@@ -56,7 +60,14 @@ def snakemake(project: Path, *args: str, timeout: int = 1500) -> tuple[str, floa
         *args,
     ]
     start = time.perf_counter()
-    done = subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=timeout)
+    done = subprocess.run(
+        command,
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )
     elapsed = time.perf_counter() - start
     output = done.stdout + done.stderr
     if done.returncode != 0:

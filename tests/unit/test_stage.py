@@ -126,3 +126,16 @@ def test_trace_follows_inputs_and_records_origins(project: Path, recipe) -> None
     assert node["stage"] == "sft" and node["artifact"]["path"] == "max.txt"
     assert node["inputs"][0]["node"]["stage"] == "reasoning"
     assert node["config_origins"]["sft.steps"].startswith("recipes/tiny.yaml:")
+
+
+def test_manifest_records_the_stage_code_and_run_info_the_commit(project: Path, recipe) -> None:
+    from openrecipe.codeid import stage_code_identity
+
+    manifest = run_stage(
+        "reasoning", recipe, project / "runs" / "a", {}, write_numbers, project=project
+    )
+    assert manifest["code"] == stage_code_identity("reasoning")
+    assert "openrecipe.data.reasoning" in manifest["code"]["modules"]
+    assert "git_commit" not in json.dumps(manifest)  # a commit would re-address every stage
+    info = json.loads((project / "runs" / "a" / "run_info.json").read_text())
+    assert set(info["git"]) == {"git_commit", "uncommitted_diff_sha256", "packages"}

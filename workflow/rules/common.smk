@@ -7,6 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from openrecipe.codeid import stage_code_digest
+from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.paths import find_project_root
 from openrecipe.recipe import load_recipe, write_resolved
 
@@ -41,6 +43,13 @@ for _source in SOURCES:
     write_resolved(RECIPE, PROJECT / f"runs/.acquire/{_source}.resolved.yaml", PROJECT)
 
 
+# Code is an input: each rule's `code` param is its stage's code identity (openrecipe.codeid),
+# so editing what a stage runs reruns it and its descendants. Snakemake only says "params
+# changed"; say which stage was made by other code, what changed and what reruns with it.
+for _line in explain_code_drift(PROJECT, [PROJECT / RUN, PROJECT / RESULTS, *(PROJECT / "data" / "raw" / s for s in SOURCES)]):
+    print(_line, file=sys.stderr)
+
+
 def acquire_recipe(wildcards):
     return f"runs/.acquire/{wildcards.source}.resolved.yaml"
 ENV = "../envs/openrecipe.yaml"
@@ -59,8 +68,16 @@ def get_raw_manifests(wildcards):
 
 
 def stage_params(stage, part=None):
-    """Params shared by the stage rules: the view (rerun trigger), view hash, recipe, python."""
-    return {"stage": stage, "view": view(stage, part), "view_hash": view_hash(stage, part), "recipe": RESOLVED, "py": PY}
+    """Params shared by the stage rules: the view and the code identity (rerun triggers), the
+    view hash, the resolved recipe and the interpreter."""
+    return {
+        "stage": stage,
+        "view": view(stage, part),
+        "code": stage_code_digest(stage),
+        "view_hash": view_hash(stage, part),
+        "recipe": RESOLVED,
+        "py": PY,
+    }
 
 
 def output_dir(wildcards, output):

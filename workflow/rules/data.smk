@@ -21,6 +21,7 @@ rule acquire:
         recipe=acquire_recipe,
         py=PY,
         stage="acquire",
+        code=stage_code_digest("acquire"),
         view=lambda w: view("acquire", w.source),
         view_hash=lambda w: view_hash("acquire", w.source),
         inputs=lambda w: f"--part {w.source}",

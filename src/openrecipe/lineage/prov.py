@@ -9,7 +9,8 @@ rather than by hand, so the output is valid PROV by construction. The mapping:
   downstream stage ``used`` the upstream files;
 - each raw source package is an ``entity`` (kind, package, version, licence, sha256) that the
   acquire activity ``used``;
-- the code identity (git commit + hash of any uncommitted diff + key package versions) is a
+- the stage code identity (content hash of the code that ran, its package versions; the git
+  commit from run_info.json when recorded) is a
   ``SoftwareAgent`` the activity ``wasAssociatedWith``.
 """
 
@@ -41,13 +42,18 @@ def to_prov(node: dict[str, Any]) -> ProvDocument:
     return doc
 
 
-def _code_agent(doc: ProvDocument, code: dict[str, Any]) -> str:
-    commit = code.get("git_commit") or "uncommitted"
-    diff = code.get("uncommitted_diff_sha256")
-    agent_id = _id("code", commit + (f"+{diff[:16]}" if diff else ""))
-    attributes = {PROV_TYPE: "prov:SoftwareAgent", "or:git_commit": commit}
-    if diff:
-        attributes["or:uncommitted_diff_sha256"] = diff
+def _code_agent(doc: ProvDocument, code: dict[str, Any], git: dict[str, Any]) -> str:
+    """The code that ran: its content address (the stage code identity) and, when the run
+    recorded it, the commit it was checked out at."""
+    digest = str(code.get("sha256") or "unrecorded")
+    agent_id = _id("code", digest[:16])
+    attributes = {PROV_TYPE: "prov:SoftwareAgent", "or:stage_code_sha256": digest}
+    if code.get("python"):
+        attributes["or:python"] = str(code["python"])
+    if git.get("git_commit"):
+        attributes["or:git_commit"] = git["git_commit"]
+    if git.get("uncommitted_diff_sha256"):
+        attributes["or:uncommitted_diff_sha256"] = git["uncommitted_diff_sha256"]
     for package, version in sorted(code.get("packages", {}).items()):
         attributes[f"or:package_{package}"] = str(version)
     doc.agent(agent_id, attributes)
@@ -76,7 +82,7 @@ def _add_stage(doc: ProvDocument, node: dict[str, Any], seen: dict[str, dict[str
     if node.get("altered"):
         attributes["or:altered"] = node["altered"]
     doc.activity(activity_id, other_attributes=attributes)
-    doc.wasAssociatedWith(activity_id, _code_agent(doc, node.get("code", {})))
+    doc.wasAssociatedWith(activity_id, _code_agent(doc, node.get("code", {}), node.get("git", {})))
     for rel, sha in sorted(node["outputs"].items()):
         entity_id = _id("file", f"{node['dir']}/{rel}")
         doc.entity(entity_id, {PROV_TYPE: "or:Artifact", "or:sha256": sha})

@@ -8,12 +8,13 @@ stage recorded is reported as altered, not silently followed.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import LineageError, StageInputError
 from openrecipe.hashing import sha256_file
-from openrecipe.manifest import find_stage_dir, read_manifest
+from openrecipe.manifest import RUN_INFO_NAME, find_stage_dir, read_manifest
 from openrecipe.paths import find_project_root
 
 
@@ -52,6 +53,7 @@ def _trace_stage(stage_dir: Path, project: Path, seen: dict[str, dict[str, Any]]
             for dotted, origin in sorted(manifest.get("config_origins", {}).items())
         },
         "code": manifest.get("code", {}),
+        "git": _run_info(stage_dir).get("git", {}),
         "outputs": {rel: meta["sha256"] for rel, meta in manifest["outputs"].items()},
         "inputs": [],
         "external": [],
@@ -153,18 +155,28 @@ def format_tree(node: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _run_info(stage_dir: Path) -> dict[str, Any]:
+    """The stage's volatile record (where the code came from); empty if absent or unreadable,
+    since it is not hashed and an audit must not depend on it."""
+    try:
+        return json.loads((stage_dir / RUN_INFO_NAME).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+
+
 def _format(node: dict[str, Any], lines: list[str], indent: int) -> None:
     pad = "  " * indent
     if "ref" in node:
         lines.append(f"{pad}(see {node['ref']} above)")
         return
     part = f"[{node['part']}]" if node.get("part") else ""
-    code = node.get("code", {})
-    commit = (code.get("git_commit") or "uncommitted")[:10]
-    dirty = " +diff" if code.get("uncommitted_diff_sha256") else ""
+    code = str(node.get("code", {}).get("sha256") or "unrecorded")[:12]
+    git = node.get("git", {})
+    commit = (git.get("git_commit") or "unknown")[:10]
+    dirty = " +diff" if git.get("uncommitted_diff_sha256") else ""
     lines.append(
         f"{pad}{node['stage']}{part}  {node['dir']}  manifest {node['manifest_sha256'][:12]}…"
-        f"  config {node['config_hash'][:12]}…  code {commit}{dirty}"
+        f"  config {node['config_hash'][:12]}…  code {code}… (git {commit}{dirty})"
     )
     if node.get("altered"):
         lines.append(f"{pad}  ALTERED: {node['altered']}")
