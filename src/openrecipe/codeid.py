@@ -79,6 +79,23 @@ def code_identity() -> dict[str, object]:
     }
 
 
+def uncommitted_code(root: Path | None = None) -> str | None:
+    """Why results made now could not be reproduced from a commit (None: they could): no git
+    checkout, or changed or untracked files under the code paths of ``root`` (default: the
+    checkout this package runs from)."""
+    root = root or PACKAGE_DIR.parents[1]
+    if _git(root, "rev-parse", "HEAD") is None:
+        return f"{root} is not a git checkout with a commit"
+    status = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *CODE_PATHS)
+    if status is None:
+        return f"git status failed in {root}"
+    if status:
+        changed = [line.split(maxsplit=1)[-1] for line in status.splitlines()]
+        more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+        return f"uncommitted changes in {', '.join(changed[:5])}{more}"
+    return None
+
+
 def distribution_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name.replace("_", "-"))

@@ -9,9 +9,11 @@ every figure here traces back through the manifests to the raw bytes.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
+from openrecipe.codeid import uncommitted_code
 from openrecipe.data.card import data_card, load_accounting, plot_blend
 from openrecipe.evaluate.compare import write_scores
 from openrecipe.evaluate.reasoning_report import write_reasoning
@@ -132,9 +134,21 @@ def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _reproducibility() -> dict[str, Any]:
+    """Whether a clean checkout of a commit can remake these results. A report made from a
+    working tree with uncommitted code is marked, loudly, in metrics.json and summary.md, and
+    ``openrecipe lock`` refuses to lock it; committed results must come from a commit."""
+    reason = uncommitted_code()
+    if reason:
+        print(f"report: WARNING: results NOT reproducible from a commit: {reason}", file=sys.stderr)
+    return {"reproducible": reason is None, "reason": reason}
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     collected = _collect(ctx)
+    reproducibility = _reproducibility()
     metrics = {
+        "reproducibility": reproducibility,
         "recipe": ctx.cfg("name"),
         "release": ctx.cfg("release")["name"],
         "scores": collected["scores"],
@@ -145,7 +159,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     metrics["reasoning"] = write_reasoning(ctx.out, ctx.cfg("name"), ctx.inputs)
     write_json_atomic(ctx.out / "metrics.json", metrics)
     _plot(collected["curves"], ctx.out / "loss_curve.png", f"{ctx.cfg('name')}: training loss")
-    (ctx.out / "summary.md").write_text(_summary_md(ctx, collected), encoding="utf-8")
+    summary = _summary_md(ctx, collected)
+    if not reproducibility["reproducible"]:
+        summary = (
+            f"> **NOT REPRODUCIBLE FROM A COMMIT**: {reproducibility['reason']}. "
+            "Commit the code and rerun before publishing these results.\n\n" + summary
+        )
+    (ctx.out / "summary.md").write_text(summary, encoding="utf-8")
     if "curate" in ctx.inputs:
         card, figures = data_card(ctx.cfg("name"), ctx.inputs)
         (ctx.out / "data_card.md").write_text(card, encoding="utf-8")
@@ -174,4 +194,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
         pins,
         ctx.inputs.get("decontam"),
     )
-    return {"scores": collected["scores"], "final_loss": metrics["final_loss"], **verdict}
+    return {
+        "scores": collected["scores"],
+        "final_loss": metrics["final_loss"],
+        "reproducible": reproducibility["reproducible"],
+        **verdict,
+    }

@@ -158,3 +158,24 @@ def test_drift_names_the_module_and_the_downstream_stages(tmp_path: Path) -> Non
     assert len(lines) == 3  # sft and tokenizer were made by this code
     legacy = _manifest("tokenizer", {"git_commit": "abc", "packages": {}}, [])
     assert "no stage code identity recorded" in stage_drift(legacy)[0]
+
+
+def test_uncommitted_code_is_named(tmp_path: Path) -> None:
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    assert "not a git checkout" in codeid.uncommitted_code(tmp_path)
+    git("init", "-q")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.py").write_text("x = 1\n")
+    (tmp_path / "notes.txt").write_text("not code\n")
+    git("add", "src/a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "a")
+    assert codeid.uncommitted_code(tmp_path) is None  # notes.txt is not under the code paths
+    (tmp_path / "src" / "a.py").write_text("x = 2\n")
+    assert codeid.uncommitted_code(tmp_path) == "uncommitted changes in src/a.py"
+    git("checkout", "src/a.py")
+    (tmp_path / "src" / "b.py").write_text("y = 1\n")
+    assert codeid.uncommitted_code(tmp_path) == "uncommitted changes in src/b.py"
