@@ -230,8 +230,10 @@ def import_closure(roots: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> l
 
 
 def package_data_files(modules: list[str], package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """Non-Python files that ship beside the closure's modules (task templates, schemas):
-    the files in each module's directory and in its sub-directories that are not packages."""
+    """Files that ship beside the closure's modules and are read rather than imported: the
+    non-Python files in each module's directory, and every file (Python included: lm-eval
+    loads ``tasks/utils.py`` through ``!function``) in its sub-directories that are not
+    packages."""
     directories = set()
     for name in modules:
         path = module_path(name, package_dir)
@@ -246,7 +248,7 @@ def package_data_files(modules: list[str], package_dir: Path = PACKAGE_DIR) -> l
                 if entry.is_dir():
                     if entry.name != "__pycache__" and not (entry / "__init__.py").exists():
                         stack.append(entry)
-                elif entry.suffix not in (".py", ".pyc"):
+                elif entry.suffix != ".pyc" and (current != directory or entry.suffix != ".py"):
                     files.add(entry)
     return sorted(files)
 

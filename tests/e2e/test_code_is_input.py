@@ -54,6 +54,13 @@ def test_code_edits_rerun_exactly_the_stages_that_run_them(first_run: Path, tmp_
     assert "module openrecipe.hashing changed" in output
     shutil.copy2(PACKAGE / "hashing.py", hashing)
 
+    template = code / "openrecipe" / "evaluate" / "tasks" / "heldout.yaml"
+    template.write_text(template.read_text() + "# edited\n")
+    planned, output = _plan(first_run, code)
+    assert planned == {"evaluate": 3, "report": 1}, planned
+    assert "file evaluate/tasks/heldout.yaml changed" in output
+    shutil.copy2(PACKAGE / "evaluate" / "tasks" / "heldout.yaml", template)
+
     # A newer tokenizers: a dist-info ahead of site-packages is what an upgrade looks like to
     # importlib.metadata; the module itself is untouched.
     dist = code / "tokenizers-99.0.dist-info"

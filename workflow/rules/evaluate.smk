@@ -1,17 +1,13 @@
 # Evaluation through lm-eval on the local task suite, once per checkpoint (base, sft, rl).
 
-from openrecipe.evaluate.benchmarks import BENCHMARKS, UTILS_FILE
-from openrecipe.evaluate.suite import TASKS, TASKS_DIR
+from openrecipe.evaluate.benchmarks import BENCHMARKS
 
 EVAL_TASKS = [task["name"] for task in RECIPE.data["eval"]["tasks"]]
 # The standard benchmarks read the eval_data stage's files; openrecipe's own tasks do not.
 EVAL_DATA = [f"{RUN}/eval_data/manifest.json"] if set(EVAL_TASKS) & set(BENCHMARKS) else []
-# Task templates and their functions are inputs: editing a prompt reruns evaluation (mtime
-# trigger), and the rendered config's hash lands in the manifest.
-EVAL_TEMPLATES = sorted(
-    {str(TASKS_DIR / TASKS[t]) for t in EVAL_TASKS if t in TASKS}
-    | {str(TASKS_DIR / "utils.py"), str(TASKS_DIR / UTILS_FILE)}
-)
+# Task templates and their functions (evaluate/tasks/) are part of the evaluate stage's code
+# identity (openrecipe.codeid: package data), so editing a prompt reruns evaluation through the
+# rule's code param; the rendered config's hash lands in the manifest.
 
 
 rule eval_data:
@@ -36,7 +32,6 @@ rule evaluate:
         get_checkpoint_manifest,
         f"{RUN}/reasoning/manifest.json",
         EVAL_DATA,
-        EVAL_TEMPLATES,
     output:
         manifest=f"{RUN}/evaluate/{{checkpoint}}/manifest.json",
     params:
