@@ -23,7 +23,10 @@ A record that lacks a field the selector names (a reasoning set written before i
 
 The certificate's body (everything but ``certificate_sha256``) is hashed, and it lists the
 sha256 of every file it relied on, so ``verify-certificate`` rechecks the files, the hash and
-the counts (by recomputing them).
+the counts (by recomputing them). ``OUT.json`` is a signed attestation: a DSSE envelope holding
+an in-toto Statement about the checkpoint's files whose predicate is the certificate
+(``lineage/predicates.py``); ``verify-certificate`` refuses it unless a trusted key signed it,
+and says who did.
 """
 
 from __future__ import annotations
@@ -36,6 +39,20 @@ from typing import Any
 
 from openrecipe.errors import LineageError
 from openrecipe.hashing import hash_obj, sha256_file
+from openrecipe.lineage.attestation import (
+    PublicKey,
+    SigningKey,
+    Trust,
+    open_attestation,
+    sign,
+    subject_digests,
+    write_envelope,
+)
+from openrecipe.lineage.predicates import (
+    ABSENCE_PREDICATE,
+    certificate_from_statement,
+    certificate_statement,
+)
 from openrecipe.manifest import read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
 
@@ -362,7 +379,9 @@ def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
     return {**body, "certificate_sha256": hash_obj(body)}
 
 
-def render_markdown(cert: dict[str, Any]) -> str:
+def render_markdown(cert: dict[str, Any], signer: PublicKey | None = None) -> str:
+    """The certificate for people; names the signing key by fingerprint (the comment is the
+    signer's or the verifier's label for it, so it is not part of the rendered file)."""
     verdict = "ABSENT" if cert["absent"] else "PRESENT" if cert["matched_tokens"] else "UNPROVEN"
     lines = [
         f"# Data exclusion certificate: `{cert['selector']}`",
@@ -384,38 +403,48 @@ def render_markdown(cert: dict[str, Any]) -> str:
     lines += ["", "## Files relied on (sha256)", ""]
     lines += [f"- `{path}` `{sha}`" for path, sha in cert["relied_on"].items()]
     lines += ["", f"certificate_sha256: `{cert['certificate_sha256']}`", ""]
+    if signer is not None:
+        lines += [
+            f"Signed by `{signer.keyid}`; the signed in-toto Statement is the DSSE envelope "
+            "in the JSON file beside this one.",
+            "",
+        ]
     return "\n".join(lines)
 
 
-def write_certificate(cert: dict[str, Any], out: Path) -> tuple[Path, Path]:
-    out.parent.mkdir(parents=True, exist_ok=True)
+def write_certificate(
+    cert: dict[str, Any], out: Path, key: SigningKey, project: Path
+) -> tuple[Path, Path]:
+    """Sign ``cert`` with ``key`` and write ``OUT.json`` (the envelope) and ``OUT.md``."""
     json_path = out.with_suffix(".json")
     md_path = out.with_suffix(".md")
-    json_path.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    md_path.write_text(render_markdown(cert), encoding="utf-8")
+    write_envelope(json_path, sign(certificate_statement(project, cert), key))
+    md_path.write_text(render_markdown(cert, key.public), encoding="utf-8")
     return json_path, md_path
 
 
-def verify_certificate(path: Path) -> list[str]:
-    """Problems with a certificate (empty = it holds): its hash, every file it relied on, the
-    markdown beside it, and the counts recomputed from the run."""
-    try:
-        cert = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        return [f"{path}: cannot read certificate ({exc})"]
+def verify_certificate(path: Path, trust: Trust) -> tuple[list[str], PublicKey]:
+    """(problems, signer) of a certificate (no problems = it holds): refused outright unless a
+    trusted key signed it; then its hash, the checkpoint files it is about, every file it
+    relied on, the markdown beside it, and the counts recomputed from the run."""
+    verified = open_attestation(path, trust, ABSENCE_PREDICATE)
+    cert = certificate_from_statement(verified, path)
     problems = []
     body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
     if hash_obj(body) != cert.get("certificate_sha256"):
         problems.append(f"{path}: certificate_sha256 does not match its body; it was altered")
     project = find_project_root(path.parent)
-    for rel, sha in sorted(body.get("relied_on", {}).items()):
+    relied = subject_digests(verified.statement) | body.get("relied_on", {})
+    for rel, sha in sorted(relied.items()):
         file = project / rel
         if not file.is_file():
             problems.append(f"{rel}: missing (relied on by {path.name})")
         elif sha256_file(file) != sha:
             problems.append(f"{rel}: sha256 differs from the certificate's {sha[:12]}…")
     md_path = path.with_suffix(".md")
-    if md_path.is_file() and render_markdown(cert) != md_path.read_text(encoding="utf-8"):
+    if md_path.is_file() and render_markdown(cert, verified.signer) != md_path.read_text(
+        encoding="utf-8"
+    ):
         problems.append(f"{md_path}: does not match the certificate JSON")
     if not problems:
         again = certify(cert["selector"], project / cert["checkpoint"]["dir"])
@@ -424,4 +453,4 @@ def verify_certificate(path: Path) -> list[str]:
                 f"{path}: recomputing the counts gives {again['matched_tokens']} "
                 f"matched tokens, certificate says {cert['matched_tokens']}"
             )
-    return problems
+    return problems, verified.signer

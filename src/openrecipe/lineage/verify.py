@@ -7,23 +7,27 @@ the input hashes it recorded no longer match the upstream manifest.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from openrecipe.errors import OpenRecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.manifest import MANIFEST_NAME, list_output_files, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
 
 # Audit records written beside a finished stage's outputs after it ran (``openrecipe lock``):
 # not outputs of the stage, so not in its manifest; each carries its own content hash instead.
+# The lock is a signed envelope: verify checks its shape and hash only (``reproduce --check``
+# checks the signature, against the keys its user trusts).
 AUDIT_FILES = {"release.lock.json": "lock_sha256"}
 
 
 def _audit_file_problems(path: Path) -> list[str]:
+    from openrecipe.lineage.predicates import lock_unverified
+
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        return [f"{path}: audit file unreadable ({exc})"]
+        record = lock_unverified(path)
+    except OpenRecipeError as exc:
+        return [str(exc)]
     key = AUDIT_FILES[path.name]
     if hash_obj({k: v for k, v in record.items() if k != key}) != record.get(key):
         return [f"{path}: {key} does not match its content; the file was altered"]
