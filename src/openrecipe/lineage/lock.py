@@ -115,7 +115,10 @@ def _released_files_altered(
     for item in read_manifest(results).get("inputs", []):
         if "stage" not in item:
             continue
-        rel = (project / item["path"]).resolve().relative_to(project).as_posix()
+        try:
+            rel = (project / item["path"]).resolve().relative_to(project).as_posix()
+        except ValueError:  # an input outside the project is not in the lock: not provable
+            return []
         if locked.get(f"{rel}/manifest.json#manifest_sha256") != item["manifest_sha256"]:
             return []  # the report was remade from other inputs: a rerun, judged by envelope
     return released
