@@ -133,6 +133,15 @@ def test_edited_unsigned_untrusted_and_mistyped_attestations_are_refused(tmp_pat
     with pytest.raises(AttestationError, match=r"a\.json: the signature by SHA256:.* does not"):
         open_attestation(path, trust, PREDICATE)
 
+    path = _signed(tmp_path, key)
+    envelope = json.loads(path.read_text())
+    sig = bytearray(base64.b64decode(envelope["signatures"][0]["sig"]))
+    sig[0] ^= 1
+    envelope["signatures"][0]["sig"] = base64.b64encode(bytes(sig)).decode()
+    path.write_text(json.dumps(envelope))
+    with pytest.raises(AttestationError, match="does not verify"):
+        open_attestation(path, trust, PREDICATE)
+
     path = _signed(tmp_path, other)  # a consistent attestation, by a key nobody trusts
     with pytest.raises(AttestationError, match="not a trusted key") as refused:
         open_attestation(path, trust, PREDICATE)

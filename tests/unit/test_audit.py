@@ -133,7 +133,7 @@ def test_certify_counts_exactly_what_trained(chain: Path) -> None:
 
 
 def test_certificate_is_signed_rechecked_and_tamper_detected(
-    chain: Path, project: Path, signing_key, trust
+    chain: Path, project: Path, signing_key, trust, capsys
 ) -> None:
     cert = certify("source=drop", chain / "pretrain")
     out = project / "certs" / "drop"
@@ -145,10 +145,15 @@ def test_certificate_is_signed_rechecked_and_tamper_detected(
     assert stmt["predicateType"] == "https://openrecipe.dev/attestation/absence/v1"
     assert stmt["predicate"] == cert
     assert "runs/tiny/pretrain/manifest.json" in subject_digests(stmt)
+    assert main(["verify-certificate", str(json_path)]) == 0
+    assert f"signed by {signing_key.public.describe()}" in capsys.readouterr().out
     # the old, unsigned format: refused by name, not believed
     json_path.write_text(json.dumps({**cert, "matched_tokens": 0, "absent": True}))
     with pytest.raises(AttestationError, match=r"drop\.json: not a signed attestation"):
         verify_certificate(json_path, trust)
+    assert main(["verify-certificate", str(json_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("openrecipe verify-certificate: error: ") and str(json_path) in err
     # a forger who re-signs an edited claim with their own key is not trusted
     forger = generate_key(project / "forger", "mallory")
     write_certificate({**cert, "matched_tokens": 0, "absent": True}, out, forger, project)

@@ -20,7 +20,11 @@ releaser's ed25519 key. ``reproduce --check`` refuses a lock that is unsigned, b
 signed by an untrusted key, says who signed it, and refuses released files
 (``results/<recipe>/...``) that differ from the signed digests while every stage they were made
 from is unchanged: the report is a pure function of those stages, so such a difference is an
-edit after signing, never a rerun.
+edit after signing (or a report remade by other code), never a reproduction. A forger who also
+edits and reseals upstream stages makes the run differ from the lock, and is judged like any
+rerun: at best ``envelope``, which states that the files are not the signed ones and bounds how
+far a score can be moved. Nothing short of a signature on the new run can tell such a rerun from
+a genuine one.
 """
 
 from __future__ import annotations
@@ -142,7 +146,8 @@ def check_lock(lock_path: Path, trust: Trust) -> dict[str, Any]:
         raise AttestationError(
             f"{lock_path}: {', '.join(altered)} differ from the digests signed by "
             f"{verified.signer.describe()}, although every stage the report was made from is "
-            "unchanged: the released files were edited after signing"
+            "unchanged: the released files were edited after signing (or remade by other "
+            "report code); they are not the signed release"
         )
     metrics = scores(project / "runs" / recipe)
     outside = []
