@@ -453,3 +453,17 @@ def test_rerun_override_reweights_and_plans(project: Path, small) -> None:
     assert rows["evaluate"]["view_changed"] == ["eval.batch_size"]
     unchanged = {s for s, r in rows.items() if not r["view_changed"]}
     assert {"curate", "tokenizer", "pack", "pretrain", "sft", "rl", "acquire[brown]"} <= unchanged
+
+
+def test_certify_cli_signs_with_the_default_key_or_refuses_without_one(
+    chain: Path, project: Path, signing_key, trust, capsys
+) -> None:
+    out = project / "certs" / "absent"
+    args = ["certify", "--absent", "source=never_packed", str(chain / "pretrain"), "--out"]
+    assert main([*args, str(out)]) == 0
+    assert f"signed by {signing_key.public.describe()}" in capsys.readouterr().out
+    assert verify_certificate(out.with_suffix(".json"), trust)[0] == []
+    missing = project / "no_key"
+    assert main([*args, str(project / "certs" / "other"), "--key", str(missing)]) == 2
+    assert f"{missing}: no signing key there" in capsys.readouterr().err
+    assert not (project / "certs" / "other.json").exists()
