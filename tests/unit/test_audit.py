@@ -3,7 +3,6 @@ export, raw-source trace, verify's audit files, diff, rerun planning, release lo
 
 from __future__ import annotations
 
-import base64
 import json
 from pathlib import Path
 
@@ -11,15 +10,9 @@ import numpy as np
 import pytest
 from prov.model import ProvDocument
 
-from openrecipe.cli import main
 from openrecipe.data.indexed import IndexedDataset, write_indexed
 from openrecipe.errors import AttestationError, LineageError
-from openrecipe.hashing import sha256_file
-from openrecipe.lineage.attestation import (
-    generate_key,
-    read_statement_unverified,
-    subject_digests,
-)
+from openrecipe.lineage.attestation import read_statement_unverified
 from openrecipe.lineage.certify import certify, verify_certificate, write_certificate
 from openrecipe.lineage.diff import diff_runs
 from openrecipe.lineage.lock import check_lock, write_lock
@@ -27,7 +20,6 @@ from openrecipe.lineage.prov import prov_json
 from openrecipe.lineage.rerun import build_override, reweight, view_changes
 from openrecipe.lineage.trace import raw_sources, trace
 from openrecipe.lineage.verify import verify_tree
-from openrecipe.manifest import read_manifest, seal, write_json_atomic
 from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
 
@@ -132,68 +124,24 @@ def test_certify_counts_exactly_what_trained(chain: Path) -> None:
     assert "runs/tiny/pack/sidecar.jsonl" in absent["relied_on"]
 
 
-def test_certificate_is_signed_rechecked_and_tamper_detected(
-    chain: Path, project: Path, signing_key, trust, capsys
+def test_certificate_is_rechecked_and_tamper_detected(
+    chain: Path, project: Path, signing_key, trust
 ) -> None:
     cert = certify("source=drop", chain / "pretrain")
-    out = project / "certs" / "drop"
+    out = chain.parent.parent / "certs" / "drop"
     json_path, md_path = write_certificate(cert, out, signing_key, project)
-    assert verify_certificate(json_path, trust) == ([], signing_key.public)
+    assert verify_certificate(json_path, trust) == []
     assert cert["certificate_sha256"] in md_path.read_text()
-    assert signing_key.public.keyid in md_path.read_text()
-    stmt = read_statement_unverified(json_path)
-    assert stmt["predicateType"] == "https://openrecipe.dev/attestation/absence/v1"
-    assert stmt["predicate"] == cert
-    assert "runs/tiny/pretrain/manifest.json" in subject_digests(stmt)
-    assert main(["verify-certificate", str(json_path)]) == 0
-    assert f"signed by {signing_key.public.describe()}" in capsys.readouterr().out
-    # the old, unsigned format: refused by name, not believed
-    json_path.write_text(json.dumps({**cert, "matched_tokens": 0, "absent": True}))
+    edited = {**cert, "matched_tokens": 0, "absent": True}
+    json_path.write_text(json.dumps(edited))  # unsigned (the format before signing): refused
     with pytest.raises(AttestationError, match=r"drop\.json: not a signed attestation"):
         verify_certificate(json_path, trust)
-    assert main(["verify-certificate", str(json_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("openrecipe verify-certificate: error: ") and str(json_path) in err
-    # a forger who re-signs an edited claim with their own key is not trusted
-    forger = generate_key(project / "forger", "mallory")
-    write_certificate({**cert, "matched_tokens": 0, "absent": True}, out, forger, project)
-    with pytest.raises(AttestationError, match="not a trusted key"):
-        verify_certificate(json_path, trust)
-    # an honest certificate whose files changed since: the signature holds, the files do not
     write_certificate(cert, out, signing_key, project)
     sidecar = chain / "pack" / "sidecar.jsonl"
     sidecar.write_text(sidecar.read_text().replace('"drop/x"', '"keep/x"', 1))
-    problems, signer = verify_certificate(json_path, trust)
-    assert any("sidecar.jsonl" in p for p in problems) and signer == signing_key.public
+    assert any("sidecar.jsonl" in p for p in verify_certificate(json_path, trust))
     with pytest.raises(LineageError, match=r"sidecar\.jsonl"):
         certify("source=drop", chain / "pretrain")
-
-
-def test_certificate_checks_the_model_it_is_about(
-    chain: Path, project: Path, small, signing_key, trust
-) -> None:
-    def with_weights(ctx: StageContext) -> dict:
-        (ctx.out / "model").mkdir()
-        (ctx.out / "model" / "weights.bin").write_bytes(b"\x00" * 64)
-        return pretrain_body(ctx)
-
-    run_stage(
-        "pretrain",
-        small,
-        chain / "pretrain",
-        {"pack": chain / "pack"},
-        with_weights,
-        project=project,
-    )
-    cert = certify("source=drop", chain / "pretrain")
-    assert "runs/tiny/pretrain/model/weights.bin" not in cert["relied_on"]  # counts never read it
-    json_path, _ = write_certificate(cert, project / "certs" / "drop", signing_key, project)
-    assert "runs/tiny/pretrain/model/weights.bin" in subject_digests(
-        read_statement_unverified(json_path)
-    )
-    (chain / "pretrain" / "model" / "weights.bin").write_bytes(b"\x01" * 64)  # another model
-    problems, _ = verify_certificate(json_path, trust)
-    assert any("runs/tiny/pretrain/model/weights.bin: sha256 differs" in p for p in problems)
 
 
 def test_certify_refuses_a_checkpoint_that_ran_short(chain: Path, project: Path, small) -> None:
@@ -250,148 +198,52 @@ def test_trace_lists_raw_packages_and_exports_prov(project: Path) -> None:
     assert {"ProvActivity", "ProvEntity", "ProvUsage", "ProvGeneration", "ProvAgent"} <= kinds
 
 
-def _report(metrics: dict):
+def test_verify_names_unexpected_files_and_checks_the_lock(
+    chain: Path, project: Path, small, signing_key, trust
+) -> None:
     def report(ctx: StageContext) -> dict:
-        (ctx.out / "metrics.json").write_text(json.dumps(metrics))
+        (ctx.out / "metrics.json").write_text(json.dumps({"scores": {"base": {"t": {"acc": 0.5}}}}))
         return {}
 
-    return report
-
-
-@pytest.fixture
-def released(chain: Path, project: Path, small, signing_key) -> Path:
-    """The chain with its report in results/tiny and a signed release lock."""
-    report = _report({"scores": {"base": {"t": {"acc": 0.5}}}})
     results = project / "results" / "tiny"
     run_stage("report", small, results, {"pretrain": chain / "pretrain"}, report, project=project)
-    return write_lock(project, "tiny", signing_key)
-
-
-def test_lock_is_slsa_provenance_in_a_signed_envelope(
-    released: Path, project: Path, signing_key, trust
-) -> None:
-    envelope = json.loads(released.read_text())
-    assert envelope["payloadType"] == "application/vnd.in-toto+json"
-    assert envelope["signatures"][0]["keyid"] == signing_key.public.keyid
-    stmt = read_statement_unverified(released)
-    assert stmt["_type"] == "https://in-toto.io/Statement/v1"
-    assert stmt["predicateType"] == "https://slsa.dev/provenance/v1"
-    subjects = subject_digests(stmt)
-    metrics = project / "results" / "tiny" / "metrics.json"
-    assert subjects["results/tiny/metrics.json"] == sha256_file(metrics)
-    assert "runs/tiny/pack/train.bin" in subjects
-    build = stmt["predicate"]["buildDefinition"]
-    assert build["externalParameters"]["recipe"] == "tiny"
-    assert stmt["predicate"]["runDetails"]["builder"]["id"].startswith("https://")
-    lock = stmt["predicate"]["openrecipeLock"]
-    assert lock["metrics"] == {"scores.base.t.acc": 0.5} and lock["lock_sha256"]
-    result = check_lock(released, trust)
-    assert result["verdict"] == "exact" and signing_key.public.keyid in result["signed_by"]
-
-
-def test_verify_names_unexpected_files_and_checks_the_lock(
-    chain: Path, project: Path, small, released: Path, signing_key, trust
-) -> None:
-    results = project / "results" / "tiny"
+    lock = write_lock(project, "tiny", signing_key)
     assert verify_tree(results)[0] == []
+    assert check_lock(lock, trust)["verdict"] == "exact"
     (chain / "pack" / "stray.txt").write_text("x")
     problems, _ = verify_tree(chain)
     assert any("stray.txt: unexpected file" in p for p in problems)
     (chain / "pack" / "stray.txt").unlink()
-    # a rerun on other hardware: pretrain's bytes differ, the report is remade from them and
-    # its score moved a little: hashes differ, every score within the envelope
-    saved = released.read_text()
+    # a rerun whose scores moved a little (on other hardware: pretrain's bytes differ too, and
+    # the report is remade from them): hashes differ, within the envelope
+    metrics = {"scores": {"base": {"t": {"acc": 0.51}}}}
 
-    def rerun(acc: float) -> None:
-        def other_bytes(ctx: StageContext) -> dict:
-            (ctx.out / "noise.bin").write_bytes(str(acc).encode())
-            return pretrain_body(ctx)
+    def moved(ctx: StageContext) -> dict:
+        (ctx.out / "metrics.json").write_text(json.dumps(metrics))
+        return {}
 
-        inputs = {"pack": chain / "pack"}
-        run_stage("pretrain", small, chain / "pretrain", inputs, other_bytes, project=project)
-        report = _report({"scores": {"base": {"t": {"acc": acc}}}})
-        run_stage(
-            "report", small, results, {"pretrain": chain / "pretrain"}, report, project=project
-        )
-        released.write_text(saved)
+    def other_hardware(ctx: StageContext) -> dict:
+        (ctx.out / "noise.bin").write_text(json.dumps(metrics))
+        return pretrain_body(ctx)
 
-    rerun(0.51)
-    result = check_lock(released, trust)
+    def rerun() -> None:
+        pack = {"pack": chain / "pack"}
+        run_stage("pretrain", small, chain / "pretrain", pack, other_hardware, project=project)
+        pretrain = {"pretrain": chain / "pretrain"}
+        run_stage("report", small, results, pretrain, moved, project=project)
+
+    saved = lock.read_text()
+    rerun()
+    lock.write_text(saved)
+    result = check_lock(lock, trust)
     assert result["verdict"] == "envelope"
     assert "results/tiny/metrics.json" in result["artifacts_differing"]
-    rerun(0.9)
-    assert check_lock(released, trust)["verdict"] == "outside"
-    # verify (hashes only) still sees an edited lock payload; the signature check refuses it
-    envelope = json.loads(saved)
-    stmt = json.loads(base64.b64decode(envelope["payload"]))
-    stmt["predicate"]["openrecipeLock"]["metrics"]["scores.base.t.acc"] = 0.9
-    envelope["payload"] = base64.b64encode(json.dumps(stmt).encode()).decode()
-    released.write_text(json.dumps(envelope))
-    assert any("lock_sha256" in p for p in verify_tree(results)[0])
-    with pytest.raises(AttestationError, match="does not verify"):
-        check_lock(released, trust)
-    released.write_text(json.dumps(stmt["predicate"]["openrecipeLock"]))  # the old format
+    metrics["scores"]["base"]["t"]["acc"] = 0.9
+    rerun()
+    lock.write_text(saved)
+    assert check_lock(lock, trust)["verdict"] == "outside"
+    lock.write_text(json.dumps(read_statement_unverified(lock)["predicate"]["openrecipeLock"]))
     assert any("not a signed attestation" in p for p in verify_tree(results)[0])
-
-
-def _forge_metrics(results: Path, acc: float) -> None:
-    """What anyone can do with the project's own code: edit a released file and reseal."""
-    (results / "metrics.json").write_text(json.dumps({"scores": {"base": {"t": {"acc": acc}}}}))
-    manifest = read_manifest(results)
-    manifest["outputs"]["metrics.json"] = {
-        "sha256": sha256_file(results / "metrics.json"),
-        "bytes": (results / "metrics.json").stat().st_size,
-    }
-    write_json_atomic(results / "manifest.json", seal(manifest))
-
-
-@pytest.mark.parametrize("acc", [0.51, 0.99], ids=["within-envelope", "far-off"])
-def test_forged_and_resealed_scores_pass_verify_but_reproduce_refuses(
-    project: Path, released: Path, trust, acc: float, capsys
-) -> None:
-    results = project / "results" / "tiny"
-    _forge_metrics(results, acc)
-    assert verify_tree(results)[0] == []  # hashes alone cannot tell
-    with pytest.raises(AttestationError, match=r"results/tiny/metrics\.json differ") as refused:
-        check_lock(released, trust)
-    assert str(released) in str(refused.value) and "edited after signing" in str(refused.value)
-    assert main(["reproduce", "--check", str(released)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("openrecipe reproduce: error: ") and "metrics.json" in err
-    assert "Traceback" not in err
-
-
-def test_reproduce_refuses_unsigned_and_foreign_locks_with_a_clear_message(
-    project: Path, released: Path, signing_key, capsys
-) -> None:
-    lock = project / "results" / "tiny" / "release.lock.json"
-    assert main(["reproduce", "--check", str(lock)]) == 0  # default trust: your own key
-    assert f"lock signed by {signing_key.public.keyid}" in capsys.readouterr().out
-    # a forger signs a lock of the forged run with their own key: not trusted
-    forger = generate_key(project / "forger", "mallory")
-    _forge_metrics(project / "results" / "tiny", 0.99)
-    write_lock(project, "tiny", forger)
-    assert main(["reproduce", "--check", str(lock)]) == 2
-    err = capsys.readouterr().err
-    assert str(lock) in err and forger.public.keyid in err and "not a trusted key" in err
-    # ...unless the auditor chooses to trust that key
-    pub = str(forger.path) + ".pub"
-    assert main(["reproduce", "--check", str(lock), "--trusted-key", pub]) == 0
-    assert "mallory" in capsys.readouterr().out
-    stmt = read_statement_unverified(lock)
-    lock.write_text(json.dumps(stmt["predicate"]["openrecipeLock"]))  # unsigned, old format
-    assert main(["reproduce", "--check", str(lock)]) == 2
-    assert "not a signed attestation" in capsys.readouterr().err
-
-
-def test_lock_without_a_key_is_refused_before_writing(
-    project: Path, released: Path, capsys
-) -> None:
-    before = released.read_bytes()
-    missing = project / "no_key"
-    assert main(["lock", "tiny", "--key", str(missing)]) == 2
-    assert "create one with `openrecipe keygen`" in capsys.readouterr().err
-    assert released.read_bytes() == before
 
 
 def test_diff_names_stage_config_keys_and_inputs(project: Path, small, chain: Path) -> None:
@@ -453,17 +305,3 @@ def test_rerun_override_reweights_and_plans(project: Path, small) -> None:
     assert rows["evaluate"]["view_changed"] == ["eval.batch_size"]
     unchanged = {s for s, r in rows.items() if not r["view_changed"]}
     assert {"curate", "tokenizer", "pack", "pretrain", "sft", "rl", "acquire[brown]"} <= unchanged
-
-
-def test_certify_cli_signs_with_the_default_key_or_refuses_without_one(
-    chain: Path, project: Path, signing_key, trust, capsys
-) -> None:
-    out = project / "certs" / "absent"
-    args = ["certify", "--absent", "source=never_packed", str(chain / "pretrain"), "--out"]
-    assert main([*args, str(out)]) == 0
-    assert f"signed by {signing_key.public.describe()}" in capsys.readouterr().out
-    assert verify_certificate(out.with_suffix(".json"), trust)[0] == []
-    missing = project / "no_key"
-    assert main([*args, str(project / "certs" / "other"), "--key", str(missing)]) == 2
-    assert f"{missing}: no signing key there" in capsys.readouterr().err
-    assert not (project / "certs" / "other.json").exists()

@@ -345,6 +345,11 @@ def read_envelope(path: Path) -> dict[str, Any]:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AttestationError(f"{path}: cannot read ({exc})") from exc
+    return check_envelope(data, path)
+
+
+def check_envelope(data: Any, path: Path) -> dict[str, Any]:
+    """``data`` (parsed from ``path``) if it has the shape of a signed DSSE envelope."""
     if not isinstance(data, dict) or "payloadType" not in data or "payload" not in data:
         raise AttestationError(
             f"{path}: not a signed attestation (no DSSE envelope); an unsigned file of the old "
@@ -436,8 +441,13 @@ def open_attestation(path: Path, trust: Trust, predicate_type: str) -> Verified:
     return Verified(stmt, signer)
 
 
-def read_statement_unverified(path: Path) -> dict[str, Any]:
-    """The Statement in ``path`` WITHOUT checking the signature: for hash-only checks
-    (``verify``) and display. Never base a trust decision on it."""
-    envelope = read_envelope(path)
+def statement_unverified(envelope: Any, path: Path) -> dict[str, Any]:
+    """The Statement in an envelope read from ``path`` WITHOUT checking the signature: for
+    hash-only checks (``verify``) and display. Never base a trust decision on it."""
+    envelope = check_envelope(envelope, path)
     return _parse_statement(_b64decode(envelope["payload"], "payload", str(path)), str(path))
+
+
+def read_statement_unverified(path: Path) -> dict[str, Any]:
+    """``statement_unverified`` of the envelope in ``path``."""
+    return statement_unverified(read_envelope(path), path)

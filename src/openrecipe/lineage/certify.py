@@ -40,9 +40,9 @@ from typing import Any
 from openrecipe.errors import LineageError
 from openrecipe.hashing import hash_obj, sha256_file
 from openrecipe.lineage.attestation import (
-    PublicKey,
     SigningKey,
     Trust,
+    Verified,
     open_attestation,
     sign,
     subject_digests,
@@ -379,9 +379,7 @@ def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
     return {**body, "certificate_sha256": hash_obj(body)}
 
 
-def render_markdown(cert: dict[str, Any], signer: PublicKey | None = None) -> str:
-    """The certificate for people; names the signing key by fingerprint (the comment is the
-    signer's or the verifier's label for it, so it is not part of the rendered file)."""
+def render_markdown(cert: dict[str, Any]) -> str:
     verdict = "ABSENT" if cert["absent"] else "PRESENT" if cert["matched_tokens"] else "UNPROVEN"
     lines = [
         f"# Data exclusion certificate: `{cert['selector']}`",
@@ -403,32 +401,35 @@ def render_markdown(cert: dict[str, Any], signer: PublicKey | None = None) -> st
     lines += ["", "## Files relied on (sha256)", ""]
     lines += [f"- `{path}` `{sha}`" for path, sha in cert["relied_on"].items()]
     lines += ["", f"certificate_sha256: `{cert['certificate_sha256']}`", ""]
-    if signer is not None:
-        lines += [
-            f"Signed by `{signer.keyid}`; the signed in-toto Statement is the DSSE envelope "
-            "in the JSON file beside this one.",
-            "",
-        ]
     return "\n".join(lines)
 
 
 def write_certificate(
     cert: dict[str, Any], out: Path, key: SigningKey, project: Path
 ) -> tuple[Path, Path]:
-    """Sign ``cert`` with ``key`` and write ``OUT.json`` (the envelope) and ``OUT.md``."""
+    """Sign ``cert`` with ``key``: ``OUT.json`` is the envelope, ``OUT.md`` the text for people."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     json_path = out.with_suffix(".json")
     md_path = out.with_suffix(".md")
     write_envelope(json_path, sign(certificate_statement(project, cert), key))
-    md_path.write_text(render_markdown(cert, key.public), encoding="utf-8")
+    md_path.write_text(render_markdown(cert), encoding="utf-8")
     return json_path, md_path
 
 
-def verify_certificate(path: Path, trust: Trust) -> tuple[list[str], PublicKey]:
-    """(problems, signer) of a certificate (no problems = it holds): refused outright unless a
-    trusted key signed it; then its hash, the checkpoint files it is about, every file it
-    relied on, the markdown beside it, and the counts recomputed from the run."""
+def open_certificate(path: Path, trust: Trust) -> Verified:
+    """The certificate attestation in ``path``, refused (``AttestationError``) unless it is
+    signed by a trusted key; ``.signer`` says who signed."""
     verified = open_attestation(path, trust, ABSENCE_PREDICATE)
-    cert = certificate_from_statement(verified, path)
+    certificate_from_statement(verified, path)
+    return verified
+
+
+def verify_certificate(path: Path, trust: Trust) -> list[str]:
+    """Problems with a certificate (empty = it holds), once its signature is accepted
+    (``open_certificate``): its hash, the checkpoint files it is about, every file it relied
+    on, the markdown beside it, and the counts recomputed from the run."""
+    verified = open_certificate(path, trust)
+    cert = verified.predicate
     problems = []
     body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
     if hash_obj(body) != cert.get("certificate_sha256"):
@@ -442,9 +443,7 @@ def verify_certificate(path: Path, trust: Trust) -> tuple[list[str], PublicKey]:
         elif sha256_file(file) != sha:
             problems.append(f"{rel}: sha256 differs from the certificate's {sha[:12]}…")
     md_path = path.with_suffix(".md")
-    if md_path.is_file() and render_markdown(cert, verified.signer) != md_path.read_text(
-        encoding="utf-8"
-    ):
+    if md_path.is_file() and render_markdown(cert) != md_path.read_text(encoding="utf-8"):
         problems.append(f"{md_path}: does not match the certificate JSON")
     if not problems:
         again = certify(cert["selector"], project / cert["checkpoint"]["dir"])
@@ -453,4 +452,4 @@ def verify_certificate(path: Path, trust: Trust) -> tuple[list[str], PublicKey]:
                 f"{path}: recomputing the counts gives {again['matched_tokens']} "
                 f"matched tokens, certificate says {cert['matched_tokens']}"
             )
-    return problems, verified.signer
+    return problems

@@ -62,15 +62,17 @@ def _certify(args: argparse.Namespace) -> int:
         project = find_project_root(Path(args.checkpoint).resolve())
         json_path, md_path = write_certificate(cert, Path(args.out), key, project)
         print(f"certify: wrote {json_path} and {md_path}, signed by {key.public.describe()}")
-    print(render_markdown(cert, key.public if key else None))
+    print(render_markdown(cert))
     return 0 if cert["absent"] else 1
 
 
 def _verify_certificate(args: argparse.Namespace) -> int:
-    from openrecipe.lineage.certify import verify_certificate
+    from openrecipe.lineage.certify import open_certificate, verify_certificate
 
-    problems, signer = verify_certificate(Path(args.certificate), _trust(args))
+    trust = _trust(args)
+    signer = open_certificate(Path(args.certificate), trust).signer
     print(f"verify-certificate: {args.certificate}: signed by {signer.describe()}")
+    problems = verify_certificate(Path(args.certificate), trust)
     for line in problems:
         print(line)
     print(f"verify-certificate: {len(problems)} problem(s)")

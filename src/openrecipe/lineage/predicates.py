@@ -28,8 +28,8 @@ from openrecipe.errors import AttestationError
 from openrecipe.hashing import sha256_file
 from openrecipe.lineage.attestation import (
     Verified,
-    read_statement_unverified,
     statement,
+    statement_unverified,
     subject_digests,
 )
 from openrecipe.manifest import MANIFEST_NAME, read_manifest
@@ -136,9 +136,10 @@ def lock_from_statement(verified: Verified, where: Path) -> dict[str, Any]:
     return _lock_in(verified.statement, str(where))
 
 
-def lock_unverified(path: Path) -> dict[str, Any]:
-    """The lock in ``path`` without checking its signature, for ``verify``'s hash-only pass."""
-    stmt = read_statement_unverified(path)
+def lock_in_envelope(envelope: Any, path: Path) -> dict[str, Any]:
+    """The lock in an envelope read from ``path``, WITHOUT checking its signature: for
+    ``verify``'s hash-only pass."""
+    stmt = statement_unverified(envelope, path)
     if stmt.get("predicateType") != SLSA_PROVENANCE:
         raise AttestationError(f"{path}: predicateType is not {SLSA_PROVENANCE}")
     return _lock_in(stmt, str(path))

@@ -7,25 +7,31 @@ the input hashes it recorded no longer match the upstream manifest.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from openrecipe.errors import OpenRecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.manifest import MANIFEST_NAME, list_output_files, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
 
 # Audit records written beside a finished stage's outputs after it ran (``openrecipe lock``):
 # not outputs of the stage, so not in its manifest; each carries its own content hash instead.
-# The lock is a signed envelope: verify checks its shape and hash only (``reproduce --check``
-# checks the signature, against the keys its user trusts).
 AUDIT_FILES = {"release.lock.json": "lock_sha256"}
 
 
 def _audit_file_problems(path: Path) -> list[str]:
-    from openrecipe.lineage.predicates import lock_unverified
+    # imported here: verify loads the signing code only when a run holds a lock
+    from openrecipe.errors import OpenRecipeError
+    from openrecipe.lineage.predicates import lock_in_envelope
 
     try:
-        record = lock_unverified(path)
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        return [f"{path}: audit file unreadable ({exc})"]
+    # The lock is a signed envelope; verify checks its shape and hash only. The signature is
+    # ``reproduce --check``'s to check, against the keys its user trusts.
+    try:
+        record = lock_in_envelope(record, path)
     except OpenRecipeError as exc:
         return [str(exc)]
     key = AUDIT_FILES[path.name]
