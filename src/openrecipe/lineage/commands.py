@@ -44,7 +44,11 @@ def _keygen(args: argparse.Namespace) -> int:
     from openrecipe.lineage.attestation import default_key_path, generate_key, pub_path
 
     path = Path(args.out) if args.out else default_key_path()
-    comment = args.comment or f"{getpass.getuser()}@{socket.gethostname()}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        user = "openrecipe"
+    comment = args.comment or f"{user}@{socket.gethostname()}"
     key = generate_key(path, comment)
     print(f"keygen: wrote {path} (private, 0600) and {pub_path(path)}")
     print(f"keygen: key {key.public.describe()}")
