@@ -18,5 +18,10 @@ class LineageError(OpenRecipeError):
     """A manifest chain cannot be followed (missing or altered manifest)."""
 
 
+class AttestationError(LineageError):
+    """A signed attestation (release lock, absence certificate) or a signing key is unsigned,
+    badly signed, signed by an untrusted key, malformed, or cannot be read."""
+
+
 class SourceError(OpenRecipeError):
     """A data source cannot be fetched or does not match its pinned hash."""

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from openrecipe.data.indexed import IndexedDataset
+from openrecipe.lineage.attestation import read_statement_unverified
 from openrecipe.recipe import load_recipe
 
 pytestmark = pytest.mark.e2e
@@ -137,23 +138,24 @@ def test_exclusion_rerun_certificates_diff_and_lock(audited: Path, first_run: Pa
 
     absent = cli(audited, "certify", "--absent", "source=austen", f"{RUN}/rl", "--out", "c/austen")
     assert absent.returncode == 0, absent.stdout + absent.stderr
-    cert = json.loads((audited / "c/austen.json").read_text())
+    cert = read_statement_unverified(audited / "c/austen.json")["predicate"]
     assert cert["absent"] and cert["matched_tokens"] == 0
     assert cert["training"]["pretrain"]["tokens"] > 0 and set(cert["training"]) == {
         "pretrain",
         "sft",
         "rl",
     }
-    assert cli(audited, "verify-certificate", "c/austen.json").returncode == 0
+    verified = cli(audited, "verify-certificate", "c/austen.json")
+    assert verified.returncode == 0 and "signed by SHA256:" in verified.stdout
     # Every record the model trained on states its language (the reasoning set included), so a
     # language the run never held is certified absent through SFT and RL too.
     no_es = cli(audited, "certify", "--absent", "lang=es", f"{RUN}/rl", "--out", "c/es")
     assert no_es.returncode == 0, no_es.stdout + no_es.stderr
-    assert json.loads((audited / "c/es.json").read_text())["unknown_tokens"] == 0
+    assert read_statement_unverified(audited / "c/es.json")["predicate"]["unknown_tokens"] == 0
 
     present = cli(audited, "certify", "--absent", "source=brown", f"{RUN}/pretrain", "--out", "c/b")
     assert present.returncode == 1
-    brown = json.loads((audited / "c/b.json").read_text())
+    brown = read_statement_unverified(audited / "c/b.json")["predicate"]
     consumed = brown["training"]["pretrain"]["sequences"]
     assert brown["matched_tokens"] == _brown_tokens_from_bin(audited, consumed) > 0
 
@@ -166,5 +168,5 @@ def test_exclusion_rerun_certificates_diff_and_lock(audited: Path, first_run: Pa
 
     assert cli(audited, "lock", "tiny").returncode == 0
     check = cli(audited, "reproduce", "--check", "results/tiny/release.lock.json")
-    assert check.returncode == 0 and "EXACT" in check.stdout
+    assert check.returncode == 0 and "EXACT" in check.stdout and "signed by" in check.stdout
     assert cli(audited, "verify", "results/tiny").returncode == 0

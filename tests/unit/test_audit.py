@@ -11,7 +11,8 @@ import pytest
 from prov.model import ProvDocument
 
 from openrecipe.data.indexed import IndexedDataset, write_indexed
-from openrecipe.errors import LineageError
+from openrecipe.errors import AttestationError, LineageError
+from openrecipe.lineage.attestation import read_statement_unverified
 from openrecipe.lineage.certify import certify, verify_certificate, write_certificate
 from openrecipe.lineage.diff import diff_runs
 from openrecipe.lineage.lock import check_lock, write_lock
@@ -123,18 +124,22 @@ def test_certify_counts_exactly_what_trained(chain: Path) -> None:
     assert "runs/tiny/pack/sidecar.jsonl" in absent["relied_on"]
 
 
-def test_certificate_is_rechecked_and_tamper_detected(chain: Path, tmp_path: Path) -> None:
+def test_certificate_is_rechecked_and_tamper_detected(
+    chain: Path, project: Path, signing_key, trust
+) -> None:
     cert = certify("source=drop", chain / "pretrain")
-    json_path, md_path = write_certificate(cert, chain.parent.parent / "certs" / "drop")
-    assert verify_certificate(json_path) == []
+    out = chain.parent.parent / "certs" / "drop"
+    json_path, md_path = write_certificate(cert, out, signing_key, project)
+    assert verify_certificate(json_path, trust) == []
     assert cert["certificate_sha256"] in md_path.read_text()
     edited = {**cert, "matched_tokens": 0, "absent": True}
-    json_path.write_text(json.dumps(edited))
-    assert any("certificate_sha256" in p for p in verify_certificate(json_path))
-    write_certificate(cert, json_path.with_suffix(""))
+    json_path.write_text(json.dumps(edited))  # unsigned (the format before signing): refused
+    with pytest.raises(AttestationError, match=r"drop\.json: not a signed attestation"):
+        verify_certificate(json_path, trust)
+    write_certificate(cert, out, signing_key, project)
     sidecar = chain / "pack" / "sidecar.jsonl"
     sidecar.write_text(sidecar.read_text().replace('"drop/x"', '"keep/x"', 1))
-    assert any("sidecar.jsonl" in p for p in verify_certificate(json_path))
+    assert any("sidecar.jsonl" in p for p in verify_certificate(json_path, trust))
     with pytest.raises(LineageError, match=r"sidecar\.jsonl"):
         certify("source=drop", chain / "pretrain")
 
@@ -194,7 +199,7 @@ def test_trace_lists_raw_packages_and_exports_prov(project: Path) -> None:
 
 
 def test_verify_names_unexpected_files_and_checks_the_lock(
-    chain: Path, project: Path, small
+    chain: Path, project: Path, small, signing_key, trust
 ) -> None:
     def report(ctx: StageContext) -> dict:
         (ctx.out / "metrics.json").write_text(json.dumps({"scores": {"base": {"t": {"acc": 0.5}}}}))
@@ -202,32 +207,43 @@ def test_verify_names_unexpected_files_and_checks_the_lock(
 
     results = project / "results" / "tiny"
     run_stage("report", small, results, {"pretrain": chain / "pretrain"}, report, project=project)
-    lock = write_lock(project, "tiny")
+    lock = write_lock(project, "tiny", signing_key)
     assert verify_tree(results)[0] == []
-    assert check_lock(lock)["verdict"] == "exact"
+    assert check_lock(lock, trust)["verdict"] == "exact"
     (chain / "pack" / "stray.txt").write_text("x")
     problems, _ = verify_tree(chain)
     assert any("stray.txt: unexpected file" in p for p in problems)
     (chain / "pack" / "stray.txt").unlink()
-    # a rerun whose scores moved a little: hashes differ, within the envelope
+    # a rerun whose scores moved a little (on other hardware: pretrain's bytes differ too, and
+    # the report is remade from them): hashes differ, within the envelope
     metrics = {"scores": {"base": {"t": {"acc": 0.51}}}}
 
     def moved(ctx: StageContext) -> dict:
         (ctx.out / "metrics.json").write_text(json.dumps(metrics))
         return {}
 
+    def other_hardware(ctx: StageContext) -> dict:
+        (ctx.out / "noise.bin").write_text(json.dumps(metrics))
+        return pretrain_body(ctx)
+
+    def rerun() -> None:
+        pack = {"pack": chain / "pack"}
+        run_stage("pretrain", small, chain / "pretrain", pack, other_hardware, project=project)
+        pretrain = {"pretrain": chain / "pretrain"}
+        run_stage("report", small, results, pretrain, moved, project=project)
+
     saved = lock.read_text()
-    run_stage("report", small, results, {"pretrain": chain / "pretrain"}, moved, project=project)
+    rerun()
     lock.write_text(saved)
-    result = check_lock(lock)
+    result = check_lock(lock, trust)
     assert result["verdict"] == "envelope"
     assert "results/tiny/metrics.json" in result["artifacts_differing"]
     metrics["scores"]["base"]["t"]["acc"] = 0.9
-    run_stage("report", small, results, {"pretrain": chain / "pretrain"}, moved, project=project)
+    rerun()
     lock.write_text(saved)
-    assert check_lock(lock)["verdict"] == "outside"
-    lock.write_text(saved.replace("0.5", "0.6", 1))
-    assert any("lock_sha256" in p for p in verify_tree(results)[0])
+    assert check_lock(lock, trust)["verdict"] == "outside"
+    lock.write_text(json.dumps(read_statement_unverified(lock)["predicate"]["openrecipeLock"]))
+    assert any("not a signed attestation" in p for p in verify_tree(results)[0])
 
 
 def test_diff_names_stage_config_keys_and_inputs(project: Path, small, chain: Path) -> None:

@@ -23,7 +23,10 @@ A record that lacks a field the selector names (a reasoning set written before i
 
 The certificate's body (everything but ``certificate_sha256``) is hashed, and it lists the
 sha256 of every file it relied on, so ``verify-certificate`` rechecks the files, the hash and
-the counts (by recomputing them).
+the counts (by recomputing them). ``OUT.json`` is a signed attestation: a DSSE envelope holding
+an in-toto Statement about the checkpoint's files whose predicate is the certificate
+(``lineage/predicates.py``); ``verify-certificate`` refuses it unless a trusted key signed it,
+and says who did.
 """
 
 from __future__ import annotations
@@ -36,6 +39,20 @@ from typing import Any
 
 from openrecipe.errors import LineageError
 from openrecipe.hashing import hash_obj, sha256_file
+from openrecipe.lineage.attestation import (
+    SigningKey,
+    Trust,
+    Verified,
+    open_attestation,
+    sign,
+    subject_digests,
+    write_envelope,
+)
+from openrecipe.lineage.predicates import (
+    ABSENCE_PREDICATE,
+    certificate_from_statement,
+    certificate_statement,
+)
 from openrecipe.manifest import read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
 
@@ -387,28 +404,39 @@ def render_markdown(cert: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_certificate(cert: dict[str, Any], out: Path) -> tuple[Path, Path]:
+def write_certificate(
+    cert: dict[str, Any], out: Path, key: SigningKey, project: Path
+) -> tuple[Path, Path]:
+    """Sign ``cert`` with ``key``: ``OUT.json`` is the envelope, ``OUT.md`` the text for people."""
     out.parent.mkdir(parents=True, exist_ok=True)
     json_path = out.with_suffix(".json")
     md_path = out.with_suffix(".md")
-    json_path.write_text(json.dumps(cert, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_envelope(json_path, sign(certificate_statement(project, cert), key))
     md_path.write_text(render_markdown(cert), encoding="utf-8")
     return json_path, md_path
 
 
-def verify_certificate(path: Path) -> list[str]:
-    """Problems with a certificate (empty = it holds): its hash, every file it relied on, the
-    markdown beside it, and the counts recomputed from the run."""
-    try:
-        cert = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        return [f"{path}: cannot read certificate ({exc})"]
+def open_certificate(path: Path, trust: Trust) -> Verified:
+    """The certificate attestation in ``path``, refused (``AttestationError``) unless it is
+    signed by a trusted key; ``.signer`` says who signed."""
+    verified = open_attestation(path, trust, ABSENCE_PREDICATE)
+    certificate_from_statement(verified, path)
+    return verified
+
+
+def verify_certificate(path: Path, trust: Trust) -> list[str]:
+    """Problems with a certificate (empty = it holds), once its signature is accepted
+    (``open_certificate``): its hash, the checkpoint files it is about, every file it relied
+    on, the markdown beside it, and the counts recomputed from the run."""
+    verified = open_certificate(path, trust)
+    cert = verified.predicate
     problems = []
     body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
     if hash_obj(body) != cert.get("certificate_sha256"):
         problems.append(f"{path}: certificate_sha256 does not match its body; it was altered")
     project = find_project_root(path.parent)
-    for rel, sha in sorted(body.get("relied_on", {}).items()):
+    relied = subject_digests(verified.statement) | body.get("relied_on", {})
+    for rel, sha in sorted(relied.items()):
         file = project / rel
         if not file.is_file():
             problems.append(f"{rel}: missing (relied on by {path.name})")

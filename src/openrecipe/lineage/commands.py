@@ -1,4 +1,4 @@
-"""The audit verbs of the CLI: certify, verify-certificate, diff, rerun, lock, reproduce.
+"""The audit verbs of the CLI: certify, verify-certificate, diff, rerun, lock, reproduce, keygen.
 
 Kept apart from ``cli.py`` (which registers them with one call) so the audit tools live with
 the lineage code they drive; every import is inside its verb, so ``--help`` stays fast.
@@ -12,23 +12,71 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from openrecipe.lineage.attestation import SigningKey, Trust
+
+
+def _signing_key(args: argparse.Namespace) -> SigningKey:
+    """``--key``, else ``$OPENRECIPE_SIGNING_KEY``, else ~/.config/openrecipe/signing_key. A
+    missing key is refused with how to make one: a signing identity is never created behind
+    the user's back."""
+    from openrecipe.lineage.attestation import default_key_path, load_signing_key
+
+    return load_signing_key(Path(args.key) if args.key else default_key_path())
+
+
+def _trust(args: argparse.Namespace) -> Trust:
+    from openrecipe.lineage.attestation import default_key_path, load_trust
+
+    return load_trust(
+        [Path(p) for p in args.trusted_key],
+        Path(args.allowed_signers) if args.allowed_signers else None,
+        default_key_path(),
+    )
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    import getpass
+    import socket
+
+    from openrecipe.lineage.attestation import default_key_path, generate_key, pub_path
+
+    path = Path(args.out) if args.out else default_key_path()
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        user = "openrecipe"
+    comment = args.comment or f"{user}@{socket.gethostname()}"
+    key = generate_key(path, comment)
+    print(f"keygen: wrote {path} (private, 0600) and {pub_path(path)}")
+    print(f"keygen: key {key.public.describe()}")
+    print(f"keygen: give auditors this public key: {key.public.openssh()}")
+    return 0
 
 
 def _certify(args: argparse.Namespace) -> int:
     from openrecipe.lineage.certify import certify, render_markdown, write_certificate
+    from openrecipe.paths import find_project_root
 
+    key = _signing_key(args) if args.out else None  # fail before the long count, not after
     cert = certify(args.absent, Path(args.checkpoint))
-    if args.out:
-        json_path, md_path = write_certificate(cert, Path(args.out))
-        print(f"certify: wrote {json_path} and {md_path}")
+    if key is not None:
+        project = find_project_root(Path(args.checkpoint).resolve())
+        json_path, md_path = write_certificate(cert, Path(args.out), key, project)
+        print(f"certify: wrote {json_path} and {md_path}, signed by {key.public.describe()}")
     print(render_markdown(cert))
     return 0 if cert["absent"] else 1
 
 
 def _verify_certificate(args: argparse.Namespace) -> int:
-    from openrecipe.lineage.certify import verify_certificate
+    from openrecipe.lineage.certify import open_certificate, verify_certificate
 
-    problems = verify_certificate(Path(args.certificate))
+    trust = _trust(args)
+    signer = open_certificate(Path(args.certificate), trust).signer
+    print(f"verify-certificate: {args.certificate}: signed by {signer.describe()}")
+    problems = verify_certificate(Path(args.certificate), trust)
     for line in problems:
         print(line)
     print(f"verify-certificate: {len(problems)} problem(s)")
@@ -64,20 +112,54 @@ def _lock(args: argparse.Namespace) -> int:
     from openrecipe.lineage.lock import write_lock
     from openrecipe.paths import find_project_root
 
-    path = write_lock(find_project_root(), args.recipe)
-    print(f"lock: wrote {path}")
+    key = _signing_key(args)
+    path = write_lock(find_project_root(), args.recipe, key)
+    print(f"lock: wrote {path}, signed by {key.public.describe()}")
     return 0
 
 
 def _reproduce(args: argparse.Namespace) -> int:
     from openrecipe.lineage.lock import check_lock, format_check
 
-    result = check_lock(Path(args.check))
+    result = check_lock(Path(args.check), _trust(args))
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_check(result))
     return 0 if result["verdict"] in ("exact", "envelope") else 1
 
 
+def _add_key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--key",
+        metavar="PATH",
+        help="unencrypted OpenSSH ed25519 private key to sign with "
+        "(default: $OPENRECIPE_SIGNING_KEY, else ~/.config/openrecipe/signing_key)",
+    )
+
+
+def _add_trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--trusted-key",
+        action="append",
+        default=[],
+        metavar="KEY.pub",
+        help="a signer's OpenSSH ed25519 public key to accept (repeatable)",
+    )
+    p.add_argument(
+        "--allowed-signers",
+        metavar="FILE",
+        help="OpenSSH allowed_signers file ('principal ssh-ed25519 BASE64' lines) to accept",
+    )
+
+
 def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("keygen", help="write a new ed25519 signing key (OpenSSH format)")
+    p.add_argument(
+        "--out",
+        metavar="PATH",
+        help="private key path, PATH.pub beside it "
+        "(default: $OPENRECIPE_SIGNING_KEY, else ~/.config/openrecipe/signing_key)",
+    )
+    p.add_argument("--comment", help="label in the .pub file (default: user@host)")
+    p.set_defaults(func=_keygen)
     p = sub.add_parser(
         "certify", help="exact training-token count from documents (exclusion proof)"
     )
@@ -85,10 +167,14 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
         "--absent", required=True, metavar="SELECTOR", help="source=X, license=Y, lang=Z, ids=FILE"
     )
     p.add_argument("checkpoint", help="a pretrain, sft or rl stage directory")
-    p.add_argument("--out", help="write OUT.json and OUT.md (the certificate)")
+    p.add_argument("--out", help="write OUT.json (the signed certificate) and OUT.md")
+    _add_key_option(p)
     p.set_defaults(func=_certify)
-    p = sub.add_parser("verify-certificate", help="recheck a certificate: hashes and counts")
+    p = sub.add_parser(
+        "verify-certificate", help="check a certificate: signature, hashes and counts"
+    )
     p.add_argument("certificate")
+    _add_trust_options(p)
     p.set_defaults(func=_verify_certificate)
     p = sub.add_parser("diff", help="which stages of two runs differ, why, and the score effect")
     p.add_argument("run_a")
@@ -103,10 +189,14 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="only show the plan")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_rerun)
-    p = sub.add_parser("lock", help="write results/<recipe>/release.lock.json of a finished run")
+    p = sub.add_parser(
+        "lock", help="write the signed results/<recipe>/release.lock.json of a finished run"
+    )
     p.add_argument("recipe", help="recipe name")
+    _add_key_option(p)
     p.set_defaults(func=_lock)
-    p = sub.add_parser("reproduce", help="compare the current run with a release lock")
+    p = sub.add_parser("reproduce", help="compare the current run with a signed release lock")
     p.add_argument("--check", required=True, metavar="LOCK")
     p.add_argument("--json", action="store_true")
+    _add_trust_options(p)
     p.set_defaults(func=_reproduce)

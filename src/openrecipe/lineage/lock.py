@@ -13,18 +13,30 @@ Two levels of agreement, said explicitly:
 - otherwise ``outside``, naming each metric out of bounds.
 
 The lock is written beside the report (``verify`` treats it as an audit file, not an output) and
-is itself hashed (``lock_sha256``), so an edited lock is detected.
+is itself hashed (``lock_sha256``). Hashes alone cannot stop a forger who edits a file and
+recomputes them, so the lock is signed: ``release.lock.json`` is a DSSE envelope holding an
+in-toto Statement with the SLSA provenance predicate (``lineage/predicates.py``), signed with the
+releaser's ed25519 key. ``reproduce --check`` refuses a lock that is unsigned, badly signed or
+signed by an untrusted key, says who signed it, and refuses released files
+(``results/<recipe>/...``) that differ from the signed digests while every stage they were made
+from is unchanged: the report is a pure function of those stages, so such a difference is an
+edit after signing (or a report remade by other code), never a reproduction. A forger who also
+edits and reseals upstream stages makes the run differ from the lock, and is judged like any
+rerun: at best ``envelope``, which states that the files are not the signed ones and bounds how
+far a score can be moved. Nothing short of a signature on the new run can tell such a rerun from
+a genuine one.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from openrecipe.errors import LineageError
+from openrecipe.errors import AttestationError, LineageError
 from openrecipe.hashing import hash_obj
+from openrecipe.lineage.attestation import SigningKey, Trust, open_attestation, sign, write_envelope
 from openrecipe.lineage.diff import scores
+from openrecipe.lineage.predicates import SLSA_PROVENANCE, lock_from_statement, lock_statement
 from openrecipe.lineage.verify import stage_dirs, verify_tree
 from openrecipe.manifest import read_manifest
 from openrecipe.paths import find_project_root
@@ -87,16 +99,39 @@ def make_lock(project: Path, recipe: str) -> dict[str, Any]:
     return {**body, "lock_sha256": hash_obj(body)}
 
 
-def write_lock(project: Path, recipe: str) -> Path:
+def write_lock(project: Path, recipe: str, key: SigningKey) -> Path:
+    """Sign the lock of a finished run with ``key`` and write it (atomically)."""
     lock = make_lock(project, recipe)
     path = project / "results" / recipe / LOCK_NAME
-    path.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    write_envelope(path, sign(lock_statement(project, lock), key))
     return path
 
 
-def check_lock(lock_path: Path) -> dict[str, Any]:
-    """Compare the current ``runs/<recipe>`` (+ results, raw sources) against a lock."""
-    lock = json.loads(lock_path.read_text(encoding="utf-8"))
+def _released_files_altered(
+    project: Path, recipe: str, locked: dict[str, str], differing: list[str]
+) -> list[str]:
+    """Released files that differ from the lock although the report stage's recorded inputs
+    are exactly the locked ones (so a rerun would have rewritten them byte for byte)."""
+    released = [k for k in differing if k.startswith(f"results/{recipe}/") and "#" not in k]
+    results = project / "results" / recipe
+    if not released or not (results / "manifest.json").is_file():
+        return []
+    for item in read_manifest(results).get("inputs", []):
+        if "stage" not in item:
+            continue
+        try:
+            rel = (project / item["path"]).resolve().relative_to(project).as_posix()
+        except ValueError:  # an input outside the project is not in the lock: not provable
+            return []
+        if locked.get(f"{rel}/manifest.json#manifest_sha256") != item["manifest_sha256"]:
+            return []  # the report was remade from other inputs: a rerun, judged by envelope
+    return released
+
+
+def check_lock(lock_path: Path, trust: Trust) -> dict[str, Any]:
+    """Compare the current ``runs/<recipe>`` (+ results, raw sources) against a signed lock."""
+    verified = open_attestation(lock_path, trust, SLSA_PROVENANCE)
+    lock = lock_from_statement(verified, lock_path)
     body = {k: v for k, v in lock.items() if k != "lock_sha256"}
     if hash_obj(body) != lock.get("lock_sha256"):
         raise LineageError(f"{lock_path}: lock_sha256 does not match its content; it was altered")
@@ -106,6 +141,14 @@ def check_lock(lock_path: Path) -> dict[str, Any]:
     current = artifact_hashes(project, recipe)
     locked = lock["artifacts"]
     differing = sorted(k for k in set(locked) | set(current) if locked.get(k) != current.get(k))
+    altered = _released_files_altered(project, recipe, locked, differing)
+    if altered:
+        raise AttestationError(
+            f"{lock_path}: {', '.join(altered)} differ from the digests signed by "
+            f"{verified.signer.describe()}, although every stage the report was made from is "
+            "unchanged: the released files were edited after signing (or remade by other "
+            "report code); they are not the signed release"
+        )
     metrics = scores(project / "runs" / recipe)
     outside = []
     for key, tolerance in sorted(lock["envelope"].items()):
@@ -122,6 +165,7 @@ def check_lock(lock_path: Path) -> dict[str, Any]:
     verdict = "exact" if not differing else ("envelope" if not outside else "outside")
     return {
         "recipe": recipe,
+        "signed_by": verified.signer.describe(),
         "verdict": verdict,
         "artifacts_checked": len(locked),
         "artifacts_differing": differing,
@@ -135,10 +179,14 @@ def format_check(result: dict[str, Any]) -> str:
         f" ({result['artifacts_checked']} locked artifacts, "
         f"{len(result['artifacts_differing'])} differ)"
     ]
+    lines.append(f"  lock signed by {result['signed_by']}")
     if result["verdict"] == "exact":
-        lines.append("  every artifact hash matches the lock")
+        lines.append("  every artifact hash matches the signed lock: these are the signed files")
     elif result["verdict"] == "envelope":
-        lines.append("  hashes differ, every metric is within the lock's envelope")
+        lines.append(
+            "  hashes differ (these are not the signed files), every metric is within the "
+            "lock's envelope"
+        )
     lines += [f"  differs: {path}" for path in result["artifacts_differing"]]
     lines += [
         f"  outside envelope: {m['metric']} locked {m['locked']} now {m['now']} (±{m['tolerance']:g})"

@@ -20,10 +20,20 @@ AUDIT_FILES = {"release.lock.json": "lock_sha256"}
 
 
 def _audit_file_problems(path: Path) -> list[str]:
+    # imported here: verify loads the signing code only when a run holds a lock
+    from openrecipe.errors import OpenRecipeError
+    from openrecipe.lineage.predicates import lock_in_envelope
+
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
         return [f"{path}: audit file unreadable ({exc})"]
+    # The lock is a signed envelope; verify checks its shape and hash only. The signature is
+    # ``reproduce --check``'s to check, against the keys its user trusts.
+    try:
+        record = lock_in_envelope(record, path)
+    except OpenRecipeError as exc:
+        return [str(exc)]
     key = AUDIT_FILES[path.name]
     if hash_obj({k: v for k, v in record.items() if k != key}) != record.get(key):
         return [f"{path}: {key} does not match its content; the file was altered"]
