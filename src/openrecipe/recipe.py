@@ -398,7 +398,17 @@ def dump_resolved(recipe: Recipe, project: Path | None = None) -> str:
     header = (
         "# Resolved from: " + ", ".join(str(p).removeprefix(prefix) for p in recipe.files) + "\n"
     )
-    return header + yaml.safe_dump(recipe.data, sort_keys=True, allow_unicode=True)
+    return header + yaml.dump(
+        recipe.data, Dumper=_NoAliasDumper, sort_keys=True, allow_unicode=True
+    )
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value that occurs twice in full both times: the loader refuses aliases, so a
+    resolved recipe must never contain one (PyYAML emits ``&id001`` for shared objects)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 # --------------------------------------------------------------------------------------------

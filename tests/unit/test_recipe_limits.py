@@ -212,3 +212,42 @@ def test_every_committed_recipe_resolves_through_the_cli(
     for path in sorted((project / "recipes").glob("*.yaml")):
         assert main(["resolve", str(path), "-o", str(project / "out.yaml")]) == 0, path
         assert load_recipe(path, project=project).name == path.stem
+
+
+def test_a_resolved_recipe_with_shared_values_loads_back(project: Path) -> None:
+    """The resolved copy never uses aliases (which the loader refuses), even for a value that
+    occurs twice in memory."""
+    from openrecipe.recipe import Recipe, dump_resolved, load_resolved
+
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    shared = ["x", "y"]
+    data = {**recipe.data, "release": {**recipe.data["release"], "unverified": shared}}
+    data["data"] = {**data["data"], "exclude": [{"ids": shared}]}
+    path = project / "runs" / "tiny" / "recipe.resolved.yaml"
+    path.parent.mkdir(parents=True)
+    path.write_text(dump_resolved(Recipe(data=data, files=recipe.files)), encoding="utf-8")
+    assert "&id" not in path.read_text()
+    assert load_resolved(path).get("data.exclude") == [{"ids": ["x", "y"]}]
+
+
+def test_snakemake_dry_run_names_a_nan_without_a_traceback(tmp_path: Path) -> None:
+    """Before: ``snakemake -n`` on a recipe with ``.nan`` crashed with a traceback."""
+    import shutil
+
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "Snakefile", project / "Snakefile")
+    for name in ("workflow", "recipes"):
+        shutil.copytree(REPO / name, project / name)
+    bad = write(project, "name: bad\nextends: tiny\npretrain:\n  optimizer:\n    lr: .nan\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--configfile", "recipes/bad.yaml"],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert f"{bad}:5: pretrain.optimizer.lr: nan is not a finite number" in output
+    assert "Traceback" not in output and 'File "' not in output, output
