@@ -104,7 +104,7 @@ def _relative(text: str, project: Path) -> str:
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # no such process (or not a possible PID)
         return False
     except PermissionError:
         return True
