@@ -33,14 +33,16 @@ def _parse_inputs(items: list[str]) -> dict[str, Path]:
 
 
 def _run_stage_verb(stage: str, args: argparse.Namespace) -> int:
-    from openrecipe.paths import find_project_root, resolve_inside
+    from openrecipe.paths import find_project_root, resolve_inside, stage_out_dir
     from openrecipe.recipe import load_recipe
     from openrecipe.stage import run_stage
 
     project = find_project_root()
     recipe = load_recipe(args.recipe, args.override, project=project)
-    allowed = [project / "runs", project / "data", project / "results"]
-    out = resolve_inside(args.out, [project, *allowed], "--out")
+    sources = tuple(s["name"] for s in recipe.data["data"]["sources"])
+    out = stage_out_dir(
+        args.out, project, stage=stage, recipe_name=recipe.name, part=args.part, sources=sources
+    )
     inputs = {
         name: resolve_inside(p, [project], f"--input {name}")
         for name, p in _parse_inputs(args.input).items()
@@ -146,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--override", action="append", default=[], help="override YAML, applied in order"
         )
-        p.add_argument("--out", required=True, help="output stage directory")
+        p.add_argument(
+            "--out",
+            required=True,
+            help="output stage directory: runs/<recipe>/<stage>, data/raw/<source> (acquire) "
+            "or results/<recipe> (report)",
+        )
         p.add_argument("--input", action="append", default=[], help="upstream stage dir, NAME=DIR")
         p.add_argument(
             "--part", default=None, help="item of a per-item stage (acquire: the source)"

@@ -12,6 +12,7 @@ import copy
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -138,12 +139,23 @@ def stage_view(data: dict[str, Any], stage: str, part: str | None = None) -> dic
 # YAML reading with line numbers and duplicate-key refusal
 
 
+# A recipe is a few KB of hand-written YAML; these bounds make a hostile one fail fast.
+MAX_RECIPE_BYTES = 1 << 20
+MAX_DEPTH = 32
+
+
 def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
     try:
+        if path.stat().st_size > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"{path}: {path.stat().st_size} bytes, over the {MAX_RECIPE_BYTES}-byte limit "
+                "of a recipe"
+            )
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise RecipeError(f"{path}: cannot read recipe: {exc}") from exc
     try:
+        _refuse_anchors(text, path)  # before anything expands an alias
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -156,7 +168,85 @@ def _read_yaml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
         )
     lines: dict[str, int] = {}
     _walk_nodes(node, "", path, lines)
+    _refuse_odd_values(data, "", path, lines)
     return data, lines
+
+
+def _event_path(stack: list[list[Any]]) -> str:
+    dotted = ""
+    for kind, key, _ in stack:
+        if kind == "seq":
+            dotted += f"[{key}]"
+        elif key is not None:
+            dotted = f"{dotted}.{key}" if dotted else str(key)
+    return dotted or "<top>"
+
+
+def _refuse_anchors(text: str, path: Path) -> None:
+    """Refuse YAML anchors and aliases (and nesting deeper than ``MAX_DEPTH``), naming the line
+    and field. Runs on the parser's event stream, which is linear in the text: a 20-line chain
+    of aliases each doubling the last ("billion laughs") expands to 2**20 nodes only once
+    something walks the composed graph, and nothing does before this check."""
+    stack: list[list[Any]] = []  # per open collection: [kind, current key or index, expect key]
+
+    def done() -> None:  # a node finished: a mapping alternates between key and value
+        if stack and stack[-1][0] == "map":
+            stack[-1][2] = not stack[-1][2]
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+            done()
+            continue
+        if not isinstance(event, yaml.NodeEvent):
+            continue
+        if stack and stack[-1][0] == "seq":
+            stack[-1][1] += 1
+        elif stack and stack[-1][2]:
+            stack[-1][1] = event.value if isinstance(event, yaml.ScalarEvent) else "?"
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
+            mark = f"*{event.anchor}" if isinstance(event, yaml.AliasEvent) else f"&{event.anchor}"
+            raise RecipeError(
+                f"{path}:{line}: {_event_path(stack)}: YAML anchors and aliases are not allowed "
+                f"in a recipe (found {mark}); write the value out, or use extends:"
+            )
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            kind = "map" if isinstance(event, yaml.MappingStartEvent) else "seq"
+            stack.append([kind, None if kind == "map" else -1, True])
+            if len(stack) > MAX_DEPTH:
+                raise RecipeError(
+                    f"{path}:{line}: {_event_path(stack)}: nested deeper than {MAX_DEPTH} levels"
+                )
+        else:
+            done()
+
+
+def _refuse_odd_values(node: Any, prefix: str, path: Path, lines: dict[str, int]) -> None:
+    """Refuse what YAML can say but a recipe never means: ``.inf``/``.nan`` (no schema bound
+    catches NaN: every comparison with it is false) and non-string keys (``on:`` is True)."""
+
+    def fail(dotted: str, message: str) -> None:
+        line = lines.get(dotted) or lines.get(prefix, 0)
+        raise RecipeError(f"{path}:{line}: {dotted or '<top>'}: {message}")
+
+    if isinstance(node, float) and not math.isfinite(node):
+        fail(prefix, f"{node} is not a finite number")
+    items = (
+        node.items()
+        if isinstance(node, dict)
+        else enumerate(node)
+        if isinstance(node, list)
+        else ()
+    )
+    for key, value in items:
+        if isinstance(node, dict):
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            if not isinstance(key, str):
+                fail(dotted, f"key {key!r} is a {type(key).__name__}, not a string; quote it")
+        else:
+            dotted = f"{prefix}[{key}]"
+        _refuse_odd_values(value, dotted, path, lines)
 
 
 def _walk_nodes(node: Any, prefix: str, path: Path, lines: dict[str, int]) -> None:
@@ -308,7 +398,17 @@ def dump_resolved(recipe: Recipe, project: Path | None = None) -> str:
     header = (
         "# Resolved from: " + ", ".join(str(p).removeprefix(prefix) for p in recipe.files) + "\n"
     )
-    return header + yaml.safe_dump(recipe.data, sort_keys=True, allow_unicode=True)
+    return header + yaml.dump(
+        recipe.data, Dumper=_NoAliasDumper, sort_keys=True, allow_unicode=True
+    )
+
+
+class _NoAliasDumper(yaml.SafeDumper):
+    """Writes a value that occurs twice in full both times: the loader refuses aliases, so a
+    resolved recipe must never contain one (PyYAML emits ``&id001`` for shared objects)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 # --------------------------------------------------------------------------------------------
@@ -349,9 +449,37 @@ def _fill_defaults(schema: dict[str, Any], node: Any, root: dict[str, Any]) -> N
             _fill_defaults(schema["items"], item, root)
 
 
+def _pattern(validator: Any, pattern: str, instance: Any, schema: dict[str, Any]) -> Any:
+    """``pattern`` with JSON Schema's (ECMA-262) ``$``: the end of the string. Python's ``$``
+    also matches before a final newline, so ``"1.2.3\\n"`` would pass ``^[0-9.]+$``."""
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    if validator.is_type(instance, "string") and not re.search(pattern, instance):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# JSON Schema counts 1.0e+18 as an integer; a recipe's counts must be written as integers (a float
+# that passes would reach range() or a tensor shape).
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    validators={"pattern": _pattern},
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+    ),
+)
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    """jsonschema's message, except that a failed ``pattern`` says what the pattern means (the
+    schema's ``description`` of it) rather than printing the regular expression."""
+    if error.validator == "pattern" and "description" in error.schema:
+        return f"{error.instance!r} is not {error.schema['description']}"
+    return error.message
+
+
 def validate(recipe: Recipe, project: Path) -> None:
     schema = _schema(project)
-    validator = jsonschema.Draft202012Validator(schema)
+    validator = _Validator(schema)
     errors = sorted(
         validator.iter_errors(recipe.data), key=lambda e: list(map(str, e.absolute_path))
     )
@@ -364,7 +492,7 @@ def validate(recipe: Recipe, project: Path) -> None:
                 dotted = ".".join(p for p in (dotted if dotted != "<top>" else "", extra[0]) if p)
                 message = f"unknown key (allowed: {', '.join(sorted(error.schema.get('properties', {})))})"
             else:
-                message = error.message
+                message = _message(error)
             lines.append(f"{recipe.origin(dotted)}: {dotted}: {message}")
         raise RecipeError("invalid recipe:\n  " + "\n  ".join(lines))
     _fill_defaults(schema, recipe.data, schema)

@@ -7,7 +7,9 @@
 2. verify every input stage directory against its manifest (tampered or partial files refused);
 3. fix determinism (seed derived from recipe seed + stage name, deterministic algorithms, a fixed
    thread count);
-4. let the stage body write into a fresh temporary directory beside ``--out``;
+4. let the stage body write into a fresh temporary directory beside ``--out`` (so inside the run
+   directory: the CLI confines ``--out`` with ``paths.stage_out_dir``), after removing the
+   ``.<name>.tmp-PID`` / ``.<name>.old-PID`` leftovers of an earlier killed run of this stage;
 5. hash what it wrote, write ``manifest.json`` (deterministic) and ``run_info.json`` (volatile),
    then swap the directory into place with renames. A killed stage leaves only a ``.tmp-`` dir,
    never an output directory that looks complete.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import os
 import platform
 import random
+import re
 import shutil
 import socket
 import time
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.codeid import code_identity, stage_code_identity
-from openrecipe.errors import StageInputError
+from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import derive_seed
 from openrecipe.manifest import (
     MANIFEST_NAME,
@@ -98,6 +101,49 @@ def _relative(text: str, project: Path) -> str:
     return text[len(prefix) :] if text.startswith(prefix) else text
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, OverflowError):  # no such process (or not a possible PID)
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_leftovers(out: Path) -> list[str]:
+    """Delete the ``.<name>.tmp-PID`` / ``.<name>.old-PID`` siblings of ``out`` that a killed run
+    of this stage left behind (a SIGKILL skips every cleanup handler). One whose PID is a live
+    process here is kept: it may be a concurrent run. Returns the names removed."""
+    pattern = re.compile(rf"\.{re.escape(out.name)}\.(?:tmp|old)-([0-9]+)")
+    removed: list[str] = []
+    if not out.parent.is_dir():
+        return removed
+    for entry in sorted(out.parent.iterdir()):
+        match = pattern.fullmatch(entry.name)
+        if match is None:
+            continue
+        pid = int(match.group(1))
+        if pid != os.getpid() and _pid_alive(pid):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+        removed.append(entry.name)
+    return removed
+
+
+def _check_out(out: Path, project: Path) -> None:
+    """Last line of defence (the CLI's ``stage_out_dir`` is the first): a stage replaces its
+    output directory, so it may never be the project, hold the project, or be a filesystem root."""
+    resolved, root = out.resolve(), project.resolve()
+    if resolved == resolved.parent or resolved == root or resolved in root.parents:
+        raise RecipeError(
+            f"--out {out}: would replace {resolved}, which holds the project; refused"
+        )
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     old = out.with_name(f".{out.name}.old-{os.getpid()}")
     if out.exists():
@@ -134,9 +180,10 @@ def run_stage(
     seed_everything(seed, threads)
 
     out = Path(out)
+    _check_out(out, project)
     out.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     ctx = StageContext(stage, recipe, config, config_hash, seed, dict(inputs), tmp, project, part)
     try:

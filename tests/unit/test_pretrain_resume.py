@@ -129,7 +129,7 @@ def test_sigkill_and_resume_matches_unbroken(project, precision) -> None:
     inputs = {"pack": project / "runs" / "pack", "tokenizer": project / "runs" / "tokenizer"}
     run_stage("pretrain", recipe, unbroken, inputs, pretrain.run, project=project)
 
-    out = project / "runs" / f"{precision}-killed"
+    out = project / "runs" / "tiny" / f"{precision}-killed"  # --out: inside the run directory
     resume_root = out.parent / f".{out.name}.resume"
     child = subprocess.Popen(
         _command(project, precision, str(out.relative_to(project))),
@@ -147,10 +147,14 @@ def test_sigkill_and_resume_matches_unbroken(project, precision) -> None:
     child.stderr.close()
     assert not out.exists()  # killed mid-run: no output directory at all
     killed_at = [p.name for p in resume_root.glob("*/step-*")]
+    assert [p.name for p in out.parent.glob(f".{out.name}.tmp-*")] == [
+        f".{out.name}.tmp-{child.pid}"
+    ]
 
     stderr = _run(project, precision, str(out.relative_to(project)))
     assert "pretrain: resuming from" in stderr, (killed_at, stderr[-2000:])
     assert not resume_root.exists()
+    assert not list(out.parent.glob(f".{out.name}.*-*"))  # the killed run's temp dir is gone
     for name in ("model/model.safetensors", "checkpoint/optimizer.safetensors", "metrics.jsonl"):
         assert sha256_file(out / name) == sha256_file(unbroken / name), name
     manifest = json.loads((out / "manifest.json").read_text())

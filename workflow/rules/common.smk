@@ -8,13 +8,17 @@ import sys
 from pathlib import Path
 
 from openrecipe.codeid import stage_code_digest
+from openrecipe.errors import RecipeError
 from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.paths import find_project_root
 from openrecipe.recipe import load_recipe, write_resolved
 
 PROJECT = find_project_root(Path(workflow.basedir))
 _CONFIGFILES = [Path(p) for p in workflow.configfiles] or [PROJECT / "recipes" / "default.yaml"]
-RECIPE = load_recipe(_CONFIGFILES[0], _CONFIGFILES[1:], project=PROJECT)
+try:
+    RECIPE = load_recipe(_CONFIGFILES[0], _CONFIGFILES[1:], project=PROJECT)
+except RecipeError as _error:  # a named refusal, not a traceback through the loader
+    sys.exit(f"openrecipe: error: {_error}")
 NAME = RECIPE.name
 RUN = f"runs/{NAME}"
 RESULTS = f"results/{NAME}"

