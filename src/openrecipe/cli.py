@@ -97,13 +97,17 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from openrecipe.lineage.verify import verify_tree
+    from openrecipe.lineage.verify import verify_roots
 
-    problems, checked = verify_tree(Path(args.run_dir))
-    for line in problems:
+    result = verify_roots([Path(args.run_dir)])
+    for line in result.problems:
         print(line)
-    print(f"verify: {checked} stage directories checked, {len(problems)} problem(s)")
-    return 1 if problems else 0
+    print(
+        f"verify: {result.checked} stage directories checked"
+        f" (+{len(result.upstream)} upstream outside {args.run_dir}),"
+        f" {len(result.problems)} problem(s)"
+    )
+    return 1 if result.problems else 0
 
 
 def _resolve(args: argparse.Namespace) -> int:
