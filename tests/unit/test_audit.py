@@ -14,6 +14,7 @@ from prov.model import ProvDocument
 from openrecipe.cli import main
 from openrecipe.data.indexed import IndexedDataset, write_indexed
 from openrecipe.errors import LineageError
+from openrecipe.hashing import hash_obj
 from openrecipe.lineage.certify import certify, verify_certificate, write_certificate
 from openrecipe.lineage.diff import diff_runs
 from openrecipe.lineage.lock import check_lock, write_lock
@@ -359,8 +360,16 @@ def test_every_walk_refuses_an_upstream_that_is_another_stages_output(
     problems, _ = verify_tree(copy)
     assert any(_names_both(p, copy, consumed, now) for p in problems), problems
     # the original itself is consistent, and says so
-    assert certify("source=drop", project / "runs" / "tiny" / "pretrain")["absent"]
-    assert verify_tree(project / "runs" / "tiny")[0] == []
+    cert = certify("source=drop", project / "runs" / "tiny" / "pretrain")
+    assert cert["absent"] and verify_tree(project / "runs" / "tiny")[0] == []
+    # a certificate naming the copy, whose every relied-on file matches (what a path-only walk
+    # produced): rechecking it walks by hash and refuses
+    body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
+    body["checkpoint"] = {**body["checkpoint"], "dir": "runs/tiny_orig/pretrain"}
+    path, _ = write_certificate({**body, "certificate_sha256": hash_obj(body)}, project / "c")
+    (problem,) = verify_certificate(path)
+    assert problem.startswith(f"{path}: the certified lineage does not hold")
+    assert _names_both(problem, copy, consumed, now)
 
 
 def test_certify_cli_refuses_the_copied_run_instead_of_answering_absent(

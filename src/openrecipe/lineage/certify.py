@@ -427,15 +427,16 @@ def verify_certificate(path: Path) -> list[str]:
     checkpoint = body.get("checkpoint")
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("dir"), str):
         return [*problems, f"{path}: names no checkpoint directory"]
-    try:  # the chain is walked by hash even when files differ: it says which stage moved
-        Chain(project / checkpoint["dir"])
+    try:
+        if problems:  # walk the chain by hash anyway: it names the upstream that moved
+            Chain(project / checkpoint["dir"])
+            return problems
+        again = certify(cert["selector"], project / checkpoint["dir"])
     except LineageError as exc:
         return [*problems, f"{path}: the certified lineage does not hold: {exc}"]
-    if not problems:
-        again = certify(cert["selector"], project / checkpoint["dir"])
-        if again != cert:
-            problems.append(
-                f"{path}: recomputing the counts gives {again['matched_tokens']} "
-                f"matched tokens, certificate says {cert['matched_tokens']}"
-            )
+    if again != cert:
+        problems.append(
+            f"{path}: recomputing the counts gives {again['matched_tokens']} "
+            f"matched tokens, certificate says {cert['matched_tokens']}"
+        )
     return problems
