@@ -493,3 +493,30 @@ def test_verify_reports_a_run_info_nested_in_a_stage_subfolder(chain: Path) -> N
     assert (chain / "pretrain" / "run_info.json").is_file()
     nested.unlink()
     assert verify_tree(chain)[0] == []
+
+
+def test_verify_leaves_logs_run_files_and_temporaries_alone(project: Path, chain: Path) -> None:
+    """What a real run holds beside its stages is not an unsealed stage."""
+    runs = project / "runs"
+    for rel in (
+        "tiny/recipe.resolved.yaml",
+        "tiny/recipe.resolved.origins.json",
+        "tiny/report.html",
+        "tiny/logs/pack.log",
+        "tiny/logs/langid_shards/0.log",
+        "tiny/.pack.tmp-123/partial.bin",
+        "tiny/.pretrain.resume/key/step-00000001/state.json",
+        "logs/acquire/brown.log",
+        ".acquire/brown.resolved.yaml",
+        "tiny.dvc",
+    ):
+        (runs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (runs / rel).write_text("x")
+    assert verify_tree(runs) == ([], 3)
+    assert verify_tree(chain) == ([], 3)
+    (runs / "tiny" / "evaluate" / "rl").mkdir(parents=True)
+    (runs / "tiny" / "evaluate" / "rl" / "scores.json").write_text("{}")
+    assert verify_tree(runs)[0] == [
+        f"{runs}/tiny/evaluate/rl/manifest.json: missing; the directory holds 1 file(s) but was "
+        "never sealed"
+    ]

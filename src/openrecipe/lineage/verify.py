@@ -62,9 +62,10 @@ def check_stage_dir(stage_dir: Path) -> list[str]:
 
 # Directories of a run tree that hold files and are not stages: the Snakemake logs, and
 # Megatron-LM's own checkpoint directory (the scale backend writes it, not a stage, so no
-# manifest covers it); and the run directory's own resolved recipe, read by every stage.
+# manifest covers it). A run directory itself (it holds the resolved recipe every stage reads,
+# and Snakemake's report.html) is not a stage either.
 NOT_STAGE_DIRS = frozenset({"logs", "pretrain_megatron"})
-RUN_FILES = frozenset({"recipe.resolved.yaml", "recipe.resolved.origins.json"})
+RUN_MARKER = "recipe.resolved.yaml"
 
 
 def stage_dirs(root: Path) -> list[Path]:
@@ -81,7 +82,7 @@ def stage_dirs(root: Path) -> list[Path]:
 def unsealed_dirs(root: Path) -> dict[Path, int]:
     """{directory: number of files} of every directory under ``root`` that holds files but no
     ``manifest.json`` and lies inside no stage directory: a stage whose manifest was deleted,
-    or one that never finished (hidden temporaries and ``logs/`` excepted)."""
+    or one that never finished (hidden temporaries, ``logs/`` and run directories excepted)."""
     found = {}
     for current, subdirs, files in os.walk(root):
         here = Path(current)
@@ -89,9 +90,8 @@ def unsealed_dirs(root: Path) -> dict[Path, int]:
             subdirs[:] = []  # a stage's own files are checked against its manifest
             continue
         subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in NOT_STAGE_DIRS)
-        visible = [f for f in files if not f.startswith(".") and not f.endswith(".dvc")]
-        held = [f for f in visible if f not in RUN_FILES]
-        if here != root and held:
+        held = [f for f in files if not f.startswith(".") and not f.endswith(".dvc")]
+        if here != root and held and RUN_MARKER not in files:
             found[here] = len(held)
     return found
 
