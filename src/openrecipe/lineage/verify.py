@@ -118,62 +118,71 @@ def _results_consumer(root: Path, project: Path) -> Path | None:
 def verify_roots(roots: list[Path]) -> Verification:
     """Verify the stage directories under ``roots`` and the closure of their inputs."""
     roots = [root.resolve() for root in roots]
-    missing_roots = [f"{root}: no such directory" for root in roots if not root.exists()]
+    problems = [f"{root}: no such directory" for root in roots if not root.exists()]
     roots = [root for root in roots if root.exists()]
     if not roots:
-        return Verification(missing_roots, 0, [])
+        return Verification(problems, 0, [])
     project = find_project_root(roots[0])
     dirs = sorted({d for root in roots for d in stage_dirs(root)})
     unsealed = {d: n for root in roots for d, n in unsealed_dirs(root).items()}
-    problems = list(missing_roots)
-    empty = [root for root in roots if not any(d == root or root in d.parents for d in dirs)]
-    problems += [
-        f"{root}: no manifest.json found; not a run directory"
-        for root in empty
-        if not any(root in d.parents for d in unsealed)
-    ]
-    # who names each stage directory that has no manifest: {dir: ["<manifest> (input X)", ...]}
-    referenced: dict[Path, list[str]] = {}
-    consumers = [(d, False) for d in dirs]
     for root in roots:
-        results = _results_consumer(root, project)
-        if results is not None and results not in dirs:
-            consumers.append((results, True))
-    seen, upstream = set(dirs), []
-    while consumers:
-        stage_dir, only_names = consumers.pop(0)
-        if not only_names:
-            problems.extend(check_stage_dir(stage_dir))
+        if not any(d == root or root in d.parents for d in [*dirs, *unsealed]):
+            problems.append(f"{root}: no manifest.json found; not a run directory")
+    downstream = [_results_consumer(root, project) for root in roots]
+    walked = _walk(project, dirs, [d for d in downstream if d is not None and d not in dirs])
+    problems += walked.problems
+    for directory in sorted(set(walked.missing) | set(unsealed)):
+        why = (
+            "named as an input by " + ", ".join(walked.missing[directory])
+            if directory in walked.missing
+            else f"the directory holds {unsealed[directory]} file(s) but was never sealed"
+        )
+        state = "" if directory.is_dir() else " (the whole stage directory is gone)"
+        problems.append(f"{directory / MANIFEST_NAME}: missing{state}; {why}")
+    return Verification(problems, len(dirs), walked.upstream)
+
+
+@dataclass
+class _Walk:
+    problems: list[str]
+    upstream: list[Path]  # stage directories reached outside the roots
+    missing: dict[Path, list[str]]  # a named directory without manifest -> ["<manifest> (input X)"]
+
+
+def _walk(project: Path, dirs: list[Path], downstream: list[Path]) -> _Walk:
+    """Check ``dirs`` and, breadth-first, every upstream stage their inputs name (opened by the
+    recorded manifest hash). ``downstream`` manifests (``results/<r>``) are not checked here;
+    only the stage directories they name that have no manifest are collected."""
+    walk = _Walk([], [], {})
+    queue = [(d, True) for d in dirs] + [(d, False) for d in downstream]
+    seen = set(dirs)
+    while queue:
+        stage_dir, check = queue.pop(0)
+        if check:
+            walk.problems.extend(check_stage_dir(stage_dir))
         try:
             manifest = read_manifest(stage_dir)
         except Exception:  # an unreadable manifest is already the problem reported
             continue
         for item in stage_inputs(manifest):
-            consumer = f"{stage_dir / MANIFEST_NAME} (input {item.get('name')})"
-            target = locate(project, item["path"]) if isinstance(item.get("path"), str) else None
+            path = item.get("path")
+            target = locate(project, path) if isinstance(path, str) else None
             if target is not None and not (target / MANIFEST_NAME).is_file():
-                referenced.setdefault(target, []).append(consumer)
+                named = f"{stage_dir / MANIFEST_NAME} (input {item.get('name')})"
+                walk.missing.setdefault(target, []).append(named)
                 continue
-            if only_names:  # results/<r> is downstream of the run: only its names count
+            if not check:
                 continue
             try:
                 found = open_upstream(project, item, stage_dir / MANIFEST_NAME)
             except LineageError as exc:
-                problems.append(str(exc))
+                walk.problems.append(str(exc))
                 continue
             if found.dir not in seen:
                 seen.add(found.dir)
-                upstream.append(found.dir)
-                consumers.append((found.dir, False))
-    for directory in sorted(set(referenced) | set(unsealed)):
-        why = (
-            "named as an input by " + ", ".join(referenced[directory])
-            if directory in referenced
-            else f"the directory holds {unsealed[directory]} file(s) but was never sealed"
-        )
-        state = "" if directory.is_dir() else " (the whole stage directory is gone)"
-        problems.append(f"{directory / MANIFEST_NAME}: missing{state}; {why}")
-    return Verification(problems, len(dirs), upstream)
+                walk.upstream.append(found.dir)
+                queue.append((found.dir, True))
+    return walk
 
 
 def verify_tree(root: Path) -> tuple[list[str], int]:
