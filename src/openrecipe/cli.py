@@ -83,12 +83,12 @@ def _trace(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     from openrecipe.lineage.code_drift import made_by_other_code
-    from openrecipe.lineage.verify import verify_tree
+    from openrecipe.lineage.verify import verify_roots
     from openrecipe.paths import find_project_root
 
     root = Path(args.run_dir)
-    problems, checked = verify_tree(root)
-    for line in problems:
+    result = verify_roots([root])
+    for line in result.problems:
         print(line)
     # Code drift is reported, not failed: the bytes above are what they claim to be, but the
     # checkout would not compute them (code edited or pulled since, or packages upgraded).
@@ -100,10 +100,11 @@ def _verify(args: argparse.Namespace) -> int:
     for line in drifted:
         print(f"note: {line}")
     print(
-        f"verify: {checked} stage directories checked, {len(problems)} problem(s), "
-        f"{len(drifted)} made by other code"
+        f"verify: {result.checked} stage directories checked"
+        f" (+{len(result.upstream)} upstream outside {args.run_dir}),"
+        f" {len(result.problems)} problem(s), {len(drifted)} made by other code"
     )
-    return 1 if problems else 0
+    return 1 if result.problems else 0
 
 
 def _resolve(args: argparse.Namespace) -> int:

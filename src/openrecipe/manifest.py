@@ -18,13 +18,19 @@ from openrecipe.hashing import canonical_json, hash_obj, sha256_file
 MANIFEST_NAME = "manifest.json"
 RUN_INFO_NAME = "run_info.json"
 SCHEMA_VERSION = 1
-# Files a stage directory may hold that are not outputs listed in its manifest.
+# Files a stage directory may hold that are not outputs listed in its manifest: only at its top
+# level (a run_info.json or manifest.json in a subfolder is a file like any other).
 NOT_OUTPUTS = frozenset({MANIFEST_NAME, RUN_INFO_NAME})
 
 
 def list_output_files(directory: Path) -> list[Path]:
-    """All files under ``directory`` except the manifest's own, in a stable order."""
-    files = [p for p in directory.rglob("*") if p.is_file() and p.name not in NOT_OUTPUTS]
+    """All files under ``directory`` except its own top-level manifest and run info, in a stable
+    order."""
+    files = [
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and not (p.parent == directory and p.name in NOT_OUTPUTS)
+    ]
     return sorted(files, key=lambda p: p.relative_to(directory).as_posix())
 
 

@@ -40,6 +40,14 @@ def audited(first_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return dest
 
 
+def _manifest(stage_dir: Path) -> dict:
+    return json.loads((stage_dir / "manifest.json").read_text())
+
+
+def _manifest_sha(stage_dir: Path) -> str:
+    return _manifest(stage_dir)["manifest_sha256"]
+
+
 def _flip(path: Path, offset: int) -> None:
     with path.open("r+b") as handle:
         handle.seek(offset)
@@ -124,6 +132,8 @@ def _brown_tokens_from_bin(project: Path, consumed: int) -> int:
 
 
 def test_exclusion_rerun_certificates_diff_and_lock(audited: Path, first_run: Path) -> None:
+    # keep a copy of the run as it was: its manifests still name runs/tiny/... (issue 13)
+    shutil.copytree(audited / RUN, audited / "runs" / "tiny_orig", symlinks=True)
     done = cli(audited, "rerun", "tiny", "--exclude", "source=austen", "--json")
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
@@ -147,6 +157,25 @@ def test_exclusion_rerun_certificates_diff_and_lock(audited: Path, first_run: Pa
     }
     verified = cli(audited, "verify-certificate", "c/austen.json")
     assert verified.returncode == 0 and "signed by SHA256:" in verified.stdout
+    # The copy trained on austen; what now sits at the paths it names is the rerun's output.
+    # Every walk refuses it, naming both manifest hashes, instead of certifying it ABSENT.
+    orig = audited / "runs" / "tiny_orig"
+    hops = [
+        (item["manifest_sha256"], _manifest_sha(audited / item["path"]))
+        for item in _manifest(orig / "pretrain")["inputs"]
+        if "stage" in item
+    ]
+    for args in (
+        ("certify", "--absent", "source=austen", "runs/tiny_orig/pretrain"),
+        ("trace", "runs/tiny_orig/pretrain/manifest.json"),
+    ):
+        refused = cli(audited, *args)
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert any(a in refused.stderr and b in refused.stderr for a, b in hops if a != b)
+        assert "ABSENT" not in refused.stdout
+    copied = cli(audited, "verify", "runs/tiny_orig")
+    assert copied.returncode == 1 and "is another stage's output" in copied.stdout
+    shutil.rmtree(orig)
     # Every record the model trained on states its language (the reasoning set included), so a
     # language the run never held is certified absent through SFT and RL too.
     no_es = cli(audited, "certify", "--absent", "lang=es", f"{RUN}/rl", "--out", "c/es")

@@ -4,14 +4,17 @@ export, raw-source trace, verify's audit files, diff, rerun planning, release lo
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from prov.model import ProvDocument
 
+from openrecipe.cli import main
 from openrecipe.data.indexed import IndexedDataset, write_indexed
 from openrecipe.errors import AttestationError, LineageError
+from openrecipe.hashing import hash_obj, sha256_file
 from openrecipe.lineage.attestation import read_statement_unverified
 from openrecipe.lineage.certify import certify, verify_certificate, write_certificate
 from openrecipe.lineage.diff import diff_runs
@@ -19,7 +22,8 @@ from openrecipe.lineage.lock import check_lock, write_lock
 from openrecipe.lineage.prov import prov_json
 from openrecipe.lineage.rerun import build_override, reweight, view_changes
 from openrecipe.lineage.trace import raw_sources, trace
-from openrecipe.lineage.verify import verify_tree
+from openrecipe.lineage.verify import verify_roots, verify_tree
+from openrecipe.manifest import read_manifest, verify_stage_dir
 from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
 
@@ -32,11 +36,11 @@ LICENSES = {"keep": "CC0-1.0", "drop": "proprietary"}
 SEQ = 4  # tokens per packed sequence (seq_length 3 + the label shift)
 
 
-def _segments() -> list[list[list]]:
+def _segments(docs: dict = DOCS) -> list[list[list]]:
     """Cut the interleaved documents into SEQ-token sequences, as pack does."""
     stream = []
-    for pair in zip(DOCS["keep"], DOCS["drop"], strict=True):
-        for doc_id, tokens in pair:
+    for group in zip(*docs.values(), strict=True):
+        for doc_id, tokens in group:
             stream.append([doc_id, doc_id.split("/")[0], 0, len(tokens)])
     sequences, current, room = [], [], SEQ
     for doc_id, source, start, length in stream:
@@ -50,19 +54,20 @@ def _segments() -> list[list[list]]:
     return sequences
 
 
-def blend_body(ctx: StageContext) -> dict:
+def blend_body(ctx: StageContext, docs_by_source: dict = DOCS) -> dict:
     (ctx.out / "streams").mkdir()
-    for source, docs in DOCS.items():
+    for source, docs in docs_by_source.items():
         with open(ctx.out / "streams" / f"{source}.jsonl", "w") as handle:
             for doc_id, _ in docs:
-                record = {"id": doc_id, "source": source, "license": LICENSES[source], "lang": "en"}
+                license_ = LICENSES.get(source, "CC0-1.0")
+                record = {"id": doc_id, "source": source, "license": license_, "lang": "en"}
                 handle.write(json.dumps(record, sort_keys=True) + "\n")
     return {}
 
 
-def pack_body(ctx: StageContext) -> dict:
-    tokens = {doc_id: list(t) for docs in DOCS.values() for doc_id, t in docs}
-    sequences = _segments()
+def pack_body(ctx: StageContext, docs: dict = DOCS) -> dict:
+    tokens = {doc_id: list(t) for group in docs.values() for doc_id, t in group}
+    sequences = _segments(docs)
     write_indexed(
         ctx.out / "train",
         (
@@ -305,3 +310,242 @@ def test_rerun_override_reweights_and_plans(project: Path, small) -> None:
     assert rows["evaluate"]["view_changed"] == ["eval.batch_size"]
     unchanged = {s for s, r in rows.items() if not r["view_changed"]}
     assert {"curate", "tokenizer", "pack", "pretrain", "sft", "rl", "acquire[brown]"} <= unchanged
+
+
+# --------------------------------------------------------------------------------------------
+# Lineage walks follow an upstream by the manifest hash recorded downstream (issue 13)
+
+# The original's rerun: "drop" left out, another permissive source in its place, so the packed
+# stream still holds enough sequences for the copy's pretrain config (a path-only walk into it
+# then counts zero "drop" tokens and certifies ABSENT a model that trained on them).
+RERUN_DOCS = {
+    "keep": DOCS["keep"],
+    "also": [("also/p", range(1, 8)), ("also/q", range(1, 6))],
+}
+
+
+@pytest.fixture
+def copied(project: Path, small, chain: Path) -> tuple[Path, str, str]:
+    """``runs/tiny`` copied to ``runs/tiny_orig``, then the original's pack and pretrain rerun
+    without "drop". Returns (the copy, the pack manifest hash the copy's pretrain consumed, the
+    one now at ``runs/tiny/pack``)."""
+    copy = project / "runs" / "tiny_orig"
+    shutil.copytree(chain, copy)
+    consumed = read_manifest(chain / "pack")["manifest_sha256"]
+    inputs = {"blend": chain / "blend"}
+    body = lambda c: pack_body(c, RERUN_DOCS)  # noqa: E731
+    run_stage("pack", small, chain / "pack", inputs, body, project=project)
+    run_stage(
+        "pretrain",
+        small,
+        chain / "pretrain",
+        {"pack": chain / "pack"},
+        pretrain_body,
+        project=project,
+    )
+    now = read_manifest(chain / "pack")["manifest_sha256"]
+    assert consumed != now
+    # the copy still records the original's paths: its pretrain read runs/tiny/pack
+    (item,) = read_manifest(copy / "pretrain")["inputs"]
+    assert (item["path"], item["manifest_sha256"]) == ("runs/tiny/pack", consumed)
+    return copy, consumed, now
+
+
+def _names_both(message: str, copy: Path, consumed: str, now: str) -> bool:
+    return (
+        str(copy / "pretrain" / "manifest.json") in message
+        and "runs/tiny/pack" in message
+        and consumed in message
+        and now in message
+    )
+
+
+def test_every_walk_refuses_an_upstream_that_is_another_stages_output(
+    project: Path, copied: tuple[Path, str, str], signing_key, trust
+) -> None:
+    copy, consumed, now = copied
+    for walk in (
+        lambda: certify("source=drop", copy / "pretrain"),
+        lambda: trace(copy / "pretrain" / "checkpoint" / "state.json"),
+        lambda: diff_runs(project / "runs" / "tiny", copy),
+        lambda: write_lock(project, "tiny_orig", signing_key),
+    ):
+        with pytest.raises(LineageError) as refused:
+            walk()
+        assert _names_both(str(refused.value), copy, consumed, now), str(refused.value)
+    problems, _ = verify_tree(copy)
+    assert any(_names_both(p, copy, consumed, now) for p in problems), problems
+    # the original itself is consistent, and says so
+    cert = certify("source=drop", project / "runs" / "tiny" / "pretrain")
+    assert cert["absent"] and verify_tree(project / "runs" / "tiny")[0] == []
+    # a certificate naming the copy, whose every relied-on file matches (what a path-only walk
+    # produced): rechecking it walks by hash and refuses
+    body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
+    body["checkpoint"] = {**body["checkpoint"], "dir": "runs/tiny_orig/pretrain"}
+    # the copy's own files as such a certificate recorded them (its upstream entries are the
+    # files now at the recorded paths, which is what a path-only walk read)
+    body["relied_on"] = {
+        **{k: v for k, v in body["relied_on"].items() if not k.startswith("runs/tiny/pretrain/")},
+        **{
+            f"runs/tiny_orig/pretrain/{p.relative_to(copy / 'pretrain').as_posix()}": sha256_file(p)
+            for p in (copy / "pretrain").rglob("*")
+            if p.is_file() and p.name != "run_info.json"
+        },
+    }
+    path, _ = write_certificate(
+        {**body, "certificate_sha256": hash_obj(body)}, project / "c", signing_key, project
+    )
+    problems = verify_certificate(path, trust)
+    lineage = [p for p in problems if p.startswith(f"{path}: the certified lineage does not hold")]
+    assert lineage and _names_both(lineage[0], copy, consumed, now), problems
+
+
+def test_certify_cli_refuses_the_copied_run_instead_of_answering_absent(
+    project: Path, copied: tuple[Path, str, str], monkeypatch, capsys
+) -> None:
+    copy, consumed, now = copied
+    monkeypatch.chdir(project)
+    assert main(["certify", "--absent", "source=drop", "runs/tiny_orig/pretrain"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("openrecipe certify: error:") and _names_both(err, copy, consumed, now)
+    assert "ABSENT" not in err
+
+
+def test_verify_certificate_refuses_once_an_upstream_is_replaced(
+    project: Path, small, chain: Path, signing_key, trust
+) -> None:
+    copy = project / "runs" / "tiny_orig"
+    shutil.copytree(chain, copy)
+    cert = certify("source=drop", copy / "pretrain")
+    assert not cert["absent"]
+    json_path, _ = write_certificate(cert, project / "certs" / "drop", signing_key, project)
+    assert verify_certificate(json_path, trust) == []
+    consumed = read_manifest(chain / "pack")["manifest_sha256"]
+    body = lambda c: pack_body(c, RERUN_DOCS)  # noqa: E731
+    run_stage("pack", small, chain / "pack", {"blend": chain / "blend"}, body, project=project)
+    now = read_manifest(chain / "pack")["manifest_sha256"]
+    problems = verify_certificate(json_path, trust)
+    assert any(_names_both(p, copy, consumed, now) for p in problems), problems
+
+
+def test_trace_of_a_consistent_copy_follows_the_recorded_hashes(project: Path, chain: Path) -> None:
+    copy = project / "runs" / "tiny_orig"
+    shutil.copytree(chain, copy)
+    node = trace(copy / "pretrain")
+    pack = node["inputs"][0]["node"]
+    assert pack["dir"] == "runs/tiny/pack"
+    assert (
+        pack["manifest_sha256"] == read_manifest(copy / "pretrain")["inputs"][0]["manifest_sha256"]
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# verify walks the closure: raw sources, missing manifests, nested run_info.json (issue 13)
+
+
+def _docs_body(text: str):
+    def body(ctx: StageContext) -> dict:
+        (ctx.out / "docs.jsonl").write_text(text)
+        return {}
+
+    return body
+
+
+@pytest.fixture
+def raw_run(project: Path) -> Path:
+    """data/raw/brown (acquire) consumed by runs/tiny/curate; returns the run directory."""
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    raw = project / "data" / "raw" / "brown"
+    body = _docs_body('{"id": "brown/a"}\n')
+    run_stage("acquire", recipe, raw, {}, body, project=project, part="brown")
+    run = project / "runs" / "tiny"
+    run_stage("curate", recipe, run / "curate", {"raw_brown": raw}, body, project=project)
+    return run
+
+
+def test_verify_run_rehashes_the_raw_sources_it_consumed(project: Path, raw_run: Path) -> None:
+    assert verify_tree(raw_run) == ([], 1)
+    docs = project / "data" / "raw" / "brown" / "docs.jsonl"
+    docs.write_text('{"id": "brown/forged"}\n')
+    problems, _ = verify_tree(raw_run)
+    assert len(problems) == 1 and problems[0].startswith(f"{docs}: sha256"), problems
+    result = verify_roots([raw_run])
+    assert result.checked == 1 and result.upstream == [project / "data" / "raw" / "brown"]
+
+
+def test_verify_reports_a_deleted_final_stage_manifest(
+    project: Path, small, chain: Path, monkeypatch, capsys
+) -> None:
+    """evaluate/rl is a final stage: no stage of the run names it, only results/tiny does."""
+    evaluate, results = chain / "evaluate" / "rl", project / "results" / "tiny"
+
+    def scores(ctx: StageContext) -> dict:
+        (ctx.out / "scores.json").write_text('{"acc": 0.5}')
+        return {}
+
+    def evaluate_and_report() -> None:
+        inputs = {"model": chain / "pretrain"}
+        run_stage("evaluate", small, evaluate, inputs, scores, project=project, part="rl")
+        run_stage("report", small, results, {"eval_rl": evaluate}, scores, project=project)
+
+    evaluate_and_report()
+    assert verify_tree(chain) == ([], 4)
+    named = f"named as an input by {results}/manifest.json (input eval_rl)"
+    (evaluate / "manifest.json").unlink()
+    assert verify_tree(chain)[0] == [f"{evaluate}/manifest.json: missing; {named}"]
+    shutil.rmtree(results)  # no report to name it: the directory itself gives it away
+    assert verify_tree(chain)[0] == [
+        f"{evaluate}/manifest.json: missing; the directory holds 2 file(s) but was never sealed"
+    ]
+    shutil.rmtree(evaluate)
+    evaluate_and_report()
+    shutil.rmtree(evaluate)
+    monkeypatch.chdir(project)
+    assert main(["verify", "runs/tiny"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        f"{evaluate}/manifest.json: missing (the whole stage directory is gone); {named}",
+        "verify: 3 stage directories checked (+0 upstream outside runs/tiny), 1 problem(s),"
+        " 0 made by other code",
+    ]
+
+
+def test_verify_reports_a_run_info_nested_in_a_stage_subfolder(chain: Path) -> None:
+    nested = chain / "pretrain" / "checkpoint" / "run_info.json"
+    nested.write_text('{"loader": {"position": 0}}')
+    problems, _ = verify_tree(chain)
+    assert problems == [
+        f"{nested}: unexpected file (not in {chain / 'pretrain' / 'manifest.json'})"
+    ]
+    assert any("run_info.json" in p for p in verify_stage_dir(chain / "pretrain"))
+    # only the stage's own top-level run_info.json is not an output
+    assert (chain / "pretrain" / "run_info.json").is_file()
+    nested.unlink()
+    assert verify_tree(chain)[0] == []
+
+
+def test_verify_leaves_logs_run_files_and_temporaries_alone(project: Path, chain: Path) -> None:
+    """What a real run holds beside its stages is not an unsealed stage."""
+    runs = project / "runs"
+    for rel in (
+        "tiny/recipe.resolved.yaml",
+        "tiny/recipe.resolved.origins.json",
+        "tiny/report.html",
+        "tiny/logs/pack.log",
+        "tiny/logs/langid_shards/0.log",
+        "tiny/.pack.tmp-123/partial.bin",
+        "tiny/.pretrain.resume/key/step-00000001/state.json",
+        "logs/acquire/brown.log",
+        ".acquire/brown.resolved.yaml",
+        "tiny.dvc",
+    ):
+        (runs / rel).parent.mkdir(parents=True, exist_ok=True)
+        (runs / rel).write_text("x")
+    assert verify_tree(runs) == ([], 3)
+    assert verify_tree(chain) == ([], 3)
+    (runs / "tiny" / "evaluate" / "rl").mkdir(parents=True)
+    (runs / "tiny" / "evaluate" / "rl" / "scores.json").write_text("{}")
+    assert verify_tree(runs)[0] == [
+        f"{runs}/tiny/evaluate/rl/manifest.json: missing; the directory holds 1 file(s) but was "
+        "never sealed"
+    ]

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openrecipe.errors import LineageError
+from openrecipe.errors import LineageError, StageInputError
 from openrecipe.hashing import hash_obj, sha256_file
 from openrecipe.lineage.attestation import (
     SigningKey,
@@ -53,7 +53,8 @@ from openrecipe.lineage.predicates import (
     certificate_from_statement,
     certificate_statement,
 )
-from openrecipe.manifest import read_manifest, verify_stage_dir
+from openrecipe.lineage.walk import open_upstream, stage_inputs
+from openrecipe.manifest import MANIFEST_NAME, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
 
 CERTIFICATE_KIND = "openrecipe.absence-certificate"
@@ -151,15 +152,20 @@ class Chain:
         self.project = find_project_root(checkpoint)
         self.stages: dict[str, Path] = {}
         self.relied: dict[str, str] = {}  # project-relative path -> sha256
-        self._walk(checkpoint.resolve())
+        try:
+            head = read_manifest(checkpoint.resolve())
+        except StageInputError as exc:
+            raise LineageError(str(exc)) from exc
+        self._walk(checkpoint.resolve(), head)
 
-    def _walk(self, stage_dir: Path) -> None:
+    def _walk(self, stage_dir: Path, manifest: dict[str, Any]) -> None:
+        """Record ``stage_dir`` (its manifest already read, and checked by hash when it is an
+        upstream) and walk on; an upstream is opened only by the hash its consumer recorded."""
         problems = verify_stage_dir(stage_dir)
         if problems:
             raise LineageError(
                 "refusing to certify from altered files:\n  " + "\n  ".join(problems)
             )
-        manifest = read_manifest(stage_dir)
         stage = manifest["stage"]
         if stage in self.stages:
             return
@@ -167,9 +173,10 @@ class Chain:
         self.relied[self.rel(stage_dir / "manifest.json")] = sha256_file(
             stage_dir / "manifest.json"
         )
-        for item in manifest.get("inputs", []):
-            if "stage" in item and item["stage"] != "acquire":
-                self._walk(self.project / item["path"])
+        for item in stage_inputs(manifest):
+            if item["stage"] != "acquire":
+                upstream = open_upstream(self.project, item, stage_dir / MANIFEST_NAME)
+                self._walk(upstream.dir, upstream.manifest)
 
     def rel(self, path: Path) -> str:
         path = path.resolve()
@@ -445,11 +452,19 @@ def verify_certificate(path: Path, trust: Trust) -> list[str]:
     md_path = path.with_suffix(".md")
     if md_path.is_file() and render_markdown(cert) != md_path.read_text(encoding="utf-8"):
         problems.append(f"{md_path}: does not match the certificate JSON")
-    if not problems:
-        again = certify(cert["selector"], project / cert["checkpoint"]["dir"])
-        if again != cert:
-            problems.append(
-                f"{path}: recomputing the counts gives {again['matched_tokens']} "
-                f"matched tokens, certificate says {cert['matched_tokens']}"
-            )
+    checkpoint = body.get("checkpoint")
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("dir"), str):
+        return [*problems, f"{path}: names no checkpoint directory"]
+    try:
+        if problems:  # walk the chain by hash anyway: it names the upstream that moved
+            Chain(project / checkpoint["dir"])
+            return problems
+        again = certify(cert["selector"], project / checkpoint["dir"])
+    except LineageError as exc:
+        return [*problems, f"{path}: the certified lineage does not hold: {exc}"]
+    if again != cert:
+        problems.append(
+            f"{path}: recomputing the counts gives {again['matched_tokens']} "
+            f"matched tokens, certificate says {cert['matched_tokens']}"
+        )
     return problems

@@ -15,7 +15,7 @@ from typing import Any
 
 from openrecipe.errors import LineageError
 from openrecipe.lineage.verify import stage_dirs
-from openrecipe.manifest import read_manifest
+from openrecipe.lineage.walk import closure
 from openrecipe.paths import find_project_root
 
 
@@ -38,23 +38,19 @@ def changed_keys(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _stages(run: Path) -> dict[str, Path]:
-    """Stage directories of a run keyed by ``stage[part]``: the run's own and the raw sources
-    and results it used (found through its manifests' inputs and the results directory)."""
+def _stages(run: Path) -> dict[str, dict[str, Any]]:
+    """Manifests of a run's stages keyed by ``stage[part]``: the run's own, its results, and
+    every stage upstream of them (raw sources), each upstream opened by the manifest hash its
+    consumer recorded (``walk.closure``), so a run whose upstream was since replaced is refused."""
     run = run.resolve()
     project = find_project_root(run)
-    found = {}
     dirs = list(stage_dirs(run))
     if (project / "results" / run.name / "manifest.json").is_file():
         dirs.append(project / "results" / run.name)
-    for stage_dir in list(dirs):
-        for item in read_manifest(stage_dir).get("inputs", []):
-            if item.get("stage") == "acquire":
-                dirs.append(project / item["path"])
-    for stage_dir in dirs:
-        manifest = read_manifest(stage_dir)
+    found = {}
+    for manifest in closure(project, dirs).values():
         key = manifest["stage"] + (f"[{manifest['part']}]" if manifest.get("part") else "")
-        found[key] = stage_dir
+        found[key] = manifest
     return found
 
 
@@ -77,7 +73,7 @@ def diff_runs(a: Path, b: Path) -> dict[str, Any]:
         if key not in stages_a or key not in stages_b:
             stages.append({"stage": key, "status": "only in " + ("B" if key in stages_b else "A")})
             continue
-        ma, mb = read_manifest(stages_a[key]), read_manifest(stages_b[key])
+        ma, mb = stages_a[key], stages_b[key]
         if ma["manifest_sha256"] == mb["manifest_sha256"]:
             continue
         inputs_a = {i["name"]: i.get("manifest_sha256") or i.get("sha256") for i in ma["inputs"]}

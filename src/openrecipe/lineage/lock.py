@@ -37,7 +37,8 @@ from openrecipe.hashing import hash_obj
 from openrecipe.lineage.attestation import SigningKey, Trust, open_attestation, sign, write_envelope
 from openrecipe.lineage.diff import scores
 from openrecipe.lineage.predicates import SLSA_PROVENANCE, lock_from_statement, lock_statement
-from openrecipe.lineage.verify import stage_dirs, verify_tree
+from openrecipe.lineage.verify import stage_dirs, verify_roots
+from openrecipe.lineage.walk import closure
 from openrecipe.manifest import read_manifest
 from openrecipe.paths import find_project_root
 
@@ -51,19 +52,21 @@ def artifact_hashes(project: Path, recipe: str) -> dict[str, str]:
     sources it consumed, taken from manifests (``verify`` checks the files against them)."""
     run, results = project / "runs" / recipe, project / "results" / recipe
     dirs = [*stage_dirs(run), *([results] if (results / "manifest.json").is_file() else [])]
-    raw = set()
-    for stage_dir in dirs:
-        for item in read_manifest(stage_dir).get("inputs", []):
-            if item.get("stage") == "acquire":
-                raw.add(project / item["path"])
     hashes = {}
-    for stage_dir in [*dirs, *sorted(raw)]:
-        rel_dir = stage_dir.resolve().relative_to(project).as_posix()
-        manifest = read_manifest(stage_dir)
+    # every upstream is opened by the manifest hash its consumer recorded (walk.closure)
+    for stage_dir, manifest in closure(project, dirs).items():
+        rel_dir = _project_relative(stage_dir, project)
         hashes[f"{rel_dir}/manifest.json#manifest_sha256"] = manifest["manifest_sha256"]
         for rel, meta in manifest["outputs"].items():
             hashes[f"{rel_dir}/{rel}"] = meta["sha256"]
     return dict(sorted(hashes.items()))
+
+
+def _project_relative(path: Path, project: Path) -> str:
+    path, project = path.resolve(), project.resolve()
+    if path != project and project not in path.parents:
+        raise LineageError(f"{path}: a stage of the run lies outside the project {project}")
+    return path.relative_to(project).as_posix()
 
 
 def _envelope(metrics: dict[str, float]) -> dict[str, float]:
@@ -77,10 +80,8 @@ def _envelope(metrics: dict[str, float]) -> dict[str, float]:
 
 
 def _check_run(project: Path, recipe: str) -> None:
-    problems = []
-    for root in (project / "runs" / recipe, project / "results" / recipe):
-        if root.exists():
-            problems += verify_tree(root)[0]
+    roots = [project / "runs" / recipe, project / "results" / recipe]
+    problems = verify_roots([root for root in roots if root.exists()] or roots[:1]).problems
     if problems:
         raise LineageError(f"run {recipe} fails verify:\n  " + "\n  ".join(problems))
 

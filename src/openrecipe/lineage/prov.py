@@ -79,8 +79,6 @@ def _add_stage(doc: ProvDocument, node: dict[str, Any], seen: dict[str, dict[str
         attributes["or:part"] = node["part"]
     for dotted, origin in sorted(node.get("config_origins", {}).items()):
         attributes[f"or:config_origin_{dotted}"] = origin
-    if node.get("altered"):
-        attributes["or:altered"] = node["altered"]
     doc.activity(activity_id, other_attributes=attributes)
     doc.wasAssociatedWith(activity_id, _code_agent(doc, node.get("code", {}), node.get("git", {})))
     for rel, sha in sorted(node["outputs"].items()):

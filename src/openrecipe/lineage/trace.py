@@ -2,8 +2,8 @@
 
 Reads only manifests: each stage lists its inputs (upstream stage directories with the hashes
 it saw, or external packages with version and sha256), so the chain is followed without rerunning
-anything. Each hop is checked: an upstream manifest that no longer matches what the downstream
-stage recorded is reported as altered, not silently followed.
+anything. Each hop is opened by the manifest hash the downstream stage recorded
+(``walk.open_upstream``): an upstream that is now another stage's output is refused, never followed.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from typing import Any
 
 from openrecipe.errors import LineageError, StageInputError
 from openrecipe.hashing import sha256_file
-from openrecipe.manifest import RUN_INFO_NAME, find_stage_dir, read_manifest
+from openrecipe.lineage.walk import open_upstream
+from openrecipe.manifest import MANIFEST_NAME, RUN_INFO_NAME, find_stage_dir, read_manifest
 from openrecipe.paths import find_project_root
 
 
@@ -24,7 +25,11 @@ def trace(path: Path) -> dict[str, Any]:
         raise LineageError(f"{path}: no such file")
     stage_dir = find_stage_dir(path)
     project = find_project_root(stage_dir)
-    node = _trace_stage(stage_dir, project, {})
+    try:
+        manifest = read_manifest(stage_dir)
+    except StageInputError as exc:
+        raise LineageError(str(exc)) from exc
+    node = _trace_stage(stage_dir, manifest, project, {})
     if path.is_file() and path.parent.resolve() != path.resolve():
         rel = path.relative_to(stage_dir).as_posix()
         node["artifact"] = (
@@ -33,14 +38,14 @@ def trace(path: Path) -> dict[str, Any]:
     return node
 
 
-def _trace_stage(stage_dir: Path, project: Path, seen: dict[str, dict[str, Any]]) -> dict[str, Any]:
+def _trace_stage(
+    stage_dir: Path, manifest: dict[str, Any], project: Path, seen: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The traced node of one stage whose ``manifest`` was already read (and, for an upstream,
+    checked against the hash its consumer recorded)."""
     key = stage_dir.resolve().as_posix()
     if key in seen:
         return {"ref": seen[key]["dir"]}
-    try:
-        manifest = read_manifest(stage_dir)
-    except StageInputError as exc:
-        raise LineageError(str(exc)) from exc
     node: dict[str, Any] = {
         "dir": _rel(stage_dir, project),
         "stage": manifest["stage"],
@@ -65,13 +70,8 @@ def _trace_stage(stage_dir: Path, project: Path, seen: dict[str, dict[str, Any]]
         if "stage" not in item:  # an external source (package, interpreter library)
             node["external"].append(item)
             continue
-        upstream_dir = project / item["path"]
-        child = _trace_stage(upstream_dir, project, seen)
-        if "ref" not in child and child["manifest_sha256"] != item["manifest_sha256"]:
-            child["altered"] = (
-                f"{item['path']}/manifest.json is {child['manifest_sha256'][:12]}… but "
-                f"{node['dir']} consumed {item['manifest_sha256'][:12]}…"
-            )
+        upstream = open_upstream(project, item, stage_dir / MANIFEST_NAME)
+        child = _trace_stage(upstream.dir, upstream.manifest, project, seen)
         node["inputs"].append({"name": item["name"], "node": child})
     return node
 
@@ -178,8 +178,6 @@ def _format(node: dict[str, Any], lines: list[str], indent: int) -> None:
         f"{pad}{node['stage']}{part}  {node['dir']}  manifest {node['manifest_sha256'][:12]}…"
         f"  config {node['config_hash'][:12]}…  code {code}… (git {commit}{dirty})"
     )
-    if node.get("altered"):
-        lines.append(f"{pad}  ALTERED: {node['altered']}")
     for dotted, origin in sorted(node.get("config_origins", {}).items()):
         text = node.get("config_lines", {}).get(dotted)
         lines.append(f"{pad}  config {dotted} <- {origin}" + (f"  | {text}" if text else ""))

@@ -1,16 +1,27 @@
-"""``openrecipe verify <dir>``: rehash every stage directory below ``dir`` against its manifest.
+"""``openrecipe verify <dir>``: rehash every stage directory below ``dir``, and every stage
+upstream of them, against its manifest.
 
-Reports each altered, missing or unexpected file by name, and each manifest whose own hash no
-longer matches its content. A stage whose inputs were rewritten after it ran is reported too:
-the input hashes it recorded no longer match the upstream manifest.
+Reports, one line each and naming the file: an altered, missing or unexpected file; a manifest
+whose own hash no longer matches its content; a stage whose input is now another stage's output
+(the upstream manifest hash differs from the one recorded, ``walk.open_upstream``); and a stage
+directory without its manifest, whether another manifest names it as an input (``runs/<r>``'s
+stages, or ``results/<r>/manifest.json`` naming them) or it holds files but was never sealed.
+
+The walk covers the whole closure of what the stages consumed: an upstream outside ``dir`` (the
+raw sources under ``data/raw/<source>/`` that acquire wrote, shared by every run) is rehashed
+too, so a changed ``docs.jsonl`` there is reported when verifying the run.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
+from openrecipe.errors import LineageError
 from openrecipe.hashing import hash_obj
+from openrecipe.lineage.walk import locate, open_upstream, stage_inputs
 from openrecipe.manifest import MANIFEST_NAME, list_output_files, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
 
@@ -59,6 +70,14 @@ def check_stage_dir(stage_dir: Path) -> list[str]:
     return problems
 
 
+# Directories of a run tree that hold files and are not stages: the Snakemake logs, and
+# Megatron-LM's own checkpoint directory (the scale backend writes it, not a stage, so no
+# manifest covers it). A run directory itself (it holds the resolved recipe every stage reads,
+# and Snakemake's report.html) is not a stage either.
+NOT_STAGE_DIRS = frozenset({"logs", "pretrain_megatron"})
+RUN_MARKER = "recipe.resolved.yaml"
+
+
 def stage_dirs(root: Path) -> list[Path]:
     dirs = {
         p.parent
@@ -70,33 +89,113 @@ def stage_dirs(root: Path) -> list[Path]:
     return sorted(dirs)
 
 
-def verify_tree(root: Path) -> tuple[list[str], int]:
-    root = root.resolve()
-    if not root.exists():
-        return [f"{root}: no such directory"], 0
-    dirs = stage_dirs(root)
-    if not dirs:
-        return [f"{root}: no manifest.json found; not a run directory"], 0
-    project = find_project_root(root)
-    problems: list[str] = []
-    for stage_dir in dirs:
-        problems.extend(check_stage_dir(stage_dir))
+def unsealed_dirs(root: Path) -> dict[Path, int]:
+    """{directory: number of files} of every directory under ``root`` that holds files but no
+    ``manifest.json`` and lies inside no stage directory: a stage whose manifest was deleted,
+    or one that never finished (hidden temporaries, ``logs/`` and run directories excepted)."""
+    found = {}
+    for current, subdirs, files in os.walk(root):
+        here = Path(current)
+        if (here / MANIFEST_NAME).is_file():
+            subdirs[:] = []  # a stage's own files are checked against its manifest
+            continue
+        subdirs[:] = sorted(d for d in subdirs if not d.startswith(".") and d not in NOT_STAGE_DIRS)
+        held = [f for f in files if not f.startswith(".") and not f.endswith(".dvc")]
+        if here != root and held and RUN_MARKER not in files:
+            found[here] = len(held)
+    return found
+
+
+@dataclass
+class Verification:
+    """What ``verify`` found: problems (one line each), the stage directories checked under the
+    roots, and those checked upstream of them outside the roots (raw sources)."""
+
+    problems: list[str]
+    checked: int
+    upstream: list[Path]
+
+
+def _results_consumer(root: Path, project: Path) -> Path | None:
+    """``results/<r>`` when ``root`` is ``runs/<r>`` and its report stage exists: its manifest
+    names the run's final stages (``evaluate/<checkpoint>``), which no stage of the run does."""
+    if root.parent != project / "runs":
+        return None
+    results = project / "results" / root.name
+    return results if (results / MANIFEST_NAME).is_file() else None
+
+
+def verify_roots(roots: list[Path]) -> Verification:
+    """Verify the stage directories under ``roots`` and the closure of their inputs."""
+    roots = [root.resolve() for root in roots]
+    problems = [f"{root}: no such directory" for root in roots if not root.exists()]
+    roots = [root for root in roots if root.exists()]
+    if not roots:
+        return Verification(problems, 0, [])
+    project = find_project_root(roots[0])
+    dirs = sorted({d for root in roots for d in stage_dirs(root)})
+    unsealed = {d: n for root in roots for d, n in unsealed_dirs(root).items()}
+    for root in roots:
+        if not any(d == root or root in d.parents for d in [*dirs, *unsealed]):
+            problems.append(f"{root}: no manifest.json found; not a run directory")
+    downstream = [_results_consumer(root, project) for root in roots]
+    walked = _walk(project, dirs, [d for d in downstream if d is not None and d not in dirs])
+    problems += walked.problems
+    for directory in sorted(set(walked.missing) | set(unsealed)):
+        why = (
+            "named as an input by " + ", ".join(walked.missing[directory])
+            if directory in walked.missing
+            else f"the directory holds {unsealed[directory]} file(s) but was never sealed"
+        )
+        state = "" if directory.is_dir() else " (the whole stage directory is gone)"
+        problems.append(f"{directory / MANIFEST_NAME}: missing{state}; {why}")
+    return Verification(problems, len(dirs), walked.upstream)
+
+
+@dataclass
+class _Walk:
+    problems: list[str]
+    upstream: list[Path]  # stage directories reached outside the roots
+    missing: dict[Path, list[str]]  # a named directory without manifest -> ["<manifest> (input X)"]
+
+
+def _walk(project: Path, dirs: list[Path], downstream: list[Path]) -> _Walk:
+    """Check ``dirs`` and, breadth-first, every upstream stage their inputs name (opened by the
+    recorded manifest hash). ``downstream`` manifests (``results/<r>``) are not checked here;
+    only the stage directories they name that have no manifest are collected."""
+    walk = _Walk([], [], {})
+    queue = [(d, True) for d in dirs] + [(d, False) for d in downstream]
+    seen = set(dirs)
+    while queue:
+        stage_dir, check = queue.pop(0)
+        if check:
+            walk.problems.extend(check_stage_dir(stage_dir))
         try:
             manifest = read_manifest(stage_dir)
-        except Exception:  # already reported by verify_stage_dir
+        except Exception:  # an unreadable manifest is already the problem reported
             continue
-        for item in manifest.get("inputs", []):
-            if "stage" not in item:
+        for item in stage_inputs(manifest):
+            path = item.get("path")
+            target = locate(project, path) if isinstance(path, str) else None
+            if target is not None and not (target / MANIFEST_NAME).is_file():
+                named = f"{stage_dir / MANIFEST_NAME} (input {item.get('name')})"
+                walk.missing.setdefault(target, []).append(named)
                 continue
-            upstream = project / item["path"]
+            if not check:
+                continue
             try:
-                current = read_manifest(upstream)["manifest_sha256"]
-            except Exception as exc:
-                problems.append(f"{stage_dir}: input {item['name']}: {exc}")
+                found = open_upstream(project, item, stage_dir / MANIFEST_NAME)
+            except LineageError as exc:
+                walk.problems.append(str(exc))
                 continue
-            if current != item["manifest_sha256"]:
-                problems.append(
-                    f"{stage_dir}: input {item['name']} ({item['path']}) changed since this stage ran "
-                    f"(manifest {current[:12]}…, consumed {item['manifest_sha256'][:12]}…)"
-                )
-    return problems, len(dirs)
+            if found.dir not in seen:
+                seen.add(found.dir)
+                walk.upstream.append(found.dir)
+                queue.append((found.dir, True))
+    return walk
+
+
+def verify_tree(root: Path) -> tuple[list[str], int]:
+    """(problems, stage directories checked under ``root``); see ``verify_roots``."""
+    result = verify_roots([root])
+    return result.problems, result.checked
