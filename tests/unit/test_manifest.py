@@ -4,6 +4,7 @@ refused as an input), and a write that fails midway leaves the previous file as 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +86,7 @@ def _write_with_limit(path: Path, obj: object, limit: int) -> subprocess.Complet
         input=json.dumps(obj),
         capture_output=True,
         text=True,
-        env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"},
+        env={**os.environ, "PYTHONPATH": str(REPO / "src")},
         timeout=120,
     )
 
