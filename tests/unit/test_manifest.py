@@ -11,8 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from openrecipe.errors import StageInputError
-from openrecipe.manifest import read_manifest, verified_input, verify_stage_dir, write_json_atomic
+from openrecipe.errors import LineageError, StageInputError
+from openrecipe.manifest import (
+    find_stage_dir,
+    read_manifest,
+    verified_input,
+    verify_stage_dir,
+    write_json_atomic,
+)
 from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
 
@@ -131,3 +137,24 @@ def test_write_json_atomic_replaces_by_rename(tmp_path: Path) -> None:
         assert json.loads(reader.read()) == {"n": 1}
     assert json.loads(path.read_text()) == {"n": 2, "pad": "x" * 10000}
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.json"]
+
+
+def test_every_problem_of_a_refused_input_is_on_its_own_line(upstream) -> None:
+    up, _ = upstream
+    (up / "a.txt").write_text("edited\n")
+    (up / "sub" / "b.txt").unlink()
+    with pytest.raises(StageInputError) as refused:
+        verified_input("upstream", up)
+    lines = str(refused.value).splitlines()
+    assert lines[0] == "input 'upstream' refused:"
+    assert lines[1].startswith(f"  {up / 'a.txt'}: sha256 ") and "does not match" in lines[1]
+    assert lines[2] == f"  {up / 'sub' / 'b.txt'}: missing (listed in {up / 'manifest.json'})"
+
+
+def test_find_stage_dir_from_the_directory_a_file_or_outside(upstream, tmp_path: Path) -> None:
+    up, _ = upstream
+    assert find_stage_dir(up) == up.resolve()
+    assert find_stage_dir(up / "sub" / "b.txt") == up.resolve()
+    assert find_stage_dir(up / "sub") == up.resolve()
+    with pytest.raises(LineageError, match=rf"{tmp_path}: no manifest\.json in any parent"):
+        find_stage_dir(tmp_path)
