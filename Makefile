@@ -13,7 +13,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup run report test lint clean-runs
+.PHONY: setup run report test lint clean-runs mutation
 
 # torch==2.13.0 (CPU wheel on local disk) is pinned through constraints.txt on every pip call.
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
@@ -39,3 +39,20 @@ lint: setup
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/snakemake --lint --configfile recipes/tiny.yaml
+
+# Mutation score of the modules the claims rest on (bench/mutation.py; hours on 2 cores, so not
+# part of `make test` or CI). mutmut gets its own venv layered over .venv (a .pth line puts
+# .venv's packages on its path), so the project's environment never carries it.
+# Narrow it with MUTATION_ARGS="--only train/schedule.py --timeout 900".
+MUTATION_VENV := .venv-mutation
+MUTATION_ARGS ?=
+PURELIB := import sysconfig; print(sysconfig.get_paths()["purelib"])
+
+$(MUTATION_VENV)/.installed: requirements-mutation.txt constraints.txt $(VENV)/.installed
+	$(PYTHON) -m venv $(MUTATION_VENV)
+	$(BIN)/python -c '$(PURELIB)' > "$$($(MUTATION_VENV)/bin/python -c '$(PURELIB)')/openrecipe-venv.pth"
+	$(MUTATION_VENV)/bin/pip install -q -c constraints.txt -r requirements-mutation.txt
+	touch $@
+
+mutation: $(MUTATION_VENV)/.installed
+	$(MUTATION_VENV)/bin/python bench/mutation.py $(MUTATION_ARGS)

@@ -51,14 +51,21 @@ def seal(body: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_json_atomic(path: Path, obj: Any, *, canonical: bool = False) -> None:
+    """Write ``path`` whole or not at all: a temporary name beside it, then a rename. A write
+    that fails (disk full) removes its temporary file, which would otherwise sit in a stage
+    directory as an unexpected file, and leaves the previous ``path`` as it was."""
     text = (
         canonical_json(obj)
         if canonical
         else json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False)
     )
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def read_manifest(stage_dir: Path) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import random
 
 import pytest
 
@@ -113,6 +115,40 @@ def test_apportion_sums_exactly():
     assert apportion(10, {"x": 1, "y": 1, "z": 1}) == {"x": 4, "y": 3, "z": 3}
     assert sum(apportion(61920, {"p": 0.8, "q": 0.2}).values()) == 61920
     assert apportion(0, {"x": 1.0}) == {"x": 0}
+
+
+def test_apportion_is_largest_remainder_on_random_shares():
+    """Every total is split exactly: each part is the floor or the ceiling of its exact share,
+    the parts add up to the total, and only the largest remainders are rounded up."""
+    rng = random.Random(21)
+    for _ in range(500):
+        shares = {f"s{i}": rng.choice([0.0, rng.random(), rng.randint(1, 9)]) for i in range(5)}
+        if sum(shares.values()) <= 0:
+            continue
+        total = rng.randint(0, 50)
+        parts = apportion(total, shares)
+        assert sum(parts.values()) == total
+        exact = {k: total * v / sum(shares.values()) for k, v in shares.items()}
+        assert all(math.floor(exact[k]) <= parts[k] <= math.ceil(exact[k]) for k in shares)
+        up = [k for k in shares if parts[k] > math.floor(exact[k])]
+        down = [k for k in shares if parts[k] == math.floor(exact[k]) < exact[k]]
+        assert all(exact[u] % 1 >= exact[d] % 1 for u in up for d in down)
+
+
+def test_apportion_never_overshoots_when_shares_round_up():
+    # two thirds of 2 each would round to 1 + 1 + 1 = 3; the largest remainders give 1 + 1 + 0
+    assert apportion(2, {"x": 1, "y": 1, "z": 1}) == {"x": 1, "y": 1, "z": 0}
+    assert apportion(3, {"a": 0.6, "b": 0.4}) == {"a": 2, "b": 1}  # 1.8 -> 2, 1.2 -> 1
+
+
+def test_quality_bucket_below_is_strict():
+    """``quality_bucket_below: 2`` drops buckets 0 and 1 and keeps bucket 2 itself."""
+    below = {"quality_bucket_below": 2}
+    for bucket, dropped in ((0, True), (1, True), (2, False), (3, False)):
+        doc = {**_doc("a", bucket), "quality_bucket": bucket}
+        assert rule_matches(below, doc) is dropped, bucket
+    kept, _ = apply_exclusions([{**_doc("a", b), "quality_bucket": b} for b in range(4)], [below])
+    assert [d["quality_bucket"] for d in kept] == [2, 3]
 
 
 def test_quality_bucket_rules():

@@ -4,6 +4,7 @@ and byte-identical reruns."""
 from __future__ import annotations
 
 import json
+import math
 
 import pytest
 import torch
@@ -169,6 +170,73 @@ def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
         )
     gain = (after - before).sum(dim=1)
     assert gain[0] > 0 > gain[1] and gain[2] < 0
+
+
+def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
+    """Rollouts sampled by an older policy (stale log-probs): the rewarded completion has ratio
+    1.25 on every token, inside clip-higher's 1 + 0.28, so it is not clipped and keeps its
+    gradient; the two wrong ones have ratio 0.75, below 1 - 0.2, so they are clipped and add
+    none. The update's loss and clipped share are those of the recipe's [0.8, 1.28]."""
+    recipe, _, sft_dir = upstream
+    model, tokenizer = load_checkpoint(sft_dir)
+    record = {"question": "Jo has 7 stickers. Jo uses 2 stickers. How many?", "answer": "5"}
+    prompt = chat.encode_prompt(tokenizer, record["question"])
+    texts = [
+        "<think>7-2=5.</think>5<|im_end|>",
+        "<think>7-2=4.</think>4<|im_end|>",
+        "<think>7+2=9.</think>9<|im_end|>",
+    ]
+    completions, now, fresh, think = _scripted_rollouts(model, tokenizer, prompt, texts)
+    ratios = [1.25, 0.75, 0.75]
+    stale = [
+        Rollout(r.tokens, [lp - math.log(ratio) for lp in r.logprobs], True)
+        for r, ratio in zip(fresh, ratios, strict=True)
+    ]
+    rl = {
+        **recipe.get("rl"),
+        "generations_per_prompt": 3,
+        "length_penalty": 0.0,
+        "clip_low": 0.2,
+        "clip_high": 0.28,
+    }
+    n_tokens = [len(c) for c in completions]
+    adv = grpo.group_advantages(torch.tensor([[1.0, 0.0, 0.0]]))[0].tolist()
+    # per token: -min(ratio * A, clamp(ratio, 0.8, 1.28) * A)
+    clamped = [1.25, 0.8, 0.8]
+    expect_loss = -sum(
+        n * min(r * a, c * a) for n, r, a, c in zip(n_tokens, ratios, adv, clamped, strict=True)
+    ) / sum(n_tokens)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    with Verifier() as verifier:
+        row = grpo._step(
+            model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 3, stale, think
+        )
+    assert row["accuracy"] == pytest.approx(1 / 3) and row["trained_fraction"] == 1.0
+    assert row["clipped_fraction"] == pytest.approx(sum(n_tokens[1:]) / sum(n_tokens), abs=1e-6)
+    assert row["loss"] == pytest.approx(expect_loss, rel=1e-4)
+    # only the rewarded completion carried gradient, and it moved up
+    with torch.no_grad():
+        after, _ = grpo.completion_logprobs(
+            model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
+        )
+    assert (after - now).sum(dim=1)[0] > 0
+
+
+def test_clipped_surrogate_gradient_at_stale_ratios() -> None:
+    """Per token: a positive advantage stops its gradient only above 1 + clip_high, a negative
+    one only below 1 - clip_low; with (clip_low, clip_high) = (0.2, 0.28), ratio 1.25 and 0.75
+    are on opposite sides of that asymmetry."""
+    ratios = torch.tensor([[1.25, 1.25, 0.75, 0.75]])
+    new = torch.log(ratios).clone().requires_grad_(True)
+    adv = torch.tensor([[1.0]])
+    for sign, live in ((1.0, [True, True, True, True]), (-1.0, [True, True, False, False])):
+        new.grad = None
+        loss, clipped = grpo.clipped_surrogate(
+            new, torch.zeros_like(new), sign * adv, torch.ones_like(new), 0.2, 0.28
+        )
+        loss.backward()
+        assert (new.grad[0] != 0).tolist() == live
+        assert clipped.item() == live.count(False) / 4
 
 
 def test_stage_reruns_byte_identical(upstream, tmp_path) -> None:
