@@ -229,27 +229,39 @@ def import_closure(roots: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> l
     return sorted(seen)
 
 
+def _string_constants(name: str, package_dir: Path) -> frozenset[str]:
+    path = module_path(name, package_dir)
+    if path is None:
+        return frozenset()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return frozenset(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    )
+
+
 def package_data_files(modules: list[str], package_dir: Path = PACKAGE_DIR) -> list[Path]:
-    """Files that ship beside the closure's modules and are read rather than imported: the
-    non-Python files in each module's directory, and every file (Python included: lm-eval
-    loads ``tasks/utils.py`` through ``!function``) in its sub-directories that are not
-    packages."""
-    directories = set()
+    """Files that ship beside the closure's modules and are read rather than imported.
+
+    A file or a non-package directory beside a module counts when that module names it in a
+    string literal (``Path(__file__).parent / "tasks"``); a directory counts whole, Python
+    files included (lm-eval loads ``tasks/utils.py`` through ``!function``). Attributing data
+    to the module that names it keeps a prompt edit from rerunning stages that merely import
+    a sibling module."""
+    files = set()
     for name in modules:
         path = module_path(name, package_dir)
-        if path is not None:
-            directories.add(path.parent)
-    files = set()
-    for directory in directories:
-        stack = [directory]
-        while stack:
-            current = stack.pop()
-            for entry in current.iterdir():
-                if entry.is_dir():
-                    if entry.name != "__pycache__" and not (entry / "__init__.py").exists():
-                        stack.append(entry)
-                elif entry.suffix != ".pyc" and (current != directory or entry.suffix != ".py"):
-                    files.add(entry)
+        if path is None:
+            continue
+        named = _string_constants(name, package_dir)
+        for entry in path.parent.iterdir():
+            if entry.name not in named or entry.name == "__pycache__":
+                continue
+            if entry.is_file() and entry.suffix not in (".py", ".pyc"):
+                files.add(entry)
+            elif entry.is_dir() and not (entry / "__init__.py").exists():
+                files.update(p for p in entry.rglob("*") if p.is_file() and p.suffix != ".pyc")
     return sorted(files)
 
 
