@@ -223,3 +223,33 @@ def test_certify_cli_signs_with_the_default_key_or_refuses_without_one(
     assert main([*args, str(project / "certs" / "other"), "--key", str(missing)]) == 2
     assert f"{missing}: no signing key there" in capsys.readouterr().err
     assert not (project / "certs" / "other.json").exists()
+
+
+def test_lock_refuses_results_made_from_uncommitted_code(
+    chain: Path,  # noqa: F811
+    project: Path,
+    small,  # noqa: F811
+    signing_key,
+    trust,
+) -> None:
+    def dirty_report(ctx: StageContext) -> dict:
+        body = {
+            "scores": {"base": {"t": {"acc": 0.5}}},
+            "reproducibility": {"reproducible": False, "reason": "uncommitted changes in src/x.py"},
+        }
+        (ctx.out / "metrics.json").write_text(json.dumps(body))
+        return {}
+
+    results = project / "results" / "tiny"
+    run_stage(
+        "report", small, results, {"pretrain": chain / "pretrain"}, dirty_report, project=project
+    )
+    with pytest.raises(
+        Exception,
+        match=r"metrics.json: made from uncommitted code \(uncommitted changes in src/x.py\)",
+    ):
+        write_lock(project, "tiny", signing_key)
+    assert not (results / "release.lock.json").exists()
+    lock = write_lock(project, "tiny", signing_key, allow_uncommitted=True)
+    result = check_lock(lock, trust)
+    assert result["verdict"] == "exact" and result["made_by_other_code"] == []

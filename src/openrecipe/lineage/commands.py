@@ -113,7 +113,9 @@ def _lock(args: argparse.Namespace) -> int:
     from openrecipe.paths import find_project_root
 
     key = _signing_key(args)
-    path = write_lock(find_project_root(), args.recipe, key)
+    path = write_lock(
+        find_project_root(), args.recipe, key, allow_uncommitted=args.allow_uncommitted
+    )
     print(f"lock: wrote {path}, signed by {key.public.describe()}")
     return 0
 
@@ -193,6 +195,11 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
         "lock", help="write the signed results/<recipe>/release.lock.json of a finished run"
     )
     p.add_argument("recipe", help="recipe name")
+    p.add_argument(
+        "--allow-uncommitted",
+        action="store_true",
+        help="lock results the report marked as made from uncommitted code (not a release)",
+    )
     _add_key_option(p)
     p.set_defaults(func=_lock)
     p = sub.add_parser("reproduce", help="compare the current run with a signed release lock")

@@ -29,12 +29,14 @@ a genuine one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import AttestationError, LineageError
 from openrecipe.hashing import hash_obj
 from openrecipe.lineage.attestation import SigningKey, Trust, open_attestation, sign, write_envelope
+from openrecipe.lineage.code_drift import made_by_other_code
 from openrecipe.lineage.diff import scores
 from openrecipe.lineage.predicates import SLSA_PROVENANCE, lock_from_statement, lock_statement
 from openrecipe.lineage.verify import stage_dirs, verify_roots
@@ -86,8 +88,25 @@ def _check_run(project: Path, recipe: str) -> None:
         raise LineageError(f"run {recipe} fails verify:\n  " + "\n  ".join(problems))
 
 
-def make_lock(project: Path, recipe: str) -> dict[str, Any]:
+def _refuse_uncommitted(project: Path, recipe: str) -> None:
+    """A lock vouches that a clean checkout of a commit remakes these files: refuse results
+    the report stage marked as made from uncommitted code."""
+    path = project / "results" / recipe / "metrics.json"
+    try:
+        marked = json.loads(path.read_text(encoding="utf-8")).get("reproducibility") or {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # _check_run / scores() report a missing or unreadable metrics.json
+    if marked.get("reproducible") is False:
+        raise LineageError(
+            f"{path}: made from uncommitted code ({marked.get('reason')}); commit the code "
+            "and rerun before locking, or pass --allow-uncommitted for a lock that is not a release"
+        )
+
+
+def make_lock(project: Path, recipe: str, *, allow_uncommitted: bool = False) -> dict[str, Any]:
     _check_run(project, recipe)
+    if not allow_uncommitted:
+        _refuse_uncommitted(project, recipe)
     metrics = scores(project / "runs" / recipe)
     if not metrics:
         raise LineageError(f"results/{recipe}/metrics.json: missing; is the run finished?")
@@ -100,9 +119,11 @@ def make_lock(project: Path, recipe: str) -> dict[str, Any]:
     return {**body, "lock_sha256": hash_obj(body)}
 
 
-def write_lock(project: Path, recipe: str, key: SigningKey) -> Path:
+def write_lock(
+    project: Path, recipe: str, key: SigningKey, *, allow_uncommitted: bool = False
+) -> Path:
     """Sign the lock of a finished run with ``key`` and write it (atomically)."""
-    lock = make_lock(project, recipe)
+    lock = make_lock(project, recipe, allow_uncommitted=allow_uncommitted)
     path = project / "results" / recipe / LOCK_NAME
     write_envelope(path, sign(lock_statement(project, lock), key))
     return path
@@ -164,7 +185,9 @@ def check_lock(lock_path: Path, trust: Trust) -> dict[str, Any]:
                 }
             )
     verdict = "exact" if not differing else ("envelope" if not outside else "outside")
+    roots = [project / "runs" / recipe, project / "results" / recipe]
     return {
+        "made_by_other_code": made_by_other_code(project, [r for r in roots if r.exists()]),
         "recipe": recipe,
         "signed_by": verified.signer.describe(),
         "verdict": verdict,
@@ -189,6 +212,9 @@ def format_check(result: dict[str, Any]) -> str:
             "lock's envelope"
         )
     lines += [f"  differs: {path}" for path in result["artifacts_differing"]]
+    # Reported, not failed: the files may match byte for byte yet no longer be what this
+    # checkout computes (code edited or pulled since the lock, or packages upgraded).
+    lines += [f"  note: {line}" for line in result.get("made_by_other_code", [])]
     lines += [
         f"  outside envelope: {m['metric']} locked {m['locked']} now {m['now']} (±{m['tolerance']:g})"
         for m in result["metrics_outside_envelope"]
