@@ -13,7 +13,7 @@ export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 export MPLBACKEND := Agg
 
-.PHONY: setup run report test lint clean-runs mutation
+.PHONY: setup run report test lint clean-runs check-results mutation
 
 # torch==2.13.0 (CPU wheel on local disk) is pinned through constraints.txt on every pip call.
 $(VENV)/.installed: requirements.txt constraints.txt pyproject.toml
@@ -34,6 +34,11 @@ run: setup
 test: setup
 	@$(BIN)/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+
+# Remake a committed result from scratch (a scratch copy of the project) and require every hash
+# of its signed lock: make check-results RECIPE=recipes/tiny.yaml (or default, or a proxy).
+check-results: setup
+	$(BIN)/openrecipe check-results $(RECIPE)
 
 lint: setup
 	$(BIN)/ruff check src tests bench

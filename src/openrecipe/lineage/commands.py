@@ -128,6 +128,16 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0 if result["verdict"] in ("exact", "envelope") else 1
 
 
+def _check_results(args: argparse.Namespace) -> int:
+    from openrecipe.lineage.check_results import check_results
+    from openrecipe.lineage.lock import format_check
+    from openrecipe.paths import find_project_root
+
+    result = check_results(find_project_root(), args.recipe)
+    print(format_check(result))
+    return 0 if result["verdict"] == "exact" else 1
+
+
 def _add_key_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--key",
@@ -202,6 +212,13 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
     )
     _add_key_option(p)
     p.set_defaults(func=_lock)
+    p = sub.add_parser(
+        "check-results",
+        help="remake a committed results/<recipe>/ from scratch in a scratch copy and require "
+        "every hash of its signed lock (signers: keys/allowed_signers)",
+    )
+    p.add_argument("recipe", help="recipe name (recipes/<name>.yaml) or path")
+    p.set_defaults(func=_check_results)
     p = sub.add_parser("reproduce", help="compare the current run with a signed release lock")
     p.add_argument("--check", required=True, metavar="LOCK")
     p.add_argument("--json", action="store_true")
