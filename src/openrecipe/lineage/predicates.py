@@ -20,6 +20,7 @@ the predicate see the same claim.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from openrecipe.lineage.attestation import (
     statement_unverified,
     subject_digests,
 )
-from openrecipe.manifest import MANIFEST_NAME, read_manifest
+from openrecipe.manifest import MANIFEST_NAME, RUN_INFO_NAME, read_manifest
 
 SLSA_PROVENANCE = "https://slsa.dev/provenance/v1"
 ABSENCE_PREDICATE = "https://openrecipe.dev/attestation/absence/v1"
@@ -61,11 +62,16 @@ def _split_artifacts(lock: dict[str, Any]) -> tuple[dict[str, str], dict[str, st
 
 def _code_dependencies(project: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
     """The git commits (and uncommitted-diff hashes) the locked stages ran at, from their
-    manifests: a run made from a dirty tree says so in its signed provenance."""
+    ``run_info.json`` (the manifest addresses the code by content, not by commit): a run made
+    from a dirty tree says so in its signed provenance."""
     seen = set()
     for name in lock["artifacts"]:
         if name.endswith(MANIFEST_KEY):
-            code = read_manifest(project / name.removesuffix(MANIFEST_KEY)).get("code", {})
+            info = project / name.removesuffix(MANIFEST_KEY) / RUN_INFO_NAME
+            try:
+                code = json.loads(info.read_text(encoding="utf-8")).get("git") or {}
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                continue  # volatile record absent (a pulled run): nothing to attest
             if code.get("git_commit"):
                 seen.add((code["git_commit"], code.get("uncommitted_diff_sha256")))
     deps = []
