@@ -144,6 +144,8 @@ def run_stage(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # volatile facts the body reports (e.g. that it resumed from a checkpoint) are never hashed
+    run_info_extra = extra.pop("run_info", {})
     manifest = seal(
         {
             "schema_version": SCHEMA_VERSION,
@@ -173,6 +175,7 @@ def run_stage(
             "host": socket.gethostname(),
             "platform": platform.platform(),
             "pid": os.getpid(),
+            **run_info_extra,
         },
     )
     _swap_into_place(tmp, out)
