@@ -24,10 +24,13 @@ decision here is the decision there up to word tokenisation:
 - checks run in the order above and the first one that fails names the reason; every comparison
   is strict (a fraction equal to its threshold passes).
 
-Words are ``\\w+`` runs (with inner apostrophes or hyphens) and single punctuation characters, the
-same split for every language, where datatrove uses a language's NLTK or spaCy tokenizer: counts
-can differ by a few characters on punctuation-heavy text, never on the hostile cases these rules
-exist for (a line, phrase or paragraph repeated many times).
+Words are runs of letters, digits and combining marks (with inner periods or commas) and runs of
+other non-space characters, the same split for every language, where datatrove uses spaCy's
+English tokenizer for every document: counts can differ by a few characters, which moves
+documents near a threshold. ``bench/repetition_vs_datatrove.py`` measures the agreement: the same
+keep/drop decision on 99.3% of a fifth of the default corpus's prose (every Austen, Brown and
+Bible document alike), and on every hostile case these rules exist for (a line, phrase or
+paragraph repeated many times).
 """
 
 from __future__ import annotations
@@ -39,10 +42,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import regex
 
 _PARAGRAPH = re.compile(r"\n{2,}")
 _LINE = re.compile(r"\n+")
-_WORD = re.compile(r"\w+(?:['\u2019-]\w+)*|[^\w\s]+")
+# a word: letters, digits and combining marks (Indic vowel signs are marks, not \w in ``re``),
+# with inner periods or commas ("3.4.1", "1,000", "os.path", as spaCy keeps them); or a run of
+# other non-space characters (punctuation, hyphens and apostrophes split off, as spaCy does)
+_WORD = regex.compile(r"[\w\p{M}]+(?:[.,][\w\p{M}]+)*|[^\w\s\p{M}]+")
 TOP_NGRAMS = (2, 3, 4)
 DUP_NGRAMS = (5, 6, 7, 8, 9, 10)
 
