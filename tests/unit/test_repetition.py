@@ -204,8 +204,7 @@ def test_every_recipe_gets_the_published_thresholds(project: Path) -> None:
     for name in ("tiny", "default", "nemotron_h_8b_proxy"):
         resolved = load_recipe(project / "recipes" / f"{name}.yaml", project=project)
         got = dict(resolved.get("data.curation.repetition"))
-        assert got.pop("exempt_sources") == ([] if name.startswith("nemotron") else
-                                             ["synthetic_math"])  # fmt: skip
+        assert got.pop("exempt_sources") == ["synthetic_math"]
         assert got == published, name
 
 

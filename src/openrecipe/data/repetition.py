@@ -81,8 +81,8 @@ class RepetitionRules:
 
 
 def default_config() -> dict[str, Any]:
-    """The recipe mapping (``data.curation.repetition``) of the published thresholds, no source
-    exempt: what the schema fills in, for callers that build a curation config by hand."""
+    """The recipe mapping (``data.curation.repetition``) of the published thresholds and no
+    exempt source, for callers that build a curation config by hand."""
     rules = RepetitionRules()
     return {
         "dup_paragraph_fraction": rules.dup_paragraph_fraction,
