@@ -40,6 +40,7 @@ STAGE_VIEWS: dict[str, tuple[str, ...]] = {
         "data.curation.max_symbol_ratio",
         "data.curation.min_alpha_ratio",
         "data.curation.exempt_langs",
+        "data.curation.repetition",
     ),
     # The per-document stages run as data.curation.shards jobs plus a gather (data/sharding.py).
     "langid": ("data.curation.langid", "data.curation.shards"),

@@ -191,6 +191,8 @@ def run_stage(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    # volatile facts the body reports (e.g. that it resumed from a checkpoint) are never hashed
+    run_info_extra = extra.pop("run_info", {})
     manifest = seal(
         {
             "schema_version": SCHEMA_VERSION,
@@ -225,6 +227,7 @@ def run_stage(
             # stage on every commit (and no committed result could ever be reproduced
             # hash by hash by a later commit).
             "git": code_identity(),
+            **run_info_extra,
         },
     )
     _swap_into_place(tmp, out)

@@ -4,6 +4,7 @@ its first periodic checkpoint exists, then rerun to completion."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -74,9 +75,27 @@ def _child(stage: str, module: str, out: Path, inputs: dict[str, Path]) -> list[
     return [sys.executable, "-c", code]
 
 
-def _kill_then_resume(stage: str, module: str, out: Path, inputs: dict[str, Path]) -> str:
-    """Run the stage in a child, SIGKILL it once a checkpoint exists, rerun it; stderr of the
-    rerun (which must say it resumed)."""
+def _refuse_corrupt(stage: str, module: str, out: Path, inputs, found: Path, env) -> None:
+    """With one byte of ``found``'s optimizer state flipped, the rerun is refused, naming the
+    file and both hashes, and writes no output; then the byte is put back."""
+    path = found / "optimizer.safetensors"
+    clean = path.read_bytes()
+    path.write_bytes(clean[:7] + bytes([clean[7] ^ 0x10]) + clean[8:])
+    refused = subprocess.run(_child(stage, module, out, inputs), env=env, stderr=subprocess.PIPE)
+    message = refused.stderr.decode()
+    assert refused.returncode != 0 and "StageInputError" in message, message[-2000:]
+    assert str(path) in message and sha256_file(path) in message, message[-2000:]
+    assert hashlib.sha256(clean).hexdigest() in message
+    assert not (out / "manifest.json").exists()
+    path.write_bytes(clean)
+
+
+def _kill_then_resume(
+    stage: str, module: str, out: Path, inputs: dict[str, Path], corrupt: bool = False
+) -> str:
+    """Run the stage in a child, SIGKILL it once a checkpoint exists, (with ``corrupt``: check
+    that a corrupted copy of that checkpoint is refused,) rerun it; stderr of the rerun (which
+    must say it resumed). The rerun's run_info.json must name the checkpoint it resumed from."""
     resume_root = out.parent / f".{out.name}.resume"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     child = subprocess.Popen(_child(stage, module, out, inputs), env=env, stderr=subprocess.PIPE)
@@ -89,10 +108,17 @@ def _kill_then_resume(stage: str, module: str, out: Path, inputs: dict[str, Path
     assert child.wait() == -signal.SIGKILL
     child.stderr.close()
     assert not (out / "manifest.json").exists()  # killed mid-run: no output that looks complete
+    found = sorted(resume_root.glob("*/step-*"))[-1]  # the newest, as the rerun picks
+    recorded = json.loads((found / "checksums.json").read_text())["checkpoint_sha256"]
+    if corrupt:
+        _refuse_corrupt(stage, module, out, inputs, found, env)
     rerun = subprocess.run(_child(stage, module, out, inputs), env=env, stderr=subprocess.PIPE)
     stderr = rerun.stderr.decode()
     assert rerun.returncode == 0, stderr[-2000:]
     assert not resume_root.exists()  # cleaned up once the output is in place
+    resumed = json.loads((out / "run_info.json").read_text())["resumed"]
+    step = int(found.name.removeprefix("step-"))
+    assert resumed == {"step": step, "checkpoint": found.name, "checkpoint_sha256": recorded}
     return stderr
 
 
@@ -103,11 +129,16 @@ def _rows(path: Path) -> list[dict]:
 def test_sft_killed_and_resumed_matches_unbroken(upstream, tmp_path) -> None:
     recipe, base = upstream
     inputs = {"pretrain": base / "pretrain", "reasoning": base / "reasoning"}
-    stderr = _kill_then_resume("sft", "sft", tmp_path / "sft", inputs)
+    stderr = _kill_then_resume("sft", "sft", tmp_path / "sft", inputs, corrupt=True)
     assert "sft: resuming from" in stderr
     unbroken = base / "sft"
     for name in ("model/model.safetensors", "metrics.jsonl"):
         assert sha256_file(tmp_path / "sft" / name) == sha256_file(unbroken / name), name
+    assert json.loads((unbroken / "run_info.json").read_text())["resumed"] is None
+    manifests = [
+        json.loads((d / "manifest.json").read_text()) for d in (tmp_path / "sft", unbroken)
+    ]
+    assert manifests[0]["manifest_sha256"] == manifests[1]["manifest_sha256"]
     assert [r["step"] for r in _rows(tmp_path / "sft" / "metrics.jsonl")] == list(range(40))
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from openrecipe.data.curate import STEPS, curate, normalize_text, quality_reason
+from openrecipe.data.repetition import default_config
 
 CFG = {
     "max_docs_per_source": 0,
@@ -18,6 +19,9 @@ CFG = {
     "max_symbol_ratio": 0.2,
     "min_alpha_ratio": 0.3,
     "exempt_langs": ["code"],
+    # off for these short fixtures (test_repetition.py tests the published thresholds)
+    "repetition": {k: None for k in default_config() if k != "exempt_sources"}
+    | {"exempt_sources": []},
 }
 PROSE = "The quick brown fox jumps over the lazy dog again and again."
 

@@ -12,6 +12,7 @@ import pytest
 
 from openrecipe.data import curate as curate_stage
 from openrecipe.data.accounting import Ledger
+from openrecipe.data.repetition import default_config
 from openrecipe.data.stages import decontam, fuzzy_dedup, langid, quality
 from openrecipe.stage import StageContext
 
@@ -124,7 +125,7 @@ def test_decontam_lists_matched_items(tmp_path: Path):
 CURATE_CFG = {
     "max_docs_per_source": 0, "normalization": "NFC", "min_chars": 50, "max_chars": 5000,
     "min_words": 8, "max_mean_word_length": 15, "max_symbol_ratio": 0.2, "min_alpha_ratio": 0.3,
-    "exempt_langs": ["code"],
+    "exempt_langs": ["code"], "repetition": default_config(),
 }  # fmt: skip
 
 

@@ -1,6 +1,8 @@
 """Pretraining survives a real SIGKILL: ``python -m openrecipe pretrain`` is killed once its first
 periodic checkpoint exists, rerun to completion, and ends with the same weights as an unbroken run,
 in bf16 and in emulated NVFP4 (whose stochastic-rounding generators are part of the checkpoint).
+Before that rerun, the same checkpoint with one byte flipped is refused (exit 2, naming the file and
+both hashes); the rerun records in ``run_info.json`` the step and checkpoint sha256 it resumed from.
 
 The unbroken run is in-process; the killed one and its rerun go through the CLI, which only
 writes inside a project, so the module builds a throwaway one in ``tmp_path``: a Snakefile, the
@@ -8,6 +10,7 @@ schema, ``recipes/tiny.yaml`` and per-precision overrides that shrink the run.""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -146,13 +149,31 @@ def test_sigkill_and_resume_matches_unbroken(project, precision) -> None:
     assert child.wait() == -signal.SIGKILL, "finished before the kill: make the run longer"
     child.stderr.close()
     assert not out.exists()  # killed mid-run: no output directory at all
-    killed_at = [p.name for p in resume_root.glob("*/step-*")]
     assert [p.name for p in out.parent.glob(f".{out.name}.tmp-*")] == [
         f".{out.name}.tmp-{child.pid}"
     ]
+    found = sorted(resume_root.glob("*/step-*"))[-1]  # the newest, as a rerun picks
+    recorded = json.loads((found / "checksums.json").read_text())["checkpoint_sha256"]
+
+    # one flipped byte in the checkpoint: refused (exit 2, file and both hashes named), no output
+    weights = found / "model.safetensors"
+    clean = weights.read_bytes()
+    weights.write_bytes(clean[:-1] + bytes([clean[-1] ^ 0x01]))
+    refused = subprocess.run(
+        _command(project, precision, str(out.relative_to(project))),
+        cwd=project,
+        env=ENV,
+        stderr=subprocess.PIPE,
+    )
+    message = refused.stderr.decode()
+    assert refused.returncode == 2, message[-2000:]
+    assert "openrecipe pretrain: error:" in message and str(weights) in message
+    assert sha256_file(weights) in message and hashlib.sha256(clean).hexdigest() in message
+    assert not out.exists()
+    weights.write_bytes(clean)
 
     stderr = _run(project, precision, str(out.relative_to(project)))
-    assert "pretrain: resuming from" in stderr, (killed_at, stderr[-2000:])
+    assert f"pretrain: resuming from {found}" in stderr, stderr[-2000:]
     assert not resume_root.exists()
     assert not list(out.parent.glob(f".{out.name}.*-*"))  # the killed run's temp dir is gone
     for name in ("model/model.safetensors", "checkpoint/optimizer.safetensors", "metrics.jsonl"):
@@ -160,3 +181,10 @@ def test_sigkill_and_resume_matches_unbroken(project, precision) -> None:
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["summary"]["precision"] == precision
     assert (manifest["summary"]["precision_linears"] > 0) == (precision == "nvfp4")
+    # the resume is recorded beside the manifest, and the manifest hashes as an unbroken run's
+    step = int(found.name.removeprefix("step-"))
+    resumed = {"step": step, "checkpoint": found.name, "checkpoint_sha256": recorded}
+    assert json.loads((out / "run_info.json").read_text())["resumed"] == resumed
+    assert json.loads((unbroken / "run_info.json").read_text())["resumed"] is None
+    unbroken_manifest = json.loads((unbroken / "manifest.json").read_text())
+    assert manifest["manifest_sha256"] == unbroken_manifest["manifest_sha256"]

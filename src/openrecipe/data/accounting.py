@@ -14,7 +14,8 @@ has in common, with one format, so the report reads them all the same way:
 - ``accounting.json``: ``{"order": [step, ...], "steps": {step: {"sources": {source: counts},
   "total": counts}}, "profile_in": [...], "profile_out": [...]}`` where counts are ``{in, kept,
   dropped: {reason: n}, dropped_total, quarantined}`` and profile rows are ``{source, lang,
-  license, docs, chars}``.
+  license, docs, chars}``; a stage that edits kept documents' text in a counted way (curate
+  strips bidi controls) adds ``"edits": {step: {edit: {source: {docs, chars}}}}``.
 """
 
 from __future__ import annotations
@@ -54,11 +55,15 @@ class StepCount:
 class Ledger:
     """Per step, per source accounting plus the dropped/quarantine records."""
 
-    def __init__(self, steps: Sequence[str]) -> None:
+    def __init__(self, steps: Sequence[str], edits: dict[str, Sequence[str]] | None = None) -> None:
+        """``edits``: the counted text edits each step may make ({step: (edit, ...)})."""
         self.steps = tuple(steps)
         self.counts: dict[str, dict[str, StepCount]] = {step: {} for step in self.steps}
         self.dropped: list[dict[str, Any]] = []
         self.quarantine: list[dict[str, Any]] = []
+        self.edits: dict[str, dict[str, dict[str, Counter]]] = {
+            step: {name: {} for name in names} for step, names in (edits or {}).items()
+        }
 
     def tally(self, step: str, source: str) -> StepCount:
         return self.counts[step].setdefault(source, StepCount())
@@ -82,12 +87,24 @@ class Ledger:
         tally.quarantined += 1
         self.quarantine.append({"source": source, "step": step, **record})
 
+    def edit(self, step: str, source: str, name: str, chars: int) -> None:
+        """Count one document of ``source`` whose text ``step`` changed by ``chars`` characters
+        under the declared edit ``name``."""
+        tally = self.edits[step][name].setdefault(source, Counter())
+        tally["docs"] += 1
+        tally["chars"] += chars
+
     def cover(self, sources: Iterable[str]) -> None:
         """Give every step a row for each source, zeros included, so a source that lost all
         its documents still appears (with where it lost them)."""
+        sources = list(sources)
         for step in self.steps:
             for source in sources:
                 self.tally(step, source)
+        for by_name in self.edits.values():
+            for tallies in by_name.values():
+                for source in sources:
+                    tallies.setdefault(source, Counter())
 
     def check(self) -> None:
         """Conservation at every step, and each step's kept = the next step's in."""
@@ -113,7 +130,18 @@ class Ledger:
                 "sources": {s: c.as_dict() for s, c in sorted(self.counts[step].items())},
                 "total": total.as_dict(),
             }
-        return {"steps": steps, "order": list(self.steps)}
+        report: dict[str, Any] = {"steps": steps, "order": list(self.steps)}
+        if self.edits:
+            report["edits"] = {
+                step: {
+                    name: {
+                        s: {"docs": c["docs"], "chars": c["chars"]} for s, c in sorted(t.items())
+                    }
+                    for name, t in sorted(by_name.items())
+                }
+                for step, by_name in sorted(self.edits.items())
+            }
+        return report
 
 
 def profile(docs: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -173,10 +201,17 @@ def write_outputs(
         dropped.update(report["steps"][step]["total"]["dropped"])
     if last["total"]["kept"] != len(kept):
         raise AssertionError(f"accounting: {len(kept)} docs written, ledger says {last['total']}")
-    return {
+    summary = {
         "in": first["total"]["in"],
         "kept": len(kept),
         "quarantined": len(ledger.quarantine),
         "dropped": dict(sorted(dropped.items())),
         "kept_per_source": {s: c["kept"] for s, c in last["sources"].items()},
     }
+    if "edits" in report:
+        summary["edits"] = {
+            name: {k: sum(c[k] for c in tallies.values()) for k in ("docs", "chars")}
+            for by_name in report["edits"].values()
+            for name, tallies in by_name.items()
+        }
+    return summary

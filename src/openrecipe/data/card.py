@@ -146,6 +146,37 @@ def packed_tokens(pack: Path, blend: Path) -> dict[str, dict[str, int]]:
     return {k: dict(sorted(c.items())) for k, c in by.items()}
 
 
+# The policies the curate stage applies to hostile text, stated wherever its edits are shown.
+BIDI_POLICY = (
+    "Bidirectional controls (U+202A-U+202E embeddings and overrides, U+2066-U+2069 isolates) are "
+    "**stripped** from every document at curate's normalize step, not quarantined: they change "
+    "only how text is displayed, never its logical order, so a reader could be shown other words "
+    'than the model trains on ("Trojan Source"), while real right-to-left text uses them too.'
+)
+REPETITION_POLICY = (
+    "Gopher's repetition rules (Rae et al. 2021, Table A1; reasons `dup_para_frac`, "
+    "`dup_para_char_frac`, `dup_line_frac`, `dup_line_char_frac`, `top_N_gram`, "
+    "`duplicated_N_n_grams` in curate's filter step) drop documents that repeat their own "
+    "paragraphs, lines or n-grams; the thresholds are `data.curation.repetition` in the recipe."
+)
+
+
+def _edits_section(chain: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """The hostile-text policies and the counted text edits they made (documents and characters
+    per source); nothing when no stage declares edits."""
+    rows = [
+        [stage, step, name, source, c["docs"], c["chars"]]
+        for stage, acc in chain
+        for step, by_name in acc.get("edits", {}).items()
+        for name, tallies in by_name.items()
+        for source, c in tallies.items()
+    ]
+    if not rows:
+        return []
+    lines = ["", "## Hostile text", "", REPETITION_POLICY, "", BIDI_POLICY, "Stripped:", ""]
+    return lines + _table(["stage", "step", "edit", "source", "docs", "chars removed"], rows)
+
+
 def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
     """(markdown, the figures it shows as JSON-able data)."""
     chain = load_accounting(dirs)
@@ -176,6 +207,7 @@ def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
         ["stage", "step", "source", "in", "kept", "dropped", "dropped by reason", "quarantined"],
         rows,
     )
+    lines += _edits_section(chain)
     figures: dict[str, Any] = {"stages": {}}
     tokens_after = {}
     if "tokenizer" in dirs and "curate" in dirs:

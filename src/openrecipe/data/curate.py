@@ -10,10 +10,21 @@ Steps:
   validate   quarantine malformed records (bad UTF-8/JSON, missing fields, empty or oversized text,
              lone surrogates, duplicate ids, a ``source`` label not matching its input)
   source_cap keep the first ``max_docs_per_source`` valid documents of each source
-  normalize  Unicode NFC/NFKC, control characters (except \\n, \\t) removed, newlines unified,
+  normalize  bidirectional override/embedding/isolate controls stripped (counted; see below),
+             Unicode NFC/NFKC, control characters (except \\n, \\t) removed, newlines unified,
              trailing spaces stripped
   dedup      exact duplicates by sha1 of the normalised text; the first occurrence wins
-  filter     length and Gopher/C4-style quality heuristics (prose filters skip ``exempt_langs``)
+  filter     length and Gopher/C4-style quality heuristics, then Gopher's repetition rules
+             (``repetition.py``, thresholds in ``data.curation.repetition``); the prose filters
+             and the repetition rules skip ``exempt_langs``, the repetition rules also
+             ``repetition.exempt_sources``
+
+Bidi policy: U+202A-U+202E (embeddings, overrides) and U+2066-U+2069 (isolates) only change how
+text is *displayed*, never its logical order; in a document they can make a reader see other
+words than the ones a model trains on ("Trojan Source", Boucher & Anderson 2021, CVE-2021-42574).
+They are stripped rather than the document quarantined, because real right-to-left text carries
+them too (a Persian page of the Debian handbook has a stray U+202C): every stripped document and
+character is counted in ``accounting.json`` (``edits``) and shown in the data card.
 
 Outputs: ``docs.jsonl`` (kept records, normalised text), ``dropped.jsonl`` (id, source, reason,
 step [, duplicate_of]), ``quarantine.jsonl`` (input, line, id, reason, detail, excerpt) and
@@ -31,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.data.accounting import Ledger, profile, write_outputs
+from openrecipe.data.repetition import RepetitionRules, repetition_reason
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
 
@@ -48,12 +60,16 @@ CONFIG_KEYS = (
     "max_symbol_ratio",
     "min_alpha_ratio",
     "exempt_langs",
+    "repetition",
 )
+BIDI_STRIPPED = "bidi_controls_stripped"  # the normalize step's counted edit
 INPUT_PREFIX = "raw_"
 _CONTROL = re.compile(
     r"[\x00-\x08\x0b-\x1f\x7f-\x9f]"
 )  # Unicode Cc, minus \t and \n (\r handled first)
 _TRAILING = re.compile(r"[ \t\f\v\u00a0]+$", re.MULTILINE)
+# LRE RLE PDF LRO RLO, LRI RLI FSI PDI: the explicit bidi formatting characters (UAX #9)
+BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _excerpt(raw: bytes) -> str:
@@ -101,6 +117,12 @@ def normalize_text(text: str, form: str) -> str:
     return _TRAILING.sub("", text).strip("\n")
 
 
+def strip_bidi(text: str) -> tuple[str, int]:
+    """``text`` without bidi embedding/override/isolate controls, and how many were removed."""
+    stripped, count = BIDI_CONTROLS.subn("", text)
+    return stripped, count
+
+
 def quality_reason(text: str, lang: str, cfg: dict[str, Any]) -> str | None:
     """The first heuristic a document fails, or None.
 
@@ -122,6 +144,17 @@ def quality_reason(text: str, lang: str, cfg: dict[str, Any]) -> str | None:
     if sum(1 for ch in text if ch.isalpha()) / len(text) < cfg["min_alpha_ratio"]:
         return "low_alpha"
     return None
+
+
+def filter_reason(doc: dict[str, Any], cfg: dict[str, Any], rules: RepetitionRules) -> str | None:
+    """Why the filter step drops ``doc``: the first failed quality heuristic, else the first
+    failed repetition rule (unless its language or source is exempt), else None."""
+    reason = quality_reason(doc["text"], doc["lang"], cfg)
+    if reason or doc["lang"] in cfg["exempt_langs"]:
+        return reason
+    if doc["source"] in cfg["repetition"]["exempt_sources"]:
+        return None
+    return repetition_reason(doc["text"], rules)
 
 
 def _labels(raw: bytes) -> dict[str, str]:
@@ -158,7 +191,7 @@ def curate(
     """(kept documents, ledger, profile of the input: valid records by source/lang/licence, and
     quarantined ones with the characters of their raw line, under their own lang and licence
     when the line is a JSON object that has them (an oversized document), else "?")."""
-    ledger = Ledger(STEPS)
+    ledger = Ledger(STEPS, edits={"normalize": (BIDI_STRIPPED,)})
     valid: list[dict] = []
     malformed: list[dict] = []
     ids: set[str] = set()
@@ -199,7 +232,10 @@ def curate(
 
     normalized = []
     for doc in capped:
-        text = normalize_text(doc["text"], cfg["normalization"])
+        text, n_bidi = strip_bidi(doc["text"])
+        if n_bidi:
+            ledger.edit("normalize", doc["source"], BIDI_STRIPPED, n_bidi)
+        text = normalize_text(text, cfg["normalization"])
         if not text.strip():
             ledger.drop("normalize", doc, "empty_after_normalization")
             continue
@@ -216,9 +252,9 @@ def curate(
         ledger.keep("dedup", doc["source"])
         unique.append(doc)
 
-    kept = []
+    kept, rules = [], RepetitionRules.from_config(cfg["repetition"])
     for doc in unique:
-        reason = quality_reason(doc["text"], doc["lang"], cfg)
+        reason = filter_reason(doc, cfg, rules)
         if reason:
             ledger.drop("filter", doc, reason)
             continue

@@ -167,6 +167,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     save_checkpoint(policy, ctx.input("sft"), ctx.out)
     resume.clear()
     return {
+        **resume.run_info(),
         "steps": rl["steps"],
         "rollouts": rl["steps"] * n_prompts * n_gen,
         "first_accuracy": history[0]["accuracy"],

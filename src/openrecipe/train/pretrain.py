@@ -45,6 +45,7 @@ from openrecipe.model.build import build_model, config_for_tokenizer, count_para
 from openrecipe.model.precision import NVFP4Config, apply_precision
 from openrecipe.stage import StageContext
 from openrecipe.train import checkpoint
+from openrecipe.train.resume import resume_record
 from openrecipe.train.schedule import wsd_lr
 
 IGNORE_INDEX = -100  # cross_entropy's default ignore_index: padding positions carry no loss
@@ -225,6 +226,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if resume_dir.parent.is_dir() and not any(resume_dir.parent.iterdir()):
         resume_dir.parent.rmdir()
     summary: dict[str, Any] = {
+        "run_info": {"resumed": loop["resumed"]},  # run_info.json, not hashed: see train/resume
         "precision": precision,
         "precision_linears": len(swapped),
         "device": device.type,
@@ -256,11 +258,11 @@ def _train(
     optimizer = _optimizer(model, opt)
     state: dict[str, Any] = {"step": 0, "metrics": [], "first_loss": None}
 
-    found = checkpoint.latest(resume_dir)
+    found, resumed = checkpoint.latest(resume_dir), None
     if found is not None:
         state = checkpoint.load(found, model=model, optimizer=optimizer)
         loader.restore(state.pop("loader"))
-        print(f"pretrain: resuming from {found} (step {state['step']})", file=sys.stderr)
+        resumed = resume_record("pretrain", found, state["step"])
 
     model.train()
     device = next(model.parameters()).device
@@ -328,4 +330,4 @@ def _train(
             checkpoint.prune(resume_dir, keep=target)
     bar.close()
     state["loader"] = loader.state()
-    return {"optimizer": optimizer, "state": state}
+    return {"optimizer": optimizer, "state": state, "resumed": resumed}

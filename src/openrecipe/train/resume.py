@@ -3,13 +3,23 @@
 The convention is pretrain's: ``<out parent>/.<out name>.resume/<key>/step-NNNNNNNN``, where the
 key hashes the stage's config view and its inputs' manifests, so a checkpoint is only ever resumed
 by a run that would have produced it. The checkpoints themselves are ``checkpoint.py``'s
-(safetensors + JSON, no pickle): weights, optimizer tensors, torch/NumPy/Python RNG, loop state.
+(safetensors + JSON, no pickle): weights, optimizer tensors, torch/NumPy/Python RNG, loop state,
+and the sha256 of each file, checked before a resume uses any of it.
+
+Where a resume is recorded: :func:`resume_record` (the step and the checkpoint's sha256, or None
+for a run that started fresh) goes to the stage's ``run_info.json``, beside ``manifest.json``,
+not into the hashed manifest. A resumed run ends with the same bytes as an unbroken one (the
+resume tests check this), and its manifest must hash the same too, or every downstream manifest
+and release lock would tell a resumed run from an unbroken one although they trained the same
+model; whether and where a run was interrupted is a fact about that execution, like its wall
+time and host, which is what ``run_info.json`` holds.
 """
 
 from __future__ import annotations
 
 import shutil
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +40,7 @@ class Resumable:
         self.dir = resume_root(ctx.out) / key
         self.every = every
         self.stage = ctx.stage
+        self.resumed: dict[str, Any] | None = None
 
     def load(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer
@@ -40,8 +51,12 @@ class Resumable:
         if found is None:
             return None
         state = checkpoint.load(found, model=model, optimizer=optimizer)
-        print(f"{self.stage}: resuming from {found} (step {state['step']})", file=sys.stderr)
+        self.resumed = resume_record(self.stage, found, state["step"])
         return state
+
+    def run_info(self) -> dict[str, Any]:
+        """What the stage body returns for ``run_info.json`` (see the module docstring)."""
+        return {"run_info": {"resumed": self.resumed}}
 
     def maybe_save(
         self,
@@ -63,3 +78,11 @@ class Resumable:
         shutil.rmtree(self.dir, ignore_errors=True)
         if self.dir.parent.is_dir() and not any(self.dir.parent.iterdir()):
             self.dir.parent.rmdir()
+
+
+def resume_record(stage: str, found: Path, step: int) -> dict[str, Any]:
+    """Say on stderr that ``stage`` resumes from the verified checkpoint ``found``, and return
+    the record for ``run_info.json``: the step, the checkpoint's name and its sha256."""
+    digest = checkpoint.recorded_sha256(found)
+    print(f"{stage}: resuming from {found} (step {step}, sha256 {digest})", file=sys.stderr)
+    return {"step": step, "checkpoint": found.name, "checkpoint_sha256": digest}

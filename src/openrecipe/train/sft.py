@@ -185,6 +185,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     save_checkpoint(model, ctx.input("pretrain"), ctx.out)
     resume.clear()
     return {
+        **resume.run_info(),
         "steps": steps,
         "first_loss": rows[0]["loss"],
         "last_loss": rows[-1]["loss"],
