@@ -374,6 +374,15 @@ def rerun(
         with scratch_project(project, {rel: text}, links) as root:
             plan = plan_dry_run(root, configfiles)
     views = view_changes(project, base, new)
+    shared_parts: dict[str, list[str]] = {}
+    for item in shared:  # "pack", "evaluate/base", "langid_shards/000"
+        stage, _, part = item.rel.partition("/")
+        shared_parts.setdefault(stage.removesuffix("_shards"), []).append(part)
+    for row in views:
+        parts = shared_parts.get(row["stage"])
+        if parts is not None:
+            named = ", ".join(p for p in parts if p)
+            row["on_disk"] = f"shared from runs/{base.name}" + (f" ({named})" if named else "")
     result: dict[str, Any] = {
         "override": rel,
         "variant": name,
