@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from openrecipe.errors import RecipeError
+from openrecipe.lineage.change import file_text
 from openrecipe.lineage.plan import planned_jobs
-from openrecipe.lineage.rerun import file_text, rerun
+from openrecipe.lineage.rerun import rerun
 from openrecipe.recipe import load_recipe
 
 REPO = Path(__file__).resolve().parents[2]
