@@ -32,8 +32,9 @@ EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 # a sidecar), a fixed path per recipe: adding an override file changes the views, and so reruns
 # exactly the stages whose view it changes, never the others. Rewritten only when it changes;
 # each stage checks its view hash against --expect-config-hash, so a stale copy cannot run.
+# Written by the onstart handler below, never while the Snakefile is parsed: Snakemake skips
+# onstart in a dry run, so `snakemake -n` (and `openrecipe rerun --dry-run`) writes nothing.
 RESOLVED = f"{RUN}/recipe.resolved.yaml"
-write_resolved(RECIPE, PROJECT / RESOLVED, PROJECT)
 # The interpreter is a param, so a rerun trigger: spell it one way (the environment's
 # bin/python), not as sys.executable, which is .venv/bin/python or .venv/bin/python3.11
 # depending on how snakemake was started (that difference alone reran every stage).
@@ -43,8 +44,15 @@ PY = shlex.quote(str(Path(sys.prefix) / "bin" / "python"))
 # source, so its params must not name this recipe's RESOLVED path (switching recipes would
 # refetch every source). It reads the resolved recipe from a per-source path instead; the
 # stage's view-hash check still refuses a copy whose entry for the source differs.
-for _source in SOURCES:
-    write_resolved(RECIPE, PROJECT / f"runs/.acquire/{_source}.resolved.yaml", PROJECT)
+def write_resolved_recipes():
+    """The run's resolved recipe and each source's copy for acquire (see above)."""
+    write_resolved(RECIPE, PROJECT / RESOLVED, PROJECT)
+    for source in SOURCES:
+        write_resolved(RECIPE, PROJECT / f"runs/.acquire/{source}.resolved.yaml", PROJECT)
+
+
+onstart:
+    write_resolved_recipes()
 
 
 # Code is an input: each rule's `code` param is its stage's code identity (openrecipe.codeid),

@@ -11,10 +11,10 @@ length over the GRPO steps.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
+from openrecipe.evaluate.paired import paired_mean
 from openrecipe.evaluate.run import HELDOUT_TASK
 from openrecipe.manifest import read_manifest
 
@@ -79,20 +79,14 @@ def paired_difference(earlier: Path, later: Path) -> dict[str, Any] | None:
     if not (earlier / _SAMPLES).is_file() or not (later / _SAMPLES).is_file():
         return None
     before, after = _correct_by_id(earlier), _correct_by_id(later)
-    ids = sorted(before.keys() & after.keys())
-    if len(ids) < 2:
+    result = paired_mean(before, after)
+    if result is None:
         return None
-    diffs = [int(after[i]) - int(before[i]) for i in ids]
-    mean = sum(diffs) / len(diffs)
-    variance = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1)
-    stderr = math.sqrt(variance / len(diffs))
+    diffs = [int(after[i]) - int(before[i]) for i in before.keys() & after.keys()]
     return {
-        "difference": mean,
-        "paired_stderr": stderr,
-        "z": mean / stderr if stderr > 0 else None,
+        **result,
         "only_later_right": sum(d == 1 for d in diffs),
         "only_earlier_right": sum(d == -1 for d in diffs),
-        "n": len(ids),
     }
 
 

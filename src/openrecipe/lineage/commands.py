@@ -83,10 +83,24 @@ def _verify_certificate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _run_dir(ref: str) -> Path:
+    """A run directory given as a path or as a run name (``runs/<name>``)."""
+    from openrecipe.errors import LineageError
+    from openrecipe.paths import find_project_root
+
+    path = Path(ref)
+    if path.is_dir():
+        return path
+    named = find_project_root() / "runs" / ref
+    if "/" not in ref and ref not in ("", ".", "..") and named.is_dir():
+        return named
+    raise LineageError(f"diff: {ref}: no such run directory (give runs/<name> or a path)")
+
+
 def _diff(args: argparse.Namespace) -> int:
     from openrecipe.lineage.diff import diff_runs, format_diff
 
-    result = diff_runs(Path(args.run_a), Path(args.run_b))
+    result = diff_runs(_run_dir(args.run_a), _run_dir(args.run_b))
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_diff(result))
     return 0
 
@@ -103,6 +117,7 @@ def _rerun(args: argparse.Namespace) -> int:
         args.set,
         dry_run=args.dry_run,
         argv=sys.argv[2:],
+        name=args.name,
     )
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_rerun(result))
     return 0
@@ -188,17 +203,24 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("certificate")
     _add_trust_options(p)
     p.set_defaults(func=_verify_certificate)
-    p = sub.add_parser("diff", help="which stages of two runs differ, why, and the score effect")
-    p.add_argument("run_a")
-    p.add_argument("run_b")
+    p = sub.add_parser(
+        "diff", help="which stages of two runs differ, why, and each score's paired difference"
+    )
+    p.add_argument("run_a", help="runs/<name> (or a run name)")
+    p.add_argument("run_b", help="runs/<name> (or a run name), any recipe")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_diff)
     p = sub.add_parser("rerun", help="write an override, show what reruns and why, run it")
     p.add_argument("recipe", help="recipe name (recipes/<name>.yaml) or path")
+    p.add_argument(
+        "--name",
+        help="make a variant recipe recipes/NAME.yaml (runs/NAME, results/NAME) beside the "
+        "original, sharing its unchanged stages, instead of rerunning in place",
+    )
     p.add_argument("--exclude", action="append", default=[], metavar="FIELD=VALUE[,...]")
     p.add_argument("--weight", action="append", default=[], metavar="src:NAME=F|lang:CODE=F")
     p.add_argument("--set", action="append", default=[], metavar="dotted.key=VALUE")
-    p.add_argument("--dry-run", action="store_true", help="only show the plan")
+    p.add_argument("--dry-run", action="store_true", help="only show the plan; writes nothing")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_rerun)
     p = sub.add_parser(

@@ -4,7 +4,8 @@ A stage differs when its manifest hash differs. The reasons come from the manife
 the order that explains a rerun: its config view (the dotted keys whose value changed), its
 inputs (upstream stages whose manifest changed: the change came from upstream), its code
 identity (commit, uncommitted diff, key package versions). The effect is the difference of
-every score in the two runs' ``results/<recipe>/metrics.json``.
+every score the two runs' evaluate stages wrote, each with its paired standard error over the
+items both scored (``openrecipe.lineage.scores``); the runs may be of different recipes.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import LineageError
+from openrecipe.lineage.scores import format_scores, score_differences, training_differences
 from openrecipe.lineage.verify import stage_dirs
 from openrecipe.lineage.walk import closure
 from openrecipe.paths import find_project_root
@@ -97,17 +99,13 @@ def diff_runs(a: Path, b: Path) -> dict[str, Any]:
                 "summary": changed_keys(ma.get("summary", {}), mb.get("summary", {})),
             }
         )
-    score_a, score_b = scores(a), scores(b)
-    effect = [
-        {
-            "metric": key,
-            "a": score_a.get(key),
-            "b": score_b.get(key),
-            "delta": (score_b[key] - score_a[key]) if key in score_a and key in score_b else None,
-        }
-        for key in sorted(set(score_a) | set(score_b))
-    ]
-    return {"a": str(a), "b": str(b), "stages": stages, "scores": effect}
+    return {
+        "a": str(a),
+        "b": str(b),
+        "stages": stages,
+        "scores": score_differences(a, b),
+        "training": training_differences(a, b),
+    }
 
 
 def format_diff(result: dict[str, Any]) -> str:
@@ -131,8 +129,5 @@ def format_diff(result: dict[str, Any]) -> str:
         )
         for change in item["config"]:
             lines.append(f"      {change['key']}: {change['a']!r} -> {change['b']!r}")
-    lines.append("scores:")
-    for row in result["scores"]:
-        delta = f"{row['delta']:+.6g}" if row["delta"] is not None else "n/a"
-        lines.append(f"  {row['metric']}: {row['a']} -> {row['b']} ({delta})")
+    lines += format_scores(result["scores"], result["training"])
     return "\n".join(lines)

@@ -1,127 +1,60 @@
-"""``openrecipe rerun <recipe> [--exclude ...] [--weight ...] [--set key=value]``.
+"""``openrecipe rerun <recipe> [--name VARIANT] [--exclude ...] [--weight ...] [--set key=value]``.
 
-The change is written as an override file, ``recipes/overrides/<recipe>-<what>-<hash>.yaml``:
-the file is the record of the change (commit it with the results), and the run is the plain
-workflow with it, ``snakemake --configfile recipes/<recipe>.yaml <override>``, so nothing here
-decides what reruns except the workflow itself. Before running, the plan says which stages
-will rerun and why, from two sides that must agree: our view hashes (``STAGE_VIEWS``: which
-stages' config changed, and what each stage dir on disk last ran with) and Snakemake's dry run
-(job counts per rule).
+The change is written as a file, and the run is the plain workflow with it, so nothing here
+decides what reruns except the workflow itself:
 
-Options:
-- ``--exclude source=X[,lang=Y,...]``: one more ``data.exclude`` rule (fields as in the schema);
-- ``--weight src:NAME=F`` / ``--weight lang:CODE=F``: multiply that source's (or that
-  language's: its sources' and its own ``lang:CODE`` weight key's) weight in every phase by F,
-  then renormalise each phase to sum to 1 (the recipe requires it), so ``lang:es=2`` doubles
-  Spanish relative to the rest;
-- ``--set dotted.key=VALUE``: any field (VALUE parsed as YAML: numbers, lists, booleans).
+- in place (no ``--name``): an override file, ``recipes/overrides/<recipe>-<what>-<hash>.yaml``,
+  run as ``snakemake --configfile recipes/<recipe>.yaml <override>``; ``runs/<recipe>`` and
+  ``results/<recipe>`` are updated;
+- as a named variant (``--name tiny-no-austen``): a recipe ``recipes/<variant>.yaml`` that
+  ``extends:`` the original, sets its ``name`` and the change, run as
+  ``snakemake --configfile recipes/<variant>.yaml``. Its outputs go to ``runs/<variant>`` and
+  ``results/<variant>``, beside the original's; every stage the variant would compute exactly
+  as the original did is linked from the original instead (``openrecipe.lineage.share``).
+
+Before anything is written the whole resolved recipe is loaded and validated (in a scratch copy
+of the project, ``openrecipe.lineage.plan``) and Snakemake plans it there: a refused change or a
+``--dry-run`` leaves the project untouched (no override, no resolved recipe, no link). The plan
+says which stages will rerun and why, from two sides that must agree: our view hashes
+(``STAGE_VIEWS``: which stages' config changed, and what each stage dir on disk last ran with)
+and Snakemake's dry run (job counts per rule).
+
+What the options mean and how they are checked: ``openrecipe.lineage.change``.
 """
 
 from __future__ import annotations
 
-import copy
-import re
-import subprocess
-import sys
+import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from openrecipe.errors import OpenRecipeError, RecipeError
-from openrecipe.hashing import hash_obj
+from openrecipe.lineage.change import (
+    VARIANT_NAME,
+    build_override,
+    check_arguments,
+    check_excludes,
+    check_variant_name,
+    file_text,
+    override_name,
+    parse_exclude,
+    reweight,
+)
 from openrecipe.lineage.diff import changed_keys
+from openrecipe.lineage.plan import Plan, job_counts, run_snakemake, scratch_project
+from openrecipe.lineage.plan import dry_run as plan_dry_run
+from openrecipe.lineage.share import Shared, choose_shared, link_shared, record_metadata
 from openrecipe.manifest import MANIFEST_NAME, read_manifest
-from openrecipe.recipe import LANG_PREFIX, STAGE_VIEWS, Recipe, load_recipe
+from openrecipe.recipe import STAGE_VIEWS, Recipe, load_recipe
 
-EXCLUDE_FIELDS = ("source", "license", "lang", "path_glob", "ids")
-
-
-def _set_dotted(tree: dict[str, Any], dotted: str, value: Any) -> None:
-    node = tree
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise RecipeError(f"--set {dotted}: {part} is not a mapping")
-    node[parts[-1]] = value
+__all__ = ["build_override", "format_rerun", "job_counts", "rerun", "reweight", "view_changes"]
 
 
-def parse_exclude(text: str) -> dict[str, Any]:
-    rule: dict[str, Any] = {}
-    for part in text.split(","):
-        key, sep, value = part.partition("=")
-        if not sep or key not in EXCLUDE_FIELDS or not value:
-            raise RecipeError(
-                f"--exclude {text!r}: expected FIELD=VALUE with FIELD in {EXCLUDE_FIELDS}"
-            )
-        rule[key] = value.split("|") if key == "ids" else value
-    return rule
-
-
-def reweight(base: Recipe, weights: list[str]) -> list[dict[str, Any]]:
-    """``data.phases`` with the multipliers applied and each phase renormalised."""
-    sources = {s["name"]: s for s in base.data["data"]["sources"]}
-    phases = copy.deepcopy(base.data["data"]["phases"])
-    keys = sorted({*sources, *(k for phase in phases for k in phase["weights"])})
-    factors = dict.fromkeys(keys, 1.0)
-    for item in weights:
-        match = re.fullmatch(r"(src|lang):([^=]+)=([0-9.eE+-]+)", item)
-        if not match:
-            raise RecipeError(f"--weight {item!r}: expected src:NAME=F or lang:CODE=F")
-        kind, name, factor = match.group(1), match.group(2), float(match.group(3))
-        if kind == "src":
-            chosen = [name] if name in sources else []
-        else:  # sources declaring the language, and the phases' own key for it
-            chosen = [s for s, spec in sources.items() if spec.get("lang") == name]
-            chosen += [k for k in keys if k == f"{LANG_PREFIX}{name}"]
-        if not chosen:
-            raise RecipeError(f"--weight {item!r}: no source or weight key with {kind} {name!r}")
-        for key in chosen:
-            factors[key] *= factor
-    for phase in phases:
-        scaled = {s: w * factors[s] for s, w in phase["weights"].items()}
-        total = sum(scaled.values())
-        if total <= 0:
-            raise RecipeError(f"--weight: phase {phase['name']} would have no weight left")
-        phase["weights"] = {s: round(w / total, 12) for s, w in sorted(scaled.items())}
-    return phases
-
-
-def build_override(
-    base: Recipe, excludes: list[str], weights: list[str], sets: list[str]
-) -> dict[str, Any]:
-    override: dict[str, Any] = {}
-    if excludes:
-        rules = list(base.data["data"].get("exclude", [])) + [parse_exclude(e) for e in excludes]
-        _set_dotted(override, "data.exclude", rules)
-    if weights:
-        _set_dotted(override, "data.phases", reweight(base, weights))
-    for item in sets:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise RecipeError(f"--set {item!r}: expected dotted.key=VALUE")
-        _set_dotted(override, key, yaml.safe_load(value))
-    if not override:
-        raise RecipeError("rerun: nothing to change (give --exclude, --weight or --set)")
-    return override
-
-
-def override_name(
-    recipe: str, excludes: list[str], weights: list[str], sets: list[str], body: Any
-) -> str:
-    words = [f"exclude-{e}" for e in excludes] + [f"weight-{w}" for w in weights]
-    words += [f"set-{s.partition('=')[0]}" for s in sets]
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", "-".join(words)).strip("-").lower()[:48]
-    return f"{recipe}-{slug}-{hash_obj(body)[:8]}"
-
-
-def write_override(project: Path, name: str, body: dict[str, Any], argv: list[str]) -> Path:
-    path = project / "recipes" / "overrides" / f"{name}.yaml"
+def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = "# Written by: openrecipe rerun " + " ".join(argv) + "\n"
-    path.write_text(header + yaml.safe_dump(body, sort_keys=True), encoding="utf-8")
-    return path
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _stage_keys(recipe: Recipe) -> list[tuple[str, str | None]]:
@@ -143,7 +76,7 @@ def _stage_dir(project: Path, recipe: Recipe, stage: str, part: str | None) -> P
 
 
 def view_changes(project: Path, base: Recipe, new: Recipe) -> list[dict[str, Any]]:
-    """Per stage: the view keys the override changes, and whether the stage dir on disk ran
+    """Per stage: the view keys the change touches, and whether the stage dir on disk ran
     with the new view (``on_disk``: "current", "stale" or "missing")."""
     rows = []
     for stage, part in _stage_keys(new):
@@ -163,26 +96,75 @@ def view_changes(project: Path, base: Recipe, new: Recipe) -> list[dict[str, Any
     return rows
 
 
-def job_counts(output: str) -> dict[str, int]:
-    """Snakemake's 'Job stats' table as {rule: count} (without 'all' and 'total')."""
-    counts: dict[str, int] = {}
-    if "Job stats:" not in output:
-        return counts
-    for line in output.split("Job stats:", 1)[1].splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        if match.group(1) not in ("all", "total"):
-            counts[match.group(1)] = int(match.group(2))
-    return counts
+def _recipe_path(recipe_ref: str) -> Path:
+    if recipe_ref.endswith((".yaml", ".yml")):
+        return Path(recipe_ref)
+    if not VARIANT_NAME.match(recipe_ref):
+        raise RecipeError(f"rerun: recipe {recipe_ref!r} is not a recipe name or .yaml path")
+    return Path("recipes") / f"{recipe_ref}.yaml"
 
 
-def snakemake(project: Path, configfiles: list[Path], *, dry_run: bool) -> tuple[int, str]:
-    command = [sys.executable, "-m", "snakemake", "--profile", "workflow/profiles/local"]
-    command += ["-n"] if dry_run else []
-    command += ["--configfile", *(str(p) for p in configfiles)]
-    done = subprocess.run(command, cwd=project, capture_output=True, text=True)
-    return done.returncode, done.stdout + done.stderr
+def _written_file(
+    project: Path,
+    base: Recipe,
+    base_path: Path,
+    body: dict[str, Any],
+    name: str | None,
+    args: dict[str, list[str]],
+) -> tuple[str, dict[str, Any]]:
+    """(project-relative path, YAML body) of the override or variant recipe to write."""
+    if name is None:
+        stem = override_name(base.name, args["excludes"], args["weights"], args["sets"], body)
+        return f"recipes/overrides/{stem}.yaml", body
+    recipes = project / "recipes"
+    extends = os.path.relpath(base_path, recipes) if base_path.parent != recipes else base_path.stem
+    return f"recipes/{name}.yaml", {"extends": extends, "name": name, **body}
+
+
+def _load_in(root: Path, base_rel: str, rel: str, variant: bool) -> Recipe:
+    """Load what the workflow will load, in the scratch copy; errors name project paths."""
+    try:
+        if variant:
+            return load_recipe(root / rel, project=root)
+        return load_recipe(root / base_rel, [root / rel], project=root)
+    except RecipeError as exc:
+        text = str(exc).replace(str(root) + "/", "").replace(str(root.resolve()) + "/", "")
+        raise RecipeError(f"{text}\n(rerun: nothing was written)") from None
+
+
+def _plan(
+    project: Path,
+    base: Recipe,
+    base_rel: str,
+    rel: str,
+    text: str,
+    excludes: list[str],
+    name: str | None,
+) -> tuple[Recipe, Plan, list[Shared]]:
+    """Load and plan the change in a scratch copy: (recipe, Snakemake's plan, shared stages).
+    A variant is planned twice: to find what it can share, then with those stages in place."""
+    configfiles = [rel] if name else [base_rel, rel]
+    with scratch_project(project, {rel: text}) as root:
+        new = _load_in(root, base_rel, rel, name is not None)
+        check_excludes([parse_exclude(e) for e in excludes], new)
+        plan = plan_dry_run(root, configfiles)
+    shared = choose_shared(project, base.name, name, plan.jobs) if name else []
+    if shared:
+        links = {str(name): {item.rel: item.source for item in shared}}
+        with scratch_project(project, {rel: text}, links) as root:
+            plan = plan_dry_run(root, configfiles)
+    return new, plan, shared
+
+
+def _mark_shared(views: list[dict[str, Any]], shared: list[Shared], original: str) -> None:
+    parts: dict[str, list[str]] = {}
+    for item in shared:  # "pack", "evaluate/base", "langid_shards/000"
+        stage, _, part = item.rel.partition("/")
+        parts.setdefault(stage.removesuffix("_shards"), []).append(part)
+    for row in views:
+        if row["stage"] in parts:
+            named = ", ".join(p for p in parts[row["stage"]] if p)
+            row["on_disk"] = f"shared from runs/{original}" + (f" ({named})" if named else "")
 
 
 def rerun(
@@ -194,41 +176,62 @@ def rerun(
     *,
     dry_run: bool,
     argv: list[str],
+    name: str | None = None,
 ) -> dict[str, Any]:
-    recipe_path = (
-        Path(recipe_ref)
-        if recipe_ref.endswith((".yaml", ".yml"))
-        else Path("recipes") / f"{recipe_ref}.yaml"
-    )
-    base = load_recipe(recipe_path, project=project)
+    """Validate and plan the change in a scratch copy; unless ``dry_run``, write it, link the
+    stages a variant shares with its original, and run the workflow."""
+    check_arguments([recipe_ref, *excludes, *weights, *sets, *([name] if name else []), *argv])
+    project = project.resolve()
+    base_path = (project / _recipe_path(recipe_ref)).resolve()
+    base = load_recipe(base_path, project=project)
+    base_rel = base_path.relative_to(project).as_posix()
     body = build_override(base, excludes, weights, sets)
-    name = override_name(base.name, excludes, weights, sets, body)
-    override = write_override(project, name, body, argv)
-    rel_override = override.relative_to(project)
-    new = load_recipe(recipe_path, [rel_override], project=project)
-    configfiles = [recipe_path, rel_override]
-    code, output = snakemake(project, configfiles, dry_run=True)
-    if code != 0:
-        raise OpenRecipeError(f"snakemake dry run failed:\n{output[-4000:]}")
+    args = {"excludes": excludes, "weights": weights, "sets": sets}
+    rel, content = _written_file(project, base, base_path, body, name, args)
+    text = file_text(content, argv)
+    if name is not None:
+        check_variant_name(project, base, name, text, rel)
+    configfiles = [rel] if name else [base_rel, rel]
+    new, plan, shared = _plan(project, base, base_rel, rel, text, excludes, name)
+    views = view_changes(project, base, new)
+    _mark_shared(views, shared, base.name)
     result: dict[str, Any] = {
-        "override": rel_override.as_posix(),
-        "views": view_changes(project, base, new),
-        "planned": job_counts(output),
+        "override": rel,
+        "variant": name,
+        "written": False,
+        "views": views,
+        "shared": [f"runs/{base.name}/{s.rel} -> runs/{name}/{s.rel}" for s in shared],
+        "planned": plan.counts,
         "executed": None,
     }
-    if not dry_run:
-        code, output = snakemake(project, configfiles, dry_run=False)
-        if code != 0:
-            raise OpenRecipeError(f"snakemake failed:\n{output[-4000:]}")
-        result["executed"] = job_counts(output)
+    if dry_run:
+        return result
+    write_atomic(project / rel, text)
+    result["written"] = True
+    files = [project / p for p in configfiles]
+    if load_recipe(files[0], files[1:], project=project).data != new.data:
+        raise OpenRecipeError(f"{rel}: loads differently from the planned recipe; not run")
+    link_shared(project, str(name), shared)
+    record_metadata(project, configfiles, shared)
+    code, output = run_snakemake(project, configfiles)
+    if code != 0:
+        raise OpenRecipeError(f"snakemake failed:\n{output[-4000:]}")
+    result["executed"] = job_counts(output)
     return result
 
 
 def format_rerun(result: dict[str, Any]) -> str:
-    lines = [f"override written: {result['override']}", "stage views (ours):"]
+    verb = "written" if result["written"] else "to write (dry run: not written)"
+    lines = [
+        f"{'variant recipe' if result['variant'] else 'override'} {verb}: {result['override']}"
+    ]
+    lines.append("stage views (ours):")
     for row in result["views"]:
         why = ("changed " + ", ".join(row["view_changed"])) if row["view_changed"] else "unchanged"
         lines.append(f"  {row['stage']:<24} view {why}; on disk: {row['on_disk']}")
+    if result["variant"]:
+        lines.append(f"shared with the original by content: {len(result['shared'])} stage dir(s)")
+        lines += [f"  {line}" for line in result["shared"]]
     planned = result["planned"]
     lines.append(
         f"snakemake plan: {sum(planned.values())} job(s) "
@@ -241,5 +244,5 @@ def format_rerun(result: dict[str, Any]) -> str:
             + ", ".join(f"{rule} x{n}" for rule, n in sorted(executed.items()))
         )
     else:
-        lines.append("dry run: nothing executed")
+        lines.append("dry run: nothing written, nothing executed")
     return "\n".join(lines)
