@@ -549,3 +549,24 @@ def test_verify_leaves_logs_run_files_and_temporaries_alone(project: Path, chain
         f"{runs}/tiny/evaluate/rl/manifest.json: missing; the directory holds 1 file(s) but was "
         "never sealed"
     ]
+
+
+def test_certify_refuses_a_source_the_lineage_never_acquired(project: Path, small) -> None:
+    """source=wikipedia would be trivially ABSENT: a proof of a typo. Refused, sources listed."""
+
+    def acquire(ctx: StageContext) -> dict:
+        (ctx.out / "docs.jsonl").write_text('{"id": "a", "text": "x"}\n')
+        return {}
+
+    def checkpoint(ctx: StageContext) -> dict:
+        (ctx.out / "weights.bin").write_bytes(b"w")
+        return {}
+
+    raw = project / "data" / "raw" / "austen"
+    run_stage("acquire", small, raw, {}, acquire, project=project, part="austen")
+    run = project / "runs" / "tiny" / "pretrain"
+    run_stage("pretrain", small, run, {"raw_austen": raw}, checkpoint, project=project)
+    with pytest.raises(
+        LineageError, match=r"selector source=wikipedia: no such source .*\(sources: austen\)"
+    ):
+        certify("source=wikipedia", run)

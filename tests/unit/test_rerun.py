@@ -170,3 +170,29 @@ def test_variant_recipe_extends_the_original_and_loads_to_the_plan(workflow_proj
     assert views["curate"] == [] and views["pretrain"] == []
     # The same change again (same file) is accepted; nothing runs in a dry run.
     assert _rerun(project, "--exclude=source=austen", name="tiny-no-austen")["executed"] is None
+
+
+def test_dry_run_names_stages_made_by_other_code(workflow_project: Path) -> None:
+    """A finished pretrain made by other code: the dry run says which module and what follows."""
+    import json
+
+    from openrecipe.codeid import stage_code_identity
+    from openrecipe.lineage.rerun import format_rerun
+    from openrecipe.manifest import seal
+
+    run = workflow_project / "runs" / "tiny"
+    stale = stage_code_identity("pretrain")
+    stale = {**stale, "sha256": "0" * 64}
+    stale["modules"] = {**stale["modules"], "openrecipe.train.pretrain": "f" * 64}
+    for stage, code, inputs in (
+        ("pretrain", stale, []),
+        ("sft", stage_code_identity("sft"), [{"stage": "pretrain", "path": "runs/tiny/pretrain"}]),
+    ):
+        (run / stage).mkdir(parents=True)
+        body = {"stage": stage, "part": None, "code": code, "inputs": inputs, "outputs": {}}
+        manifest = seal({**body, "config_view": {}, "config_hash": "0" * 64})
+        (run / stage / "manifest.json").write_text(json.dumps(manifest))
+    result = _rerun(workflow_project, "--exclude=source=austen")
+    text = format_rerun(result)
+    assert "runs/tiny/pretrain (pretrain): module openrecipe.train.pretrain changed" in text
+    assert "downstream: runs/tiny/sft" in text

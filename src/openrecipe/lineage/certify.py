@@ -152,6 +152,7 @@ class Chain:
         self.project = find_project_root(checkpoint)
         self.stages: dict[str, Path] = {}
         self.relied: dict[str, str] = {}  # project-relative path -> sha256
+        self.sources: set[str] = set()  # raw sources the lineage acquired
         try:
             head = read_manifest(checkpoint.resolve())
         except StageInputError as exc:
@@ -174,7 +175,9 @@ class Chain:
             stage_dir / "manifest.json"
         )
         for item in stage_inputs(manifest):
-            if item["stage"] != "acquire":
+            if item["stage"] == "acquire":
+                self.sources.add(str(item["name"]).removeprefix("raw_"))
+            else:
                 upstream = open_upstream(self.project, item, stage_dir / MANIFEST_NAME)
                 self._walk(upstream.dir, upstream.manifest)
 
@@ -351,6 +354,19 @@ def rl_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
 # The certificate
 
 
+def _refuse_unknown_sources(selector: Selector, chain: Chain, checkpoint: Path) -> None:
+    """A source the lineage never acquired is trivially absent: certifying it would hand an
+    auditor a proof of a typo (``source=austin``). Refuse it, naming the sources there are."""
+    if not chain.sources:
+        return  # nothing acquired in this lineage to compare with (an imported checkpoint)
+    for name, value in selector.fields:
+        if name == "source" and value not in chain.sources:
+            raise LineageError(
+                f"selector source={value}: no such source in the lineage of {checkpoint} "
+                f"(sources: {', '.join(sorted(chain.sources))})"
+            )
+
+
 def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
     """The certificate body for ``checkpoint`` (a pretrain, sft or rl stage directory)."""
     checkpoint = checkpoint.resolve()
@@ -359,6 +375,7 @@ def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
     head = chain.manifest(read_manifest(checkpoint)["stage"])
     if head["stage"] not in ("pretrain", "sft", "rl"):
         raise LineageError(f"{checkpoint}: a {head['stage']} stage, not a checkpoint")
+    _refuse_unknown_sources(selector, chain, checkpoint)
     phases: dict[str, Any] = {}
     counters = {"pretrain": pretrain_tokens, "sft": sft_tokens, "rl": rl_tokens}
     for stage in TRAINING_ORDER:

@@ -3,7 +3,7 @@
 A stage differs when its manifest hash differs. The reasons come from the manifests alone, in
 the order that explains a rerun: its config view (the dotted keys whose value changed), its
 inputs (upstream stages whose manifest changed: the change came from upstream), its code
-identity (commit, uncommitted diff, key package versions). The effect is the difference of
+identity (which modules, package data or package versions changed). The effect is the difference of
 every score the two runs' evaluate stages wrote, each with its paired standard error over the
 items both scored (``openrecipe.lineage.scores``); the runs may be of different recipes.
 """
@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openrecipe.codeid import changed_parts
 from openrecipe.errors import LineageError
 from openrecipe.lineage.scores import format_scores, score_differences, training_differences
 from openrecipe.lineage.verify import stage_dirs
@@ -89,7 +90,10 @@ def diff_runs(a: Path, b: Path) -> dict[str, Any]:
                 "inputs": sorted(
                     n for n in set(inputs_a) | set(inputs_b) if inputs_a.get(n) != inputs_b.get(n)
                 ),
-                "code": changed_keys(ma.get("code", {}), mb.get("code", {})),
+                "code": [
+                    {"key": change}
+                    for change in changed_parts(ma.get("code") or {}, mb.get("code") or {})
+                ],
                 "outputs_changed": sorted(
                     rel
                     for rel in set(outputs_a) | set(outputs_b)

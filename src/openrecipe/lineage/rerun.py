@@ -40,6 +40,7 @@ from openrecipe.lineage.change import (
     parse_exclude,
     reweight,
 )
+from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.lineage.diff import changed_keys
 from openrecipe.lineage.plan import Plan, job_counts, run_snakemake, scratch_project
 from openrecipe.lineage.plan import dry_run as plan_dry_run
@@ -202,6 +203,11 @@ def rerun(
         "views": views,
         "shared": [f"runs/{base.name}/{s.rel} -> runs/{name}/{s.rel}" for s in shared],
         "planned": plan.counts,
+        # Stages Snakemake reruns because the code changed (its plan only says "params
+        # changed"): which module, file or package, and what is downstream.
+        "code_changes": explain_code_drift(
+            project, [project / "runs" / base.name, project / "results" / base.name]
+        ),
         "executed": None,
     }
     if dry_run:
@@ -232,6 +238,7 @@ def format_rerun(result: dict[str, Any]) -> str:
     if result["variant"]:
         lines.append(f"shared with the original by content: {len(result['shared'])} stage dir(s)")
         lines += [f"  {line}" for line in result["shared"]]
+    lines += result.get("code_changes", [])
     planned = result["planned"]
     lines.append(
         f"snakemake plan: {sum(planned.values())} job(s) "
