@@ -97,6 +97,11 @@ def uncommitted_code(root: Path | None = None) -> str | None:
 
 
 def distribution_version(name: str) -> str | None:
+    return _installed_version(name)
+
+
+@cache
+def _installed_version(name: str) -> str | None:
     try:
         return importlib.metadata.version(name.replace("_", "-"))
     except importlib.metadata.PackageNotFoundError:
@@ -229,6 +234,7 @@ def import_closure(roots: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> l
     return sorted(seen)
 
 
+@cache
 def _string_constants(name: str, package_dir: Path) -> frozenset[str]:
     path = module_path(name, package_dir)
     if path is None:
@@ -289,8 +295,20 @@ def stage_module(stage: str) -> str:
     return STAGE_MODULES[stage]
 
 
+def clear_caches() -> None:
+    """Forget what was read (tests that edit a package copy or fake a version call this)."""
+    for cached in (_module_facts, _string_constants, _installed_version, _stage_identity):
+        cached.cache_clear()
+
+
 def stage_code_identity(stage: str, package_dir: Path = PACKAGE_DIR) -> dict[str, object]:
-    """The code that decides a stage's outputs, and its digest (``sha256``)."""
+    """The code that decides a stage's outputs, and its digest (``sha256``). Computed once per
+    process (the Snakefile asks once per rule: the no-op plan must stay fast)."""
+    return dict(_stage_identity(stage, package_dir))
+
+
+@cache
+def _stage_identity(stage: str, package_dir: Path) -> dict[str, object]:
     modules = import_closure((stage_module(stage), *CONTRACT_MODULES), package_dir)
     module_hashes = {name: _module_facts(name, package_dir)[0] for name in modules}
     data = {

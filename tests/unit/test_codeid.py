@@ -86,7 +86,7 @@ def package_copy(tmp_path: Path) -> Path:
 
 
 def _identities(package_dir: Path) -> dict[str, str]:
-    codeid._module_facts.cache_clear()
+    codeid.clear_caches()
     return {s: stage_code_identity(s, package_dir)["sha256"] for s in STAGE_MODULES}
 
 
@@ -114,12 +114,14 @@ def test_edits_reach_exactly_the_stages_that_import_them(package_copy: Path) -> 
 def test_package_version_change_reaches_only_stages_that_import_it(monkeypatch) -> None:
     before = {s: stage_code_identity(s) for s in STAGE_MODULES}
     real = codeid.distribution_version
+    codeid.clear_caches()
     monkeypatch.setattr(
         codeid,
         "distribution_version",
         lambda name: "99.0" if name == "tokenizers" else real(name),
     )
     after = {s: stage_code_identity(s) for s in STAGE_MODULES}
+    codeid.clear_caches()  # forget the faked version for the tests that follow
     changed = {s for s in STAGE_MODULES if after[s]["sha256"] != before[s]["sha256"]}
     assert changed == {s for s in STAGE_MODULES if "tokenizers" in before[s]["packages"]}
     assert "tokenizer" in changed and "curate" not in changed
