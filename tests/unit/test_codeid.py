@@ -181,3 +181,43 @@ def test_uncommitted_code_is_named(tmp_path: Path) -> None:
     git("checkout", "src/a.py")
     (tmp_path / "src" / "b.py").write_text("y = 1\n")
     assert codeid.uncommitted_code(tmp_path) == "uncommitted changes in src/b.py"
+
+
+def test_verify_notes_a_stage_made_by_other_code_without_failing(
+    project: Path, monkeypatch, capsys
+) -> None:
+    """The bytes verify; the code that made them is not the checkout's: a note, exit 0."""
+    import json
+
+    from openrecipe.cli import main
+    from openrecipe.manifest import seal
+    from openrecipe.recipe import load_recipe
+    from openrecipe.stage import run_stage
+
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+
+    def body(ctx) -> dict:
+        (ctx.out / "a.txt").write_text("a")
+        return {}
+
+    out = project / "runs" / "tiny" / "reasoning"
+    run_stage("reasoning", recipe, out, {}, body, project=project)
+    monkeypatch.chdir(project)
+    assert main(["verify", "runs/tiny"]) == 0
+    assert "0 made by other code" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    code = manifest["code"]
+    manifest["code"] = {
+        **code,
+        "sha256": "0" * 64,
+        "modules": {**code["modules"], "openrecipe.data.reasoning": "f" * 64},
+        "packages": {**code["packages"], "numpy": "0.1"},
+    }
+    (out / "manifest.json").write_text(json.dumps(seal(manifest)))
+    assert main(["verify", "runs/tiny"]) == 0
+    printed = capsys.readouterr().out
+    assert (
+        "note: runs/tiny/reasoning: made by other code (reasoning: module "
+        "openrecipe.data.reasoning changed; package numpy 0.1 -> "
+    ) in printed
+    assert "1 made by other code" in printed
