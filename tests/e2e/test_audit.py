@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +16,15 @@ from openrecipe.data.indexed import IndexedDataset
 from openrecipe.lineage.attestation import read_statement_unverified
 from openrecipe.recipe import load_recipe
 
+from .workflow import openrecipe_cli
+
 pytestmark = pytest.mark.e2e
 
 RUN = "runs/tiny"
 
 
 def cli(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "openrecipe", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    return openrecipe_cli(project, *args, timeout=900)
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from .workflow import job_counts, snakemake
+from .workflow import job_counts, openrecipe_cli, snakemake
 
 pytestmark = pytest.mark.e2e
 
@@ -24,13 +23,7 @@ VARIANT = "tiny-rl2"
 
 
 def cli(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "openrecipe", *args],
-        cwd=project,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    return openrecipe_cli(project, *args, timeout=1200)
 
 
 def _state(root: Path) -> dict[str, tuple[bytes, int]]:

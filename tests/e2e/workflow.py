@@ -91,3 +91,14 @@ def job_counts(output: str) -> dict[str, int]:
         if rule not in ("all", "total"):
             counts[rule] = count
     return counts
+
+
+def openrecipe_cli(project: Path, *args: str, timeout: int = 1200) -> subprocess.CompletedProcess:
+    """``python -m openrecipe ARGS`` in ``project``; the caller checks the return code."""
+    return subprocess.run(
+        [sys.executable, "-m", "openrecipe", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
