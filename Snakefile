@@ -25,9 +25,9 @@ wildcard_constraints:
     checkpoint="|".join(CHECKPOINT_STAGES),
 
 
+include: "workflow/rules/stages.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
-include: "workflow/rules/align.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

@@ -31,9 +31,10 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 from openrecipe.evaluate import eval_data, run  # noqa: E402
 from openrecipe.paths import find_project_root  # noqa: E402
 from openrecipe.recipe import load_recipe  # noqa: E402
+from openrecipe.registry import checkpoint_stages  # noqa: E402
 from openrecipe.stage import run_stage  # noqa: E402
 
-STAGE_OF = {"base": "pretrain", "sft": "sft", "rl": "rl"}
+STAGE_OF = checkpoint_stages()  # checkpoint name -> the stage that trains it
 
 
 def requests(out: Path) -> dict[str, int]:

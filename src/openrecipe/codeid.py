@@ -52,6 +52,11 @@ CODE_PATHS = ("src", "workflow", "Snakefile", "pyproject.toml", "requirements.tx
 # must not rerun the world.
 CONTRACT_MODULES = ("openrecipe.stage",)
 
+# Modules that wire stages rather than compute them: the registry (what reads a stage's entry,
+# its view, is hashed as the stage's view, its module is the closure's root). Left out, so that
+# adding a stage to the registry does not rerun every other stage.
+WIRING_MODULES = frozenset({"openrecipe.registry"})
+
 # Distributions whose version cannot shape a stage's numbers (progress bars, type stubs).
 NOT_NUMERIC_DISTRIBUTIONS = frozenset({"tqdm", "typing-extensions", "typing_extensions"})
 
@@ -225,7 +230,7 @@ def import_closure(roots: tuple[str, ...], package_dir: Path = PACKAGE_DIR) -> l
     todo = list(roots)
     while todo:
         name = todo.pop()
-        if name in seen or module_path(name, package_dir) is None:
+        if name in seen or name in WIRING_MODULES or module_path(name, package_dir) is None:
             continue
         seen.add(name)
         _, ours, _ = _module_facts(name, package_dir)

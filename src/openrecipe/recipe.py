@@ -2,8 +2,8 @@
 
 One way in: YAML (safe loader, duplicate keys refused) -> ``extends:`` chain -> override files ->
 JSON Schema validation with defaults filled -> cross-field checks. Every error names the file and
-the dotted field. Each stage sees only its *view* (a fixed list of dotted paths, ``STAGE_VIEWS``),
-and the hash of that view is what decides whether the stage reruns.
+the dotted field. Each stage sees only its *view* (a fixed list of dotted paths, its ``view`` in
+``openrecipe.registry``), and the hash of that view is what decides whether the stage reruns.
 """
 
 from __future__ import annotations
@@ -24,61 +24,12 @@ import yaml
 from openrecipe.errors import RecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.paths import SCHEMA_RELPATH, find_project_root, resolve_inside
+from openrecipe.registry import STAGES
 
-# The config each stage depends on. Editing anything outside a stage's view never reruns it;
-# this table is the single place that decides what reruns. (Snakemake receives the view as the
-# rule's params; the stage recomputes it and refuses to run if the two disagree.)
-STAGE_VIEWS: dict[str, tuple[str, ...]] = {
-    "acquire": ("data.sources",),
-    "curate": (
-        "data.curation.max_docs_per_source",
-        "data.curation.normalization",
-        "data.curation.min_chars",
-        "data.curation.max_chars",
-        "data.curation.min_words",
-        "data.curation.max_mean_word_length",
-        "data.curation.max_symbol_ratio",
-        "data.curation.min_alpha_ratio",
-        "data.curation.exempt_langs",
-        "data.curation.repetition",
-    ),
-    # The per-document stages run as data.curation.shards jobs plus a gather (data/sharding.py).
-    "langid": ("data.curation.langid", "data.curation.shards"),
-    "fuzzy_dedup": ("data.curation.fuzzy_dedup", "data.curation.shards"),
-    "quality": ("data.curation.quality", "data.curation.exempt_langs", "data.curation.shards"),
-    "decontam": ("data.curation.decontam", "data.curation.shards"),
-    "blend": (
-        "seed",
-        "data.exclude",
-        "data.phases",
-        "pretrain.steps",
-        "pretrain.seq_length",
-        "pretrain.micro_batch_size",
-        "pretrain.grad_accum",
-    ),
-    "tokenizer": ("seed", "tokenizer"),
-    "pack": ("pretrain.seq_length",),
-    "pretrain": ("seed", "model", "pretrain", "resources.threads", "resources.device"),
-    "reasoning": ("seed", "sft.data"),
-    "sft": (
-        "seed",
-        "sft.steps",
-        "sft.lr",
-        "sft.batch_size",
-        "sft.seq_length",
-        "sft.warmup_fraction",
-        "sft.reasoning_off_fraction",
-        "sft.truncate_fraction",
-        "sft.checkpoint_every",
-        "resources.threads",
-    ),
-    "rl": ("seed", "rl", "resources.threads"),
-    "eval_data": ("eval.data",),
-    "evaluate": ("eval", "resources.threads"),
-    "report": ("name", "release"),
-    # The Megatron launch plan of the scale backend (openrecipe.model.megatron_plan).
-    "plan": ("name", "seed", "model", "pretrain", "parallelism"),
-}
+# The config each stage depends on (its view, in openrecipe.registry). Editing anything outside a
+# stage's view never reruns it. (Snakemake receives the view as the rule's params; the stage
+# recomputes it and refuses to run if the two disagree.)
+STAGE_VIEWS: dict[str, tuple[str, ...]] = {name: stage.view for name, stage in STAGES.items()}
 
 
 @dataclass(frozen=True)
@@ -125,9 +76,9 @@ def get_dotted(data: dict[str, Any], dotted: str) -> Any:
 def stage_view(data: dict[str, Any], stage: str, part: str | None = None) -> dict[str, Any]:
     """The config a stage depends on. ``part`` narrows per-item stages: acquisition of one source
     sees only that source's entry, so editing one source refetches only that one."""
-    if stage not in STAGE_VIEWS:
-        raise RecipeError(f"unknown stage {stage!r}; stages: {', '.join(STAGE_VIEWS)}")
-    view = {path: copy.deepcopy(get_dotted(data, path)) for path in STAGE_VIEWS[stage]}
+    if stage not in STAGES:
+        raise RecipeError(f"unknown stage {stage!r}; stages: {', '.join(STAGES)}")
+    view = {path: copy.deepcopy(get_dotted(data, path)) for path in STAGES[stage].view}
     if stage == "acquire" and part is not None:
         chosen = [s for s in view["data.sources"] if s["name"] == part]
         if not chosen:

@@ -1,28 +1,282 @@
-"""The stages: name -> module whose ``run(ctx) -> dict`` computes it.
+"""The stages: the one table every other part reads (CLI verbs, recipe views, Snakemake rules,
+the data card, the rerun planner and the tests).
 
-The stage name is the Snakemake rule, the ``python -m openrecipe`` subcommand and the output
-directory. Kept free of imports, so that the CLI and the code-identity walker
-(``openrecipe.codeid``) can read it without loading any stage.
+A stage name is the Snakemake rule, the ``python -m openrecipe`` subcommand and the output
+directory ``runs/<recipe>/<stage>/``. Each entry says which module computes it (``run(ctx) ->
+dict``), which recipe fields its outputs depend on (its *view*: the hash of that view decides
+whether it reruns), which upstream stages it reads, whether it scatters over
+``data.curation.shards`` jobs, and what else the workflow needs to know to wire it.
+
+Adding a stage = its module, its entry here, its schema section (if it reads a new one), its
+tests. The generic rules in ``workflow/rules/stages.smk`` build its Snakemake rule from the
+entry; a stage whose rule cannot be generic (per-item wildcards, report outputs) sets
+``rule="custom"`` and has its rule written out in its family's ``.smk`` file.
+
+Kept free of imports beyond the standard library, so that the CLI, the Snakefile and the
+code-identity walker (``openrecipe.codeid``) read it without loading any stage.
 """
 
 from __future__ import annotations
 
-STAGE_MODULES: dict[str, str] = {
-    "acquire": "openrecipe.data.acquire",
-    "curate": "openrecipe.data.curate",
-    "langid": "openrecipe.data.stages.langid",
-    "fuzzy_dedup": "openrecipe.data.stages.fuzzy_dedup",
-    "quality": "openrecipe.data.stages.quality",
-    "decontam": "openrecipe.data.stages.decontam",
-    "blend": "openrecipe.data.blend",
-    "tokenizer": "openrecipe.data.tokenizer",
-    "pack": "openrecipe.data.pack",
-    "pretrain": "openrecipe.train.pretrain",
-    "plan": "openrecipe.model.megatron_plan",
-    "reasoning": "openrecipe.data.reasoning",
-    "sft": "openrecipe.train.sft",
-    "rl": "openrecipe.train.grpo",
-    "eval_data": "openrecipe.evaluate.eval_data",
-    "evaluate": "openrecipe.evaluate.run",
-    "report": "openrecipe.report",
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the workflow (see the module docstring)."""
+
+    name: str
+    module: str
+    """Module with ``run(ctx) -> dict`` that computes the stage."""
+    view: tuple[str, ...]
+    """Dotted recipe paths the stage's outputs depend on; editing anything else never reruns it."""
+    inputs: dict[str, str] = field(default_factory=dict)
+    """``--input NAME=runs/<recipe>/<STAGE>`` arguments, in order: {input name: upstream stage}."""
+    recipe_inputs: str | None = None
+    """Inputs that depend on the recipe rather than on a fixed stage, resolved by the workflow
+    (``workflow/rules/common.smk``, ``RECIPE_INPUTS``): ``raw_sources`` (one per source) or
+    ``eval_sets`` (the eval sets of the tasks the recipe names)."""
+    scatter: bool = False
+    """Runs as ``data.curation.shards`` shard jobs (``<stage>_shard``) plus a gather job."""
+    outputs: tuple[str, ...] = ()
+    """Files the workflow names besides ``manifest.json`` (others are read from the manifest)."""
+    rule: Literal["generic", "custom"] = "generic"
+    """``custom``: the rule is written out in the family's .smk file, not generated."""
+    backend: str | None = None
+    """Runs only for recipes with this ``backend`` (None: the reference pipeline's stages)."""
+    family: str = "data"
+    """The ``workflow/rules/<family>.smk`` file and ``src/openrecipe/<family>`` package group."""
+    threads: bool = False
+    """Runs with ``resources.threads`` threads (the training and evaluation loops)."""
+    cluster: dict[str, int] = field(default_factory=dict)
+    """Cluster resources and their defaults, overridable per recipe in ``resources.slurm.<stage>``."""
+    curation: bool = False
+    """In the curation chain whose accounting the data card checks and shows."""
+    reported: bool = False
+    """The report stage reads its directory."""
+    checkpoint: str | None = None
+    """The checkpoint name (``eval.checkpoints``) of the model this stage trains."""
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        """The stages this one reads through fixed inputs."""
+        return tuple(dict.fromkeys(self.inputs.values()))
+
+
+STAGES: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage(
+            "acquire",
+            "openrecipe.data.acquire",
+            view=("data.sources",),
+            rule="custom",  # one job per source, shared by every recipe naming it (data.smk)
+            cluster={"runtime": 30},
+        ),
+        Stage(
+            "curate",
+            "openrecipe.data.curate",
+            view=(
+                "data.curation.max_docs_per_source",
+                "data.curation.normalization",
+                "data.curation.min_chars",
+                "data.curation.max_chars",
+                "data.curation.min_words",
+                "data.curation.max_mean_word_length",
+                "data.curation.max_symbol_ratio",
+                "data.curation.min_alpha_ratio",
+                "data.curation.exempt_langs",
+                "data.curation.repetition",
+            ),
+            recipe_inputs="raw_sources",
+            curation=True,
+            reported=True,
+        ),
+        # The per-document stages run as data.curation.shards jobs plus a gather (data/sharding.py).
+        Stage(
+            "langid",
+            "openrecipe.data.stages.langid",
+            view=("data.curation.langid", "data.curation.shards"),
+            inputs={"docs": "curate"},
+            scatter=True,
+            curation=True,
+            reported=True,
+        ),
+        Stage(
+            "fuzzy_dedup",
+            "openrecipe.data.stages.fuzzy_dedup",
+            view=("data.curation.fuzzy_dedup", "data.curation.shards"),
+            inputs={"docs": "langid"},
+            scatter=True,
+            curation=True,
+            reported=True,
+        ),
+        Stage(
+            "quality",
+            "openrecipe.data.stages.quality",
+            view=("data.curation.quality", "data.curation.exempt_langs", "data.curation.shards"),
+            inputs={"docs": "fuzzy_dedup"},
+            scatter=True,
+            curation=True,
+            reported=True,
+        ),
+        Stage(
+            "decontam",
+            "openrecipe.data.stages.decontam",
+            view=("data.curation.decontam", "data.curation.shards"),
+            inputs={"docs": "quality"},
+            recipe_inputs="eval_sets",
+            scatter=True,
+            curation=True,
+            reported=True,
+        ),
+        Stage(
+            "blend",
+            "openrecipe.data.blend",
+            view=(
+                "seed",
+                "data.exclude",
+                "data.phases",
+                "pretrain.steps",
+                "pretrain.seq_length",
+                "pretrain.micro_batch_size",
+                "pretrain.grad_accum",
+            ),
+            inputs={"curated": "decontam"},
+            reported=True,
+        ),
+        Stage(
+            "tokenizer",
+            "openrecipe.data.tokenizer",
+            view=("seed", "tokenizer"),
+            inputs={"blend": "blend"},
+            reported=True,
+        ),
+        Stage(
+            "pack",
+            "openrecipe.data.pack",
+            view=("pretrain.seq_length",),
+            inputs={"blend": "blend", "tokenizer": "tokenizer"},
+            reported=True,
+        ),
+        Stage(
+            "pretrain",
+            "openrecipe.train.pretrain",
+            view=("seed", "model", "pretrain", "resources.threads", "resources.device"),
+            inputs={"pack": "pack", "tokenizer": "tokenizer"},
+            family="pretrain",
+            threads=True,
+            cluster={"gpus": 0, "nodes": 1, "runtime": 60},
+            reported=True,
+            checkpoint="base",
+        ),
+        # The Megatron launch plan of the scale backend (backend: megatron); pretrain.smk runs it.
+        Stage(
+            "plan",
+            "openrecipe.model.megatron_plan",
+            view=("name", "seed", "model", "pretrain", "parallelism"),
+            outputs=("megatron_plan.json", "launch.sh"),
+            backend="megatron",
+            family="pretrain",
+            cluster={"runtime": 10},
+        ),
+        Stage(
+            "reasoning",
+            "openrecipe.data.reasoning",
+            view=("seed", "sft.data"),
+            reported=True,
+        ),
+        Stage(
+            "sft",
+            "openrecipe.train.sft",
+            view=(
+                "seed",
+                "sft.steps",
+                "sft.lr",
+                "sft.batch_size",
+                "sft.seq_length",
+                "sft.warmup_fraction",
+                "sft.reasoning_off_fraction",
+                "sft.truncate_fraction",
+                "sft.checkpoint_every",
+                "resources.threads",
+            ),
+            inputs={"pretrain": "pretrain", "reasoning": "reasoning"},
+            family="align",
+            threads=True,
+            cluster={"gpus": 0, "runtime": 60},
+            reported=True,
+            checkpoint="sft",
+        ),
+        Stage(
+            "rl",
+            "openrecipe.train.grpo",
+            view=("seed", "rl", "resources.threads"),
+            inputs={"sft": "sft", "reasoning": "reasoning"},
+            family="align",
+            threads=True,
+            cluster={"gpus": 0, "runtime": 60},
+            reported=True,
+            checkpoint="rl",
+        ),
+        Stage(
+            "eval_data",
+            "openrecipe.evaluate.eval_data",
+            view=("eval.data",),
+            family="evaluate",
+            cluster={"runtime": 30},
+        ),
+        Stage(
+            "evaluate",
+            "openrecipe.evaluate.run",
+            view=("eval", "resources.threads"),
+            # Plus the model of each eval.checkpoints entry: one job per checkpoint (evaluate.smk).
+            inputs={"reasoning": "reasoning", "eval_data": "eval_data"},
+            rule="custom",
+            family="evaluate",
+            threads=True,
+            cluster={"gpus": 0, "runtime": 30},
+        ),
+        Stage(
+            "report",
+            "openrecipe.report",
+            view=("name", "release"),
+            rule="custom",  # writes results/<recipe>/ with report() figures (report.smk)
+            family="report",
+        ),
+    )
 }
+
+# stage -> module; what the CLI and the code-identity walker need.
+STAGE_MODULES: dict[str, str] = {name: stage.module for name, stage in STAGES.items()}
+
+
+def stage(name: str) -> Stage:
+    """The registry entry of ``name`` (KeyError names the known stages)."""
+    try:
+        return STAGES[name]
+    except KeyError:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)}") from None
+
+
+def stages_where(**flags: object) -> list[str]:
+    """Names of the stages whose fields equal ``flags``, in registry order (the chain order)."""
+    return [s.name for s in STAGES.values() if all(getattr(s, k) == v for k, v in flags.items())]
+
+
+def ancestors(name: str) -> list[str]:
+    """The stages ``name`` reads through fixed inputs, directly or not, in registry order."""
+    found: set[str] = set()
+    todo = list(stage(name).upstream)
+    while todo:
+        upstream = todo.pop()
+        if upstream not in found:
+            found.add(upstream)
+            todo.extend(stage(upstream).upstream)
+    return [s for s in STAGES if s in found]
+
+
+def checkpoint_stages() -> dict[str, str]:
+    """{checkpoint name: the stage that trains it}, e.g. ``{"base": "pretrain", ...}``."""
+    return {s.checkpoint: s.name for s in STAGES.values() if s.checkpoint}

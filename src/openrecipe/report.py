@@ -18,9 +18,10 @@ from openrecipe.data.card import data_card, load_accounting, plot_blend
 from openrecipe.evaluate.compare import write_scores
 from openrecipe.evaluate.reasoning_report import write_reasoning
 from openrecipe.manifest import read_manifest, write_json_atomic
+from openrecipe.registry import checkpoint_stages
 from openrecipe.stage import StageContext
 
-TRAINING_STAGES = ("pretrain", "sft", "rl")
+TRAINING_STAGES = tuple(checkpoint_stages().values())
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:

@@ -10,26 +10,12 @@ import sys
 import time
 from pathlib import Path
 
+from openrecipe.registry import stages_where
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = ("--configfile", "recipes/tiny.yaml")
-ALL_STAGES = {
-    "acquire",
-    "curate",
-    "langid",
-    "fuzzy_dedup",
-    "quality",
-    "decontam",
-    "blend",
-    "tokenizer",
-    "pack",
-    "pretrain",
-    "reasoning",
-    "sft",
-    "rl",
-    "eval_data",
-    "evaluate",
-    "report",
-}
+# The stages a reference-backend recipe runs (the tiny and proxy recipes).
+ALL_STAGES = set(stages_where(backend=None))
 
 
 def copy_project(dest: Path) -> Path:

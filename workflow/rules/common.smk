@@ -12,6 +12,7 @@ from openrecipe.errors import RecipeError
 from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.paths import find_project_root
 from openrecipe.recipe import load_recipe, write_resolved
+from openrecipe.registry import STAGES, checkpoint_stages, stages_where
 
 PROJECT = find_project_root(Path(workflow.basedir))
 _CONFIGFILES = [Path(p) for p in workflow.configfiles] or [PROJECT / "recipes" / "default.yaml"]
@@ -23,7 +24,7 @@ NAME = RECIPE.name
 RUN = f"runs/{NAME}"
 RESULTS = f"results/{NAME}"
 SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
-CHECKPOINT_STAGES = {"base": "pretrain", "sft": "sft", "rl": "rl"}
+CHECKPOINT_STAGES = checkpoint_stages()
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 
 
@@ -75,10 +76,6 @@ def view_hash(stage, part=None):
     return RECIPE.view_hash(stage, part)
 
 
-def get_raw_manifests(wildcards):
-    return [f"data/raw/{source}/manifest.json" for source in SOURCES]
-
-
 def stage_params(stage, part=None):
     """Params shared by the stage rules: the view and the code identity (rerun triggers), the
     view hash, the resolved recipe and the interpreter."""
@@ -102,10 +99,6 @@ def input_args(**dirs):
     return " ".join(f"--input {name}={path}" for name, path in dirs.items())
 
 
-def get_raw_input_args(wildcards):
-    return input_args(**{f"raw_{source}": f"data/raw/{source}" for source in SOURCES})
-
-
 def get_evaluate_args(wildcards):
     model = get_checkpoint_dir(wildcards)
     return f"--part {wildcards.checkpoint} {input_args(model=model, reasoning=f'{RUN}/reasoning')}"
@@ -119,7 +112,7 @@ EVAL_SET_STAGES = {
 }
 
 
-def _decontam_sets():
+def _eval_set_dirs():
     """{decontam input name: stage dir}: openrecipe's own sets by stage, the standard
     benchmarks' as eval_data.<set> (one input per set the named tasks read)."""
     from openrecipe.evaluate.benchmarks import BENCHMARKS
@@ -133,21 +126,37 @@ def _decontam_sets():
     return dict(sorted(sets.items()))
 
 
-def get_decontam_manifests(wildcards):
-    return sorted({f"{path}/manifest.json" for path in _decontam_sets().values()})
+def _raw_sources():
+    """{curate input name: directory} of each acquired source."""
+    return {f"raw_{source}": f"data/raw/{source}" for source in SOURCES}
 
 
-def decontam_input_dirs():
-    return {"docs": f"{RUN}/quality", **_decontam_sets()}
+# Inputs that depend on the recipe, not on a fixed upstream stage (registry: recipe_inputs).
+RECIPE_INPUTS = {"raw_sources": _raw_sources, "eval_sets": _eval_set_dirs}
 
 
-def get_decontam_input_args(wildcards):
-    return input_args(**decontam_input_dirs())
+def stage_input_dirs(stage):
+    """{input name: directory} of a stage: its fixed upstream stages, then its recipe inputs."""
+    entry = STAGES[stage]
+    dirs = {name: f"{RUN}/{upstream}" for name, upstream in entry.inputs.items()}
+    if entry.recipe_inputs:
+        dirs.update(RECIPE_INPUTS[entry.recipe_inputs]())
+    return dirs
 
 
-# Per-document curation stages (langid, decontam) scatter over data.curation.shards jobs when it
-# is above 1; the stage's own job then gathers them (openrecipe.data.sharding). With one shard
-# the stage is a single job, as before.
+def stage_args(stage):
+    """The `--input NAME=DIR` arguments of a stage's job."""
+    return input_args(**stage_input_dirs(stage))
+
+
+def stage_input_manifests(stage):
+    """The manifests a stage's job waits for (one per input directory)."""
+    return sorted({f"{path}/manifest.json" for path in stage_input_dirs(stage).values()})
+
+
+# Per-document curation stages (registry: scatter) run as data.curation.shards jobs when it is
+# above 1; the stage's own job then gathers them (openrecipe.data.sharding). With one shard the
+# stage is a single job.
 SHARDS = int(RECIPE.data["data"]["curation"]["shards"])
 SHARD_IDS = [f"{i:03d}" for i in range(SHARDS)] if SHARDS > 1 else []
 
@@ -156,19 +165,22 @@ def shard_manifests(stage):
     return [f"{RUN}/{stage}_shards/{shard}/manifest.json" for shard in SHARD_IDS]
 
 
-def shard_job_args(wildcards, **dirs):
+def shard_job_args(stage, wildcards):
     """A shard job's arguments: its part and the same inputs as the unsharded stage."""
-    return f"--part shard-{wildcards.shard} {input_args(**dirs)}"
+    return f"--part shard-{wildcards.shard} {input_args(**stage_input_dirs(stage))}"
 
 
-def gather_args(stage, upstream):
-    """The stage job's inputs: the upstream docs, plus its shards when scattered."""
+def gather_args(stage):
+    """The stage job's inputs: all of them unscattered; scattered, its fixed inputs and its
+    shards (the shards already read the recipe inputs)."""
+    if not SHARD_IDS:
+        return stage_args(stage)
     shards = {f"shard_{shard}": f"{RUN}/{stage}_shards/{shard}" for shard in SHARD_IDS}
-    return input_args(docs=f"{RUN}/{upstream}", **shards)
+    fixed = {name: f"{RUN}/{upstream}" for name, upstream in STAGES[stage].inputs.items()}
+    return input_args(**fixed, **shards)
 
 
-CURATION_STAGES = ["curate", "langid", "fuzzy_dedup", "quality", "decontam"]
-REPORTED_STAGES = [*CURATION_STAGES, "blend", "tokenizer", "pack", "pretrain", "reasoning", "sft", "rl"]
+REPORTED_STAGES = stages_where(reported=True)
 
 
 def get_report_inputs(wildcards):

@@ -7,24 +7,8 @@ EVAL_TASKS = [task["name"] for task in RECIPE.data["eval"]["tasks"]]
 EVAL_DATA = [f"{RUN}/eval_data/manifest.json"] if set(EVAL_TASKS) & set(BENCHMARKS) else []
 # Task templates and their functions (evaluate/tasks/) are part of the evaluate stage's code
 # identity (openrecipe.codeid: package data), so editing a prompt reruns evaluation through the
-# rule's code param; the rendered config's hash lands in the manifest.
-
-
-rule eval_data:
-    output:
-        manifest=f"{RUN}/eval_data/manifest.json",
-    params:
-        **stage_params("eval_data"),
-        inputs="",
-        out=output_dir,
-    log:
-        f"{RUN}/logs/eval_data.log",
-    conda:
-        ENV
-    resources:
-        runtime=lambda w: slurm_resources("eval_data", "runtime", 30),
-    shell:
-        STAGE_SHELL
+# rule's code param; the rendered config's hash lands in the manifest. The eval_data stage has
+# a generic rule (stages.smk).
 
 
 rule evaluate:
@@ -43,9 +27,8 @@ rule evaluate:
         f"{RUN}/logs/evaluate_{{checkpoint}}.log",
     conda:
         ENV
-    threads: RECIPE.data["resources"]["threads"]
+    threads: stage_threads("evaluate")
     resources:
-        gpus=lambda w: slurm_resources("evaluate", "gpus", 0),
-        runtime=lambda w: slurm_resources("evaluate", "runtime", 30),
+        **stage_resources("evaluate"),
     shell:
         STAGE_SHELL

@@ -24,7 +24,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-CURATION_STAGES = ("curate", "langid", "fuzzy_dedup", "quality", "decontam")
+from openrecipe.registry import stages_where
+
+CURATION_STAGES = tuple(stages_where(curation=True))
 
 
 def load_accounting(dirs: dict[str, Path]) -> list[tuple[str, dict[str, Any]]]:

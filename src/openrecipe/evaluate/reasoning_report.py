@@ -17,6 +17,7 @@ from typing import Any
 from openrecipe.evaluate.paired import paired_mean
 from openrecipe.evaluate.run import HELDOUT_TASK
 from openrecipe.manifest import read_manifest
+from openrecipe.registry import checkpoint_stages
 
 CHECKPOINT_ORDER = ("base", "sft", "rl")
 _OFF = f"{HELDOUT_TASK}__reasoning_off"
@@ -60,8 +61,10 @@ def reasoning_table(inputs: dict[str, Path]) -> dict[str, Any]:
     return table
 
 
-# (earlier, later) checkpoint pairs compared item by item on the held-out task
-PAIRS = (("base", "sft"), ("sft", "rl"))
+# (earlier, later) checkpoint pairs compared item by item on the held-out task: each training
+# stage's checkpoint against the one it started from (base -> sft -> rl).
+_CHECKPOINTS = list(checkpoint_stages())
+PAIRS = tuple(zip(_CHECKPOINTS, _CHECKPOINTS[1:], strict=False))
 _SAMPLES = f"samples_{HELDOUT_TASK}.jsonl"
 
 

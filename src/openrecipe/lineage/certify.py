@@ -56,11 +56,12 @@ from openrecipe.lineage.predicates import (
 from openrecipe.lineage.walk import open_upstream, stage_inputs
 from openrecipe.manifest import MANIFEST_NAME, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
+from openrecipe.registry import checkpoint_stages
 
 CERTIFICATE_KIND = "openrecipe.absence-certificate"
 CERTIFICATE_VERSION = 1
 SELECTOR_FIELDS = ("source", "license", "lang", "ids")
-TRAINING_ORDER = ("pretrain", "sft", "rl")
+TRAINING_ORDER = tuple(checkpoint_stages().values())  # pretrain, then sft, then rl
 
 
 @dataclass(frozen=True)
@@ -373,7 +374,7 @@ def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
     selector = parse_selector(selector_text, Path.cwd())
     chain = Chain(checkpoint)
     head = chain.manifest(read_manifest(checkpoint)["stage"])
-    if head["stage"] not in ("pretrain", "sft", "rl"):
+    if head["stage"] not in TRAINING_ORDER:
         raise LineageError(f"{checkpoint}: a {head['stage']} stage, not a checkpoint")
     _refuse_unknown_sources(selector, chain, checkpoint)
     phases: dict[str, Any] = {}
