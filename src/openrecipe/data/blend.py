@@ -30,16 +30,14 @@ import hashlib
 import json
 import math
 import random
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from openrecipe.data.exclusion import rule_matches
 from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import derive_seed
 from openrecipe.recipe import LANG_PREFIX
 from openrecipe.stage import StageContext
-
-_EQUAL_FIELDS = ("source", "license", "lang")
 
 
 def stream_path(key: str) -> str:
@@ -75,25 +73,6 @@ def language_streams(
     for key, members in streams.items():
         members.sort(key=lambda doc, key=key: order(key, doc))
     return streams, dict(sorted(unweighted.items()))
-
-
-def rule_matches(rule: dict[str, Any], doc: dict[str, Any]) -> bool:
-    """A rule matches when every field it names matches (``path_glob``: fnmatch on url_or_path,
-    case-sensitive on every OS; ``ids``: membership; ``quality_bucket_below`` / ``buckets``: the
-    ``quality`` stage's bucket, which documents it did not score never match)."""
-    for name in _EQUAL_FIELDS:
-        if name in rule and doc[name] != rule[name]:
-            return False
-    if "path_glob" in rule and not fnmatchcase(doc["url_or_path"], rule["path_glob"]):
-        return False
-    if "ids" in rule and doc["id"] not in rule["ids"]:
-        return False
-    bucket = doc.get("quality_bucket")  # None: not scored (code), never matched by bucket
-    if "quality_bucket_below" in rule and (
-        bucket is None or bucket >= rule["quality_bucket_below"]
-    ):
-        return False
-    return not ("buckets" in rule and bucket not in rule["buckets"])
 
 
 def apply_exclusions(docs: list[dict], rules: list[dict]) -> tuple[list[dict], list[dict]]:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from openrecipe.data.exclusion import SELECTOR_FIELDS
 from openrecipe.errors import LineageError, StageInputError
 from openrecipe.hashing import hash_obj, sha256_file
 from openrecipe.lineage.attestation import (
@@ -60,7 +61,6 @@ from openrecipe.registry import checkpoint_stages
 
 CERTIFICATE_KIND = "openrecipe.absence-certificate"
 CERTIFICATE_VERSION = 1
-SELECTOR_FIELDS = ("source", "license", "lang", "ids")
 TRAINING_ORDER = tuple(checkpoint_stages().values())  # pretrain, then sft, then rl
 
 
@@ -233,7 +233,8 @@ def pretrain_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
     lengths = IndexedDataset(chain.rely(pack / "train.idx").with_suffix("")).sequence_lengths
     if len(lengths) < consumed:
         raise LineageError(f"{pack}/train.idx: {len(lengths)} sequences, {consumed} consumed")
-    needs_meta = any(name in ("license", "lang") for name, _ in selector.fields)
+    # the pack sidecar names each document's source; the other fields need the blend streams
+    needs_meta = any(name != "source" for name, _ in selector.fields)
     meta = _doc_meta(chain.stages["blend"], chain) if needs_meta else {}
     tally = Tally()
     by_source: Counter[str] = Counter()

@@ -24,11 +24,11 @@ from typing import Any
 
 import yaml
 
+from openrecipe.data.exclusion import CLI_FIELDS
 from openrecipe.errors import RecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.recipe import LANG_PREFIX, MULTI_LANG, Recipe, lang_can_exist
 
-EXCLUDE_FIELDS = ("source", "license", "lang", "path_glob", "ids")
 VARIANT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 _DOTTED_KEY = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 _NOT_SETTABLE = ("name", "extends")
@@ -91,9 +91,9 @@ def parse_exclude(text: str) -> dict[str, Any]:
     rule: dict[str, Any] = {}
     for part in text.split(","):
         key, sep, value = part.partition("=")
-        if not sep or key not in EXCLUDE_FIELDS or not value:
+        if not sep or key not in CLI_FIELDS or not value:
             raise RecipeError(
-                f"--exclude {text!r}: expected FIELD=VALUE with FIELD in {EXCLUDE_FIELDS}"
+                f"--exclude {text!r}: expected FIELD=VALUE with FIELD in {CLI_FIELDS}"
             )
         rule[key] = value.split("|") if key == "ids" else value
     return rule
