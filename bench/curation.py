@@ -120,9 +120,9 @@ def _load(paths: list[str]) -> list[dict]:
 
 
 def ours(docs: list[dict]) -> dict:
-    from openrecipe.data import langid
+    from openrecipe.data import fasttext_langid
     from openrecipe.data.curate import normalize_text, quality_reason
-    from openrecipe.data.fuzzy_dedup import MinHashParams, fuzzy_dedup
+    from openrecipe.data.minhash_lsh import MinHashParams, fuzzy_dedup
 
     cfg = {"min_chars": 200, "min_words": 30, "max_mean_word_length": 15,
            "max_symbol_ratio": 0.2, "min_alpha_ratio": 0.3, "exempt_langs": ["code"]}  # fmt: skip
@@ -144,9 +144,9 @@ def ours(docs: list[dict]) -> dict:
     start = time.perf_counter()
     same = fuzzy_dedup(ids, [d["text"] for d in docs], fineweb)
     minhash_datatrove_s = time.perf_counter() - start
-    langid.identify("warm up")
+    fasttext_langid.identify("warm up")
     start = time.perf_counter()
-    langid.identify_docs(docs)
+    fasttext_langid.identify_docs(docs)
     langid_s = time.perf_counter() - start
     return {"filters_s": filters_s, "minhash_datatrove_scheme_s": minhash_datatrove_s,
             "minhash_datasketch_scheme_s": minhash_datasketch_s, "langid_s": langid_s,

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from openrecipe.data import decontam, fuzzy_dedup, langid, quality
+from openrecipe.data import fasttext_langid, minhash_lsh, ngram_overlap, perplexity
 
 
 def _load(paths: list[str]) -> list[dict]:
@@ -40,36 +40,36 @@ def main(paths: list[str]) -> None:
     ids, texts = [d["id"] for d in docs], [d["text"] for d in docs]
     n_bytes = sum(len(t.encode("utf-8")) for t in texts)
     print(f"{len(docs)} docs, {n_bytes / 1e6:.1f} MB")
-    langid.identify("warm up the model")
+    fasttext_langid.identify("warm up the model")
     prose = [d for d in docs if d["lang"] != "code"]
     _time(
         "langid (non-code docs)",
         len(prose),
         sum(len(d["text"].encode()) for d in prose),
-        lambda: langid.identify_docs(prose),
+        lambda: fasttext_langid.identify_docs(prose),
     )
     _time(
         "fuzzy_dedup datasketch p128",
         len(docs),
         n_bytes,
-        lambda: fuzzy_dedup.fuzzy_dedup(ids, texts, fuzzy_dedup.MinHashParams()),
+        lambda: minhash_lsh.fuzzy_dedup(ids, texts, minhash_lsh.MinHashParams()),
     )
     # datatrove's MinhashConfig() decisions (bench/curation.py checks them against datatrove)
-    fineweb = fuzzy_dedup.MinHashParams(num_perm=112, bands=14, seed=1, scheme="datatrove")
-    fuzzy_dedup.fuzzy_dedup(["warm-up"], ["Warm up the word tables. " * 20], fineweb)
+    fineweb = minhash_lsh.MinHashParams(num_perm=112, bands=14, seed=1, scheme="datatrove")
+    minhash_lsh.fuzzy_dedup(["warm-up"], ["Warm up the word tables. " * 20], fineweb)
     _time(
         "fuzzy_dedup datatrove 14x8",
         len(docs),
         n_bytes,
-        lambda: fuzzy_dedup.fuzzy_dedup(ids, texts, fineweb),
+        lambda: minhash_lsh.fuzzy_dedup(ids, texts, fineweb),
     )
-    ref, to_score = quality.split_reference(docs, ["austen", "brown"], 0.5, seed=0)
+    ref, to_score = perplexity.split_reference(docs, ["austen", "brown"], 0.5, seed=0)
     ref_bytes = sum(len(d["text"].encode()) for d in ref)
     model = None
 
     def train() -> None:
         nonlocal model
-        model = quality.BigramKN((d["id"], d["text"]) for d in ref)
+        model = perplexity.BigramKN((d["id"], d["text"]) for d in ref)
 
     _time("quality train (reference)", len(ref), ref_bytes, train)
     _time(
@@ -79,12 +79,12 @@ def main(paths: list[str]) -> None:
         lambda: [model.log_perplexity(d["text"]) for d in to_score],
     )
     items = [(f"item{i}", " ".join(t.split()[:60])) for i, t in enumerate(texts[::10])]
-    index = decontam.EvalIndex(items)
+    index = ngram_overlap.EvalIndex(items)
     _time(
         f"decontam vs {len(items)} items",
         len(docs),
         n_bytes,
-        lambda: decontam.decontaminate(zip(ids, texts, strict=True), index),
+        lambda: ngram_overlap.decontaminate(zip(ids, texts, strict=True), index),
     )
 
 

@@ -28,7 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
-from openrecipe.evaluate import eval_data, run  # noqa: E402
+from openrecipe.evaluate import eval_data, evaluate  # noqa: E402
 from openrecipe.paths import find_project_root  # noqa: E402
 from openrecipe.recipe import load_recipe  # noqa: E402
 from openrecipe.registry import checkpoint_stages  # noqa: E402
@@ -49,7 +49,7 @@ def requests(out: Path) -> dict[str, int]:
 def timed(recipe_name: str, inputs: dict[str, Path], out: Path, part: str, project: Path) -> dict:
     recipe = load_recipe(project / "recipes" / f"{recipe_name}.yaml", project=project)
     start = time.perf_counter()
-    manifest = run_stage("evaluate", recipe, out, inputs, run.run, project=project, part=part)
+    manifest = run_stage("evaluate", recipe, out, inputs, evaluate.run, project=project, part=part)
     wall = time.perf_counter() - start
     per_task = requests(out)
     total = sum(per_task.values())

@@ -47,14 +47,14 @@ MODULES: dict[str, tuple[str, ...]] = {
     "lineage/lock.py": (U + "test_audit.py",),
     "data/blend.py": (U + "test_blend.py",),
     "data/pack.py": (U + "test_pack.py",),
-    "data/fuzzy_dedup.py": (U + "test_fuzzy_dedup.py",),
+    "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
     "model/precision/formats.py": (U + "test_nvfp4.py", U + "test_fp8.py"),
     "model/precision/nvfp4.py": (U + "test_nvfp4.py",),
     "model/precision/fp8.py": (U + "test_fp8.py",),
     "model/precision/linear.py": (U + "test_precision_linear.py",),
     "train/schedule.py": (U + "test_schedule.py",),
     "train/sft.py": (U + "test_sft.py",),
-    "train/grpo.py": (U + "test_grpo.py",),
+    "train/rl.py": (U + "test_rl.py",),
 }
 
 # mutmut mutant name -> why no test can tell it from the original (left out of the score).

@@ -211,7 +211,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "rl",
-            "openrecipe.train.grpo",
+            "openrecipe.train.rl",
             view=("seed", "rl", "resources.threads"),
             inputs={"sft": "sft", "reasoning": "reasoning"},
             family="align",
@@ -229,7 +229,7 @@ STAGES: dict[str, Stage] = {
         ),
         Stage(
             "evaluate",
-            "openrecipe.evaluate.run",
+            "openrecipe.evaluate.evaluate",
             view=("eval", "resources.threads"),
             # Plus the model of each eval.checkpoints entry: one job per checkpoint (evaluate.smk).
             inputs={"reasoning": "reasoning", "eval_data": "eval_data"},

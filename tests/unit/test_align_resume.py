@@ -18,7 +18,7 @@ from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe
 
 from openrecipe.hashing import sha256_file
 from openrecipe.stage import run_stage
-from openrecipe.train import grpo, sft
+from openrecipe.train import rl, sft
 
 SMALL = {
     "resources": {"threads": 1},
@@ -145,10 +145,10 @@ def test_sft_killed_and_resumed_matches_unbroken(upstream, tmp_path) -> None:
 def test_rl_reruns_and_killed_run_match(upstream, tmp_path) -> None:
     recipe, base = upstream
     inputs = {"sft": base / "sft", "reasoning": base / "reasoning"}
-    first = run_stage("rl", recipe, tmp_path / "a", inputs, grpo.run, project=PROJECT)
-    second = run_stage("rl", recipe, tmp_path / "b", inputs, grpo.run, project=PROJECT)
+    first = run_stage("rl", recipe, tmp_path / "a", inputs, rl.run, project=PROJECT)
+    second = run_stage("rl", recipe, tmp_path / "b", inputs, rl.run, project=PROJECT)
     assert first["outputs"] == second["outputs"]
-    stderr = _kill_then_resume("rl", "grpo", tmp_path / "killed", inputs)
+    stderr = _kill_then_resume("rl", "rl", tmp_path / "killed", inputs)
     assert "rl: resuming from" in stderr
     for name in ("model/model.safetensors", "metrics.jsonl"):
         assert sha256_file(tmp_path / "killed" / name) == sha256_file(tmp_path / "a" / name), name

@@ -16,7 +16,7 @@ import pytest
 from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe
 
 from openrecipe.errors import SourceError, StageInputError
-from openrecipe.evaluate import benchmarks, eval_data, run, suite
+from openrecipe.evaluate import benchmarks, eval_data, evaluate, suite
 from openrecipe.evaluate.tasks import bench_utils
 from openrecipe.hashing import sha256_file
 from openrecipe.stage import run_stage
@@ -280,7 +280,7 @@ def upstream(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> dict[str,
 
 def _evaluate(upstream: dict[str, Path], out: Path, tasks: list[dict]) -> dict:
     recipe = tiny_recipe({"eval": {"tasks": tasks, "batch_size": 4, "max_new_tokens": 8}})
-    return run_stage("evaluate", recipe, out, upstream, run.run, project=PROJECT, part="base")
+    return run_stage("evaluate", recipe, out, upstream, evaluate.run, project=PROJECT, part="base")
 
 
 def _rows(out: Path, task: str) -> list[dict]:

@@ -17,7 +17,7 @@ from openrecipe.data.reasoning import SOURCE, read_split
 from openrecipe.lineage.certify import Chain, Selector, certify, rl_tokens, sft_tokens
 from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
-from openrecipe.train import grpo, sft
+from openrecipe.train import rl, sft
 
 SEQ = 15  # pretrain.seq_length: sequences of 16 tokens
 STEPS, MBS, ACCUM = 3, 2, 2  # 12 of the pack's 20 sequences train
@@ -150,7 +150,7 @@ def aligned(tmp_path_factory) -> tuple[Path, Path]:
     inputs = {"pretrain": pretrain_dir, "reasoning": reasoning_dir}
     run_stage("sft", recipe, base / "sft", inputs, sft.run, project=PROJECT)
     inputs = {"sft": base / "sft", "reasoning": reasoning_dir}
-    run_stage("rl", recipe, base / "rl", inputs, grpo.run, project=PROJECT)
+    run_stage("rl", recipe, base / "rl", inputs, rl.run, project=PROJECT)
     return base / "sft", base / "rl"
 
 
@@ -200,7 +200,7 @@ def test_rl_counter_counts_prompt_tokens_per_generation(aligned) -> None:
     stage_input = {i["name"]: Path(i["path"]) for i in manifest["inputs"]}
     _, tok = sft.load_checkpoint(stage_input["sft"])
     records = read_split(stage_input["reasoning"], "train")
-    # grpo.run's prompts: the first steps x prompts_per_step questions in file order
+    # rl.run's prompts: the first steps x prompts_per_step questions in file order
     prompts = [(r["id"], chat.encode_prompt(tok, r["question"])) for r in records[:6]]
     expect = {i: 2 * len(p) for i, p in prompts}  # each prompt is run once per generation
     assert min(expect.values()) > 2 * 10

@@ -63,7 +63,9 @@ def test_pretrain_closure_holds_its_code_and_the_contract_only() -> None:
         modules
     )
     assert "openrecipe.model.precision.nvfp4" in modules  # imported by the model builder
-    assert not {"openrecipe.evaluate.run", "openrecipe.train.grpo", "openrecipe.cli"} & set(modules)
+    assert not {"openrecipe.evaluate.evaluate", "openrecipe.train.rl", "openrecipe.cli"} & set(
+        modules
+    )
 
 
 def test_every_stage_has_an_identity_with_its_packages() -> None:

@@ -12,7 +12,7 @@ from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe
 
 from openrecipe.data.chat import THINK_CLOSE, THINK_OPEN
 from openrecipe.errors import RecipeError, StageInputError
-from openrecipe.evaluate import answers, run, suite
+from openrecipe.evaluate import answers, evaluate, suite
 from openrecipe.evaluate.hflm import ThinkingBudget, thinking_token_ids
 from openrecipe.stage import run_stage
 
@@ -171,13 +171,13 @@ def test_clean_results_drops_volatile_fields_and_paths() -> None:
         "config": {"model": "/abs/ckpt/model", "model_dtype": torch.float32},
         "configs": {"t": {"fn": "<function f at 0x7f00deadbeef>", "src": "/tmp/x/tasks/t.yaml"}},
     }
-    cleaned = run.clean_results(raw, {"/abs/ckpt/model": "<model>", "/tmp/x": "<scratch>"})
+    cleaned = evaluate.clean_results(raw, {"/abs/ckpt/model": "<model>", "/tmp/x": "<scratch>"})
     assert cleaned == {
         "results": {"t": {"exact_match,none": 0.5}},
         "config": {"model": "<model>", "model_dtype": "torch.float32"},
         "configs": {"t": {"fn": "<function f>", "src": "<scratch>/tasks/t.yaml"}},
     }
-    assert run.metric_values(
+    assert evaluate.metric_values(
         {"exact_match,none": 0.5, "exact_match_stderr,none": "N/A", "alias": "t"}
     ) == {"exact_match": 0.5}
 
@@ -187,9 +187,9 @@ def test_check_heldout_names_bad_line(tmp_path: Path) -> None:
     good = {"id": "a", "question": "q", "thinking": "t", "answer": "1"}
     path.write_text(json.dumps(good) + "\n" + json.dumps({"id": "b", "question": "q"}) + "\n")
     with pytest.raises(StageInputError, match=r"heldout.jsonl:2: fields \['thinking', 'answer'\]"):
-        run.check_heldout(path)
+        evaluate.check_heldout(path)
     path.write_text(json.dumps(good) + "\n")
-    assert run.check_heldout(path) == 1
+    assert evaluate.check_heldout(path) == 1
 
 
 # ------------------------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def _evaluate(upstream: dict[str, Path], out: Path, **eval_cfg) -> dict:
             }
         }
     )
-    return run_stage("evaluate", recipe, out, upstream, run.run, project=PROJECT, part="base")
+    return run_stage("evaluate", recipe, out, upstream, evaluate.run, project=PROJECT, part="base")
 
 
 def test_stage_is_byte_identical_and_path_free(upstream: dict[str, Path], tmp_path: Path) -> None:

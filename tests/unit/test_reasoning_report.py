@@ -8,7 +8,7 @@ import pytest
 from align_fixtures import PROJECT, tiny_recipe
 
 from openrecipe.evaluate import reasoning_report
-from openrecipe.evaluate.run import HELDOUT_TASK, _runs
+from openrecipe.evaluate.evaluate import HELDOUT_TASK, _runs
 from openrecipe.stage import run_stage
 
 BPB = "openrecipe_reasoning_bpb"
@@ -95,7 +95,7 @@ def test_report_tables_and_curve(tmp_path) -> None:
 def test_evaluate_stage_runs_both_modes_and_budgets(tmp_path) -> None:
     from align_fixtures import make_pretrain, make_reasoning
 
-    from openrecipe.evaluate import run
+    from openrecipe.evaluate import evaluate
 
     recipe = tiny_recipe(
         {
@@ -113,7 +113,7 @@ def test_evaluate_stage_runs_both_modes_and_budgets(tmp_path) -> None:
         "reasoning": reasoning_dir,
         "model": make_pretrain(tiny_recipe(), reasoning_dir, tmp_path / "pretrain"),
     }
-    manifest = run_stage("evaluate", recipe, tmp_path / "ev", inputs, run.run, project=PROJECT)
+    manifest = run_stage("evaluate", recipe, tmp_path / "ev", inputs, evaluate.run, project=PROJECT)
     keys = [HELDOUT_TASK, f"{HELDOUT_TASK}__budget_2", f"{HELDOUT_TASK}__reasoning_off"]
     assert sorted(manifest["summary"]["scores"]) == keys
     assert manifest["summary"]["sampling"]["reasoning"] == "both"

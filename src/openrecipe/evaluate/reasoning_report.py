@@ -1,6 +1,6 @@
 """The reasoning part of ``results/<recipe>/``: ``reasoning.md`` and ``rl_curve.png``.
 
-From the evaluate stages' ``scores.json`` (keys of ``evaluate.run._runs``: the held-out task in
+From the evaluate stages' ``scores.json`` (keys of ``evaluate.evaluate._runs``: the held-out task in
 its primary mode, ``__reasoning_off`` and ``__budget_<N>``) and the rl stage's
 ``metrics.jsonl``: held-out accuracy and mean thinking tokens per checkpoint with reasoning on and
 off, accuracy per thinking token (the token-efficiency figure: accuracy / mean thinking tokens,
@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openrecipe.evaluate.evaluate import HELDOUT_TASK
 from openrecipe.evaluate.paired import paired_mean
-from openrecipe.evaluate.run import HELDOUT_TASK
 from openrecipe.manifest import read_manifest
 from openrecipe.registry import checkpoint_stages
 

@@ -2,7 +2,7 @@
 paired standard error.
 
 Reads each run's ``runs/<recipe>/evaluate/<checkpoint>/``: ``scores.json`` for the values and
-``samples_<task>.jsonl`` for the per-item scores (``openrecipe.evaluate.run``), every file
+``samples_<task>.jsonl`` for the per-item scores (``openrecipe.evaluate.evaluate``), every file
 checked against the evaluate manifest first, so a figure is never read from an altered file.
 Items are joined by id (``openrecipe.evaluate.paired``). Per metric, the item field:
 

@@ -6,7 +6,7 @@ task re-decontaminates, while eval settings (limits, budgets) never rerun data s
 sets, by input name: ``reasoning`` (the reasoning stage's ``heldout.jsonl``, which both
 ``openrecipe_reasoning_*`` tasks evaluate on) and ``eval_data.<set>`` (one standard benchmark set
 of the eval_data stage, every string field of each record; ``eval_data.decontam_items``). Each item is matched on its whole text (question,
-worked thinking and answer) with ``openrecipe.data.decontam`` (GPT-3-style 13-grams, shorter
+worked thinking and answer) with ``openrecipe.data.ngram_overlap`` (GPT-3-style 13-grams, shorter
 items by their whole word sequence; ``data.curation.decontam``).
 
 Outputs beyond the common ones: ``matches.jsonl`` (per contaminated document: ``{id, source,
@@ -29,7 +29,7 @@ from openrecipe.data.accounting import (
     write_jsonl,
     write_outputs,
 )
-from openrecipe.data.decontam import EvalIndex, decontaminate
+from openrecipe.data.ngram_overlap import EvalIndex, decontaminate
 from openrecipe.data.sharding import gather, read_jsonl, select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext

@@ -1,4 +1,4 @@
-"""``fuzzy_dedup``: drop near-duplicates by MinHash-LSH (``openrecipe.data.fuzzy_dedup``).
+"""``fuzzy_dedup``: drop near-duplicates by MinHash-LSH (``openrecipe.data.minhash_lsh``).
 
 Runs over the whole upstream stream at once (all sources together, in stream order), so a
 document repeated across two sources is caught and the copy in the earlier source is the one
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from openrecipe.data.accounting import Ledger, profile, read_docs, write_jsonl, write_outputs
-from openrecipe.data.fuzzy_dedup import MinHashParams, cluster, signature_matrix
+from openrecipe.data.minhash_lsh import MinHashParams, cluster, signature_matrix
 from openrecipe.data.sharding import select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext

@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 from openrecipe.data.accounting import Ledger, profile, read_docs, write_outputs
-from openrecipe.data.langid import identify_docs, model_info
+from openrecipe.data.fasttext_langid import identify_docs, model_info
 from openrecipe.data.sharding import gather, select_shard, shard_inputs
 from openrecipe.stage import StageContext
 

@@ -1,6 +1,6 @@
 """``quality``: a quality bucket per document, written as fields; nothing is dropped here.
 
-The signal and the buckets are ``openrecipe.data.quality``'s: perplexity under an interpolated
+The signal and the buckets are ``openrecipe.data.perplexity``'s: perplexity under an interpolated
 Kneser-Ney word-bigram model trained on a *reference split*, cut into ``n_buckets`` equal-count
 quantiles (Nemotron-CC's percentile bucketing, CCNet's reference-LM perplexity). Exclusion by
 bucket happens in ``blend`` (``data.exclude``: ``quality_bucket_below`` / ``buckets``), so changing
@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.data.accounting import Ledger, profile, read_docs, write_json, write_outputs
-from openrecipe.data.quality import BigramKN, assign_bucket, bucket_edges, split_reference
+from openrecipe.data.perplexity import BigramKN, assign_bucket, bucket_edges, split_reference
 from openrecipe.data.sharding import select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext

@@ -6,7 +6,13 @@ from fractions import Fraction
 
 import pytest
 
-from openrecipe.train.verifier import Verifier, extract_answer, last_boxed, numeric_match, to_number
+from openrecipe.evaluate.grader import (
+    Verifier,
+    extract_answer,
+    last_boxed,
+    numeric_match,
+    to_number,
+)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from openrecipe.data.quality import (
+from openrecipe.data.perplexity import (
     BigramKN,
     assign_bucket,
     bucket_edges,

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from openrecipe.data import langid
+from openrecipe.data import fasttext_langid
 
 SENTENCES = {
     "en": "The old house at the end of the lane had stood empty for many years before she came.",
@@ -27,19 +27,19 @@ def no_network(monkeypatch):
 
 @pytest.mark.parametrize("lang", sorted(SENTENCES))
 def test_identifies_language(no_network, lang):
-    found, confidence = langid.identify(SENTENCES[lang])
+    found, confidence = fasttext_langid.identify(SENTENCES[lang])
     assert found == lang
     assert 0.5 < confidence <= 1.0
 
 
 def test_deterministic_and_long_documents_not_cut_to_a_title(no_network):
     doc = "CAPÍTULO I\n\n" + " ".join([SENTENCES["es"]] * 20)
-    assert langid.identify(doc) == langid.identify(doc)
-    assert langid.identify(doc)[0] == "es"
+    assert fasttext_langid.identify(doc) == fasttext_langid.identify(doc)
+    assert fasttext_langid.identify(doc)[0] == "es"
 
 
 def test_empty_text_is_undetermined():
-    assert langid.identify(" \n\t") == ("und", 0.0)
+    assert fasttext_langid.identify(" \n\t") == ("und", 0.0)
 
 
 def test_batch_skips_code_and_keeps_order(no_network):
@@ -48,7 +48,7 @@ def test_batch_skips_code_and_keeps_order(no_network):
         {"id": "b", "lang": "code", "text": "def f(x):\n    return x + 1\n"},
         {"id": "c", "lang": "en", "text": SENTENCES["en"]},
     ]
-    results = langid.identify_docs(docs)
+    results = fasttext_langid.identify_docs(docs)
     assert [(r.id, r.lang, r.skipped) for r in results] == [
         ("a", "de", False),
         ("b", "code", True),
@@ -58,7 +58,7 @@ def test_batch_skips_code_and_keeps_order(no_network):
 
 
 def test_model_info_names_the_bundled_file():
-    info = langid.model_info()
+    info = fasttext_langid.model_info()
     assert info["version"] == "1.1.0"
     assert info["model"] == "lite:lid.176.ftz"
     assert len(info["sha256"]) == 64

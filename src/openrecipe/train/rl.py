@@ -40,12 +40,12 @@ from transformers import PreTrainedModel
 
 from openrecipe.data import chat
 from openrecipe.data.reasoning import read_split
+from openrecipe.evaluate.grader import Verifier
 from openrecipe.hashing import derive_seed
 from openrecipe.stage import StageContext
 from openrecipe.train.resume import Resumable
 from openrecipe.train.sampling import Rollout, sample_group
 from openrecipe.train.sft import GRAD_CLIP, load_checkpoint, save_checkpoint
-from openrecipe.train.verifier import Verifier
 
 ADV_EPS = 1e-4  # (r - mean) / (std + eps), TRL's GRPOTrainer uses the same epsilon
 

@@ -11,12 +11,12 @@ import torch
 from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe
 
 from openrecipe.data import chat
+from openrecipe.evaluate.grader import Verifier
 from openrecipe.hashing import sha256_file
 from openrecipe.stage import run_stage
-from openrecipe.train import grpo
+from openrecipe.train import rl
 from openrecipe.train.sampling import Rollout, sample_group
 from openrecipe.train.sft import load_checkpoint
-from openrecipe.train.verifier import Verifier
 
 SMALL = {
     # one thread: tiny kernels gain nothing from two, and two thrash on a busy CI box
@@ -53,15 +53,15 @@ def upstream(tmp_path_factory):
 
 
 def test_thinking_tokens() -> None:
-    assert grpo.thinking_tokens([5, 9, 9, 9, 6, 7, 4], 5, 6) == 3
-    assert grpo.thinking_tokens([5, 9, 9, 4], 5, 6) == 3  # unclosed: up to the end
-    assert grpo.thinking_tokens([5, 6, 7], 5, 6) == 0
+    assert rl.thinking_tokens([5, 9, 9, 9, 6, 7, 4], 5, 6) == 3
+    assert rl.thinking_tokens([5, 9, 9, 4], 5, 6) == 3  # unclosed: up to the end
+    assert rl.thinking_tokens([5, 6, 7], 5, 6) == 0
 
 
 def test_group_advantages() -> None:
-    adv = grpo.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+    adv = rl.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
     std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std()
-    assert torch.allclose(adv[0], (torch.tensor([1.0, 0.0, 0.0, 1.0]) - 0.5) / (std + grpo.ADV_EPS))
+    assert torch.allclose(adv[0], (torch.tensor([1.0, 0.0, 0.0, 1.0]) - 0.5) / (std + rl.ADV_EPS))
     assert adv[1].abs().sum() == 0  # a group with equal rewards teaches nothing
 
 
@@ -71,18 +71,18 @@ def test_clipping_is_asymmetric() -> None:
     # positive advantage: the ratio may rise to 1 + clip_high = 1.28, then the gradient stops
     for ratio, flows in ((1.2, True), (1.4, False)):
         new = torch.full((1, 1), float(torch.log(torch.tensor(ratio))), requires_grad=True)
-        loss, clipped = grpo.clipped_surrogate(new, old, torch.ones(1, 1), mask, 0.2, 0.28)
+        loss, clipped = rl.clipped_surrogate(new, old, torch.ones(1, 1), mask, 0.2, 0.28)
         loss.backward()
         assert (new.grad.abs().item() > 0) == flows and clipped.item() == (0.0 if flows else 1.0)
     # negative advantage: the ratio may fall to 1 - clip_low = 0.8
     for ratio, flows in ((0.85, True), (0.75, False)):
         new = torch.full((1, 1), float(torch.log(torch.tensor(ratio))), requires_grad=True)
-        loss, _ = grpo.clipped_surrogate(new, old, -torch.ones(1, 1), mask, 0.2, 0.28)
+        loss, _ = rl.clipped_surrogate(new, old, -torch.ones(1, 1), mask, 0.2, 0.28)
         loss.backward()
         assert (new.grad.abs().item() > 0) == flows
     # masked tokens carry no loss
     new = torch.zeros(1, 2, requires_grad=True)
-    loss, _ = grpo.clipped_surrogate(
+    loss, _ = rl.clipped_surrogate(
         new, torch.zeros(1, 2), torch.ones(1, 1), torch.tensor([[1.0, 0.0]]), 0.2, 0.28
     )
     loss.backward()
@@ -114,7 +114,7 @@ def test_rollout_logprobs_match_a_full_forward(upstream) -> None:
     )
     assert rollouts == again
     with torch.no_grad():
-        logp, mask = grpo.completion_logprobs(
+        logp, mask = rl.completion_logprobs(
             model, [prompt] * 3, [r.tokens for r in rollouts], tokenizer.pad_token_id, 0.8
         )
     for row, rollout in enumerate(rollouts):
@@ -129,7 +129,7 @@ def _scripted_rollouts(model, tokenizer, prompt: list[int], texts: list[str]):
     policy's; also the tokenizer's (<think>, </think>) ids."""
     completions = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
     with torch.no_grad():
-        logp, _ = grpo.completion_logprobs(
+        logp, _ = rl.completion_logprobs(
             model, [prompt] * len(texts), completions, tokenizer.pad_token_id, 1.0
         )
     rollouts = [Rollout(c, logp[i, : len(c)].tolist(), True) for i, c in enumerate(completions)]
@@ -159,13 +159,13 @@ def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
     # plain SGD, small step: checks the direction of the policy gradient itself
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with Verifier() as verifier:
-        row = grpo._step(
+        row = rl._step(
             model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 3, rollouts, think
         )
     assert row["accuracy"] == pytest.approx(1 / 3) and row["clipped_fraction"] == 0.0
     assert row["trained_fraction"] == 1.0
     with torch.no_grad():
-        after, _ = grpo.completion_logprobs(
+        after, _ = rl.completion_logprobs(
             model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
         )
     gain = (after - before).sum(dim=1)
@@ -200,7 +200,7 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
         "clip_high": 0.28,
     }
     n_tokens = [len(c) for c in completions]
-    adv = grpo.group_advantages(torch.tensor([[1.0, 0.0, 0.0]]))[0].tolist()
+    adv = rl.group_advantages(torch.tensor([[1.0, 0.0, 0.0]]))[0].tolist()
     # per token: -min(ratio * A, clamp(ratio, 0.8, 1.28) * A)
     clamped = [1.25, 0.8, 0.8]
     expect_loss = -sum(
@@ -208,7 +208,7 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
     ) / sum(n_tokens)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with Verifier() as verifier:
-        row = grpo._step(
+        row = rl._step(
             model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 3, stale, think
         )
     assert row["accuracy"] == pytest.approx(1 / 3) and row["trained_fraction"] == 1.0
@@ -216,7 +216,7 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
     assert row["loss"] == pytest.approx(expect_loss, rel=1e-4)
     # only the rewarded completion carried gradient, and it moved up
     with torch.no_grad():
-        after, _ = grpo.completion_logprobs(
+        after, _ = rl.completion_logprobs(
             model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
         )
     assert (after - now).sum(dim=1)[0] > 0
@@ -231,7 +231,7 @@ def test_clipped_surrogate_gradient_at_stale_ratios() -> None:
     adv = torch.tensor([[1.0]])
     for sign, live in ((1.0, [True, True, True, True]), (-1.0, [True, True, False, False])):
         new.grad = None
-        loss, clipped = grpo.clipped_surrogate(
+        loss, clipped = rl.clipped_surrogate(
             new, torch.zeros_like(new), sign * adv, torch.ones_like(new), 0.2, 0.28
         )
         loss.backward()
@@ -242,8 +242,8 @@ def test_clipped_surrogate_gradient_at_stale_ratios() -> None:
 def test_stage_reruns_byte_identical(upstream, tmp_path) -> None:
     recipe, reasoning_dir, sft_dir = upstream
     inputs = {"sft": sft_dir, "reasoning": reasoning_dir}
-    first = run_stage("rl", recipe, tmp_path / "a", inputs, grpo.run, project=PROJECT)
-    second = run_stage("rl", recipe, tmp_path / "b", inputs, grpo.run, project=PROJECT)
+    first = run_stage("rl", recipe, tmp_path / "a", inputs, rl.run, project=PROJECT)
+    second = run_stage("rl", recipe, tmp_path / "b", inputs, rl.run, project=PROJECT)
     assert first["outputs"] == second["outputs"]
     assert sha256_file(tmp_path / "a" / "model" / "model.safetensors") != sha256_file(
         sft_dir / "model" / "model.safetensors"
@@ -272,7 +272,7 @@ def test_kl_term_runs_when_enabled(upstream, tmp_path) -> None:
     recipe, reasoning_dir, sft_dir = upstream
     recipe.data["rl"].update({"kl_coef": 0.1, "steps": 1})
     inputs = {"sft": sft_dir, "reasoning": reasoning_dir}
-    run_stage("rl", recipe, tmp_path / "kl", inputs, grpo.run, project=PROJECT)
+    run_stage("rl", recipe, tmp_path / "kl", inputs, rl.run, project=PROJECT)
     row = json.loads((tmp_path / "kl" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["kl"] == pytest.approx(0.0, abs=1e-6)  # the first step's policy is the reference
 
@@ -290,7 +290,7 @@ def test_groups_without_reward_variance_are_not_trained(upstream) -> None:
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     with Verifier() as verifier:
-        row = grpo._step(
+        row = rl._step(
             model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 2, rollouts, think
         )
     assert row["accuracy"] == 0.0 and row["trained_fraction"] == 0.0 and row["loss"] == 0.0

@@ -2,7 +2,7 @@
 
 import pytest
 
-from openrecipe.data.decontam import EvalIndex, decontaminate, words
+from openrecipe.data.ngram_overlap import EvalIndex, decontaminate, words
 
 ITEM = (
     "Which planet in our solar system has the longest day measured in Earth hours, and why does "

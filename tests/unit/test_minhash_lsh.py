@@ -5,7 +5,7 @@ import random
 import numpy as np
 import pytest
 
-from openrecipe.data.fuzzy_dedup import (
+from openrecipe.data.minhash_lsh import (
     NO_SIGNATURE,
     MinHashParams,
     cluster,
