@@ -55,6 +55,8 @@ MODULES: dict[str, tuple[str, ...]] = {
     "train/schedule.py": (U + "test_schedule.py",),
     "train/sft.py": (U + "test_sft.py",),
     "train/rl.py": (U + "test_rl.py",),
+    "train/grpo_loss.py": (U + "test_rl.py",),
+    "train/sft_samples.py": (U + "test_sft.py", U + "test_certify_counts.py"),
 }
 
 # mutmut mutant name -> why no test can tell it from the original (left out of the score).

@@ -17,7 +17,7 @@ from openrecipe.data.reasoning import SOURCE, read_split
 from openrecipe.lineage.certify import Chain, Selector, certify, rl_tokens, sft_tokens
 from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
-from openrecipe.train import rl, sft
+from openrecipe.train import hf_checkpoint, rl, sft, sft_samples
 
 SEQ = 15  # pretrain.seq_length: sequences of 16 tokens
 STEPS, MBS, ACCUM = 3, 2, 2  # 12 of the pack's 20 sequences train
@@ -160,15 +160,15 @@ def _sft_trained_tokens(sft_dir: Path) -> list[tuple[str, int]]:
     manifest = json.loads((sft_dir / "manifest.json").read_text())
     view = manifest["config_view"]
     stage_input = {i["name"]: Path(i["path"]) for i in manifest["inputs"]}
-    _, tok = sft.load_checkpoint(stage_input["pretrain"])
+    _, tok = hf_checkpoint.load_checkpoint(stage_input["pretrain"])
     records = read_split(stage_input["reasoning"], "train")
-    stream = sft.sample_stream(
+    stream = sft_samples.sample_stream(
         records, manifest["seed"], view["sft.reasoning_off_fraction"], view["sft.truncate_fraction"]
     )
     out = []
     for _ in range(view["sft.steps"]):
         batch = [next(stream) for _ in range(view["sft.batch_size"])]
-        encoded = [sft.encode(tok, record, mode) for record, mode in batch]
+        encoded = [sft_samples.encode(tok, record, mode) for record, mode in batch]
         mask = sft.collate(encoded, view["sft.seq_length"], tok.pad_token_id)["attention_mask"]
         out += [(r["id"], int(m.sum())) for (r, _), m in zip(batch, mask, strict=True)]
     return out
@@ -198,7 +198,7 @@ def test_rl_counter_counts_prompt_tokens_per_generation(aligned) -> None:
     _, rl_dir = aligned
     manifest = json.loads((rl_dir / "manifest.json").read_text())
     stage_input = {i["name"]: Path(i["path"]) for i in manifest["inputs"]}
-    _, tok = sft.load_checkpoint(stage_input["sft"])
+    _, tok = hf_checkpoint.load_checkpoint(stage_input["sft"])
     records = read_split(stage_input["reasoning"], "train")
     # rl.run's prompts: the first steps x prompts_per_step questions in file order
     prompts = [(r["id"], chat.encode_prompt(tok, r["question"])) for r in records[:6]]

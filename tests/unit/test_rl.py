@@ -14,9 +14,9 @@ from openrecipe.data import chat
 from openrecipe.evaluate.grader import Verifier
 from openrecipe.hashing import sha256_file
 from openrecipe.stage import run_stage
-from openrecipe.train import rl
+from openrecipe.train import grpo_loss, rl
+from openrecipe.train.hf_checkpoint import load_checkpoint
 from openrecipe.train.sampling import Rollout, sample_group
-from openrecipe.train.sft import load_checkpoint
 
 SMALL = {
     # one thread: tiny kernels gain nothing from two, and two thrash on a busy CI box
@@ -59,9 +59,11 @@ def test_thinking_tokens() -> None:
 
 
 def test_group_advantages() -> None:
-    adv = rl.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
+    adv = grpo_loss.group_advantages(torch.tensor([[1.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]]))
     std = torch.tensor([1.0, 0.0, 0.0, 1.0]).std()
-    assert torch.allclose(adv[0], (torch.tensor([1.0, 0.0, 0.0, 1.0]) - 0.5) / (std + rl.ADV_EPS))
+    assert torch.allclose(
+        adv[0], (torch.tensor([1.0, 0.0, 0.0, 1.0]) - 0.5) / (std + grpo_loss.ADV_EPS)
+    )
     assert adv[1].abs().sum() == 0  # a group with equal rewards teaches nothing
 
 
@@ -71,18 +73,18 @@ def test_clipping_is_asymmetric() -> None:
     # positive advantage: the ratio may rise to 1 + clip_high = 1.28, then the gradient stops
     for ratio, flows in ((1.2, True), (1.4, False)):
         new = torch.full((1, 1), float(torch.log(torch.tensor(ratio))), requires_grad=True)
-        loss, clipped = rl.clipped_surrogate(new, old, torch.ones(1, 1), mask, 0.2, 0.28)
+        loss, clipped = grpo_loss.clipped_surrogate(new, old, torch.ones(1, 1), mask, 0.2, 0.28)
         loss.backward()
         assert (new.grad.abs().item() > 0) == flows and clipped.item() == (0.0 if flows else 1.0)
     # negative advantage: the ratio may fall to 1 - clip_low = 0.8
     for ratio, flows in ((0.85, True), (0.75, False)):
         new = torch.full((1, 1), float(torch.log(torch.tensor(ratio))), requires_grad=True)
-        loss, _ = rl.clipped_surrogate(new, old, -torch.ones(1, 1), mask, 0.2, 0.28)
+        loss, _ = grpo_loss.clipped_surrogate(new, old, -torch.ones(1, 1), mask, 0.2, 0.28)
         loss.backward()
         assert (new.grad.abs().item() > 0) == flows
     # masked tokens carry no loss
     new = torch.zeros(1, 2, requires_grad=True)
-    loss, _ = rl.clipped_surrogate(
+    loss, _ = grpo_loss.clipped_surrogate(
         new, torch.zeros(1, 2), torch.ones(1, 1), torch.tensor([[1.0, 0.0]]), 0.2, 0.28
     )
     loss.backward()
@@ -114,7 +116,7 @@ def test_rollout_logprobs_match_a_full_forward(upstream) -> None:
     )
     assert rollouts == again
     with torch.no_grad():
-        logp, mask = rl.completion_logprobs(
+        logp, mask = grpo_loss.completion_logprobs(
             model, [prompt] * 3, [r.tokens for r in rollouts], tokenizer.pad_token_id, 0.8
         )
     for row, rollout in enumerate(rollouts):
@@ -129,7 +131,7 @@ def _scripted_rollouts(model, tokenizer, prompt: list[int], texts: list[str]):
     policy's; also the tokenizer's (<think>, </think>) ids."""
     completions = [tokenizer.encode(t, add_special_tokens=False) for t in texts]
     with torch.no_grad():
-        logp, _ = rl.completion_logprobs(
+        logp, _ = grpo_loss.completion_logprobs(
             model, [prompt] * len(texts), completions, tokenizer.pad_token_id, 1.0
         )
     rollouts = [Rollout(c, logp[i, : len(c)].tolist(), True) for i, c in enumerate(completions)]
@@ -155,17 +157,17 @@ def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
         "<think>7+2=9.</think>9<|im_end|>",
     ]
     completions, before, rollouts, think = _scripted_rollouts(model, tokenizer, prompt, texts)
-    rl = {**recipe.get("rl"), "generations_per_prompt": 3, "length_penalty": 0.0}
+    config = {**recipe.get("rl"), "generations_per_prompt": 3, "length_penalty": 0.0}
     # plain SGD, small step: checks the direction of the policy gradient itself
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with Verifier() as verifier:
         row = rl._step(
-            model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 3, rollouts, think
+            model, None, optimizer, verifier, tokenizer, config, [record], [prompt] * 3, rollouts, think
         )
     assert row["accuracy"] == pytest.approx(1 / 3) and row["clipped_fraction"] == 0.0
     assert row["trained_fraction"] == 1.0
     with torch.no_grad():
-        after, _ = rl.completion_logprobs(
+        after, _ = grpo_loss.completion_logprobs(
             model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
         )
     gain = (after - before).sum(dim=1)
@@ -192,7 +194,7 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
         Rollout(r.tokens, [lp - math.log(ratio) for lp in r.logprobs], True)
         for r, ratio in zip(fresh, ratios, strict=True)
     ]
-    rl = {
+    config = {
         **recipe.get("rl"),
         "generations_per_prompt": 3,
         "length_penalty": 0.0,
@@ -200,7 +202,7 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
         "clip_high": 0.28,
     }
     n_tokens = [len(c) for c in completions]
-    adv = rl.group_advantages(torch.tensor([[1.0, 0.0, 0.0]]))[0].tolist()
+    adv = grpo_loss.group_advantages(torch.tensor([[1.0, 0.0, 0.0]]))[0].tolist()
     # per token: -min(ratio * A, clamp(ratio, 0.8, 1.28) * A)
     clamped = [1.25, 0.8, 0.8]
     expect_loss = -sum(
@@ -209,14 +211,14 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with Verifier() as verifier:
         row = rl._step(
-            model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 3, stale, think
+            model, None, optimizer, verifier, tokenizer, config, [record], [prompt] * 3, stale, think
         )
     assert row["accuracy"] == pytest.approx(1 / 3) and row["trained_fraction"] == 1.0
     assert row["clipped_fraction"] == pytest.approx(sum(n_tokens[1:]) / sum(n_tokens), abs=1e-6)
     assert row["loss"] == pytest.approx(expect_loss, rel=1e-4)
     # only the rewarded completion carried gradient, and it moved up
     with torch.no_grad():
-        after, _ = rl.completion_logprobs(
+        after, _ = grpo_loss.completion_logprobs(
             model, [prompt] * 3, completions, tokenizer.pad_token_id, 1.0
         )
     assert (after - now).sum(dim=1)[0] > 0
@@ -231,7 +233,7 @@ def test_clipped_surrogate_gradient_at_stale_ratios() -> None:
     adv = torch.tensor([[1.0]])
     for sign, live in ((1.0, [True, True, True, True]), (-1.0, [True, True, False, False])):
         new.grad = None
-        loss, clipped = rl.clipped_surrogate(
+        loss, clipped = grpo_loss.clipped_surrogate(
             new, torch.zeros_like(new), sign * adv, torch.ones_like(new), 0.2, 0.28
         )
         loss.backward()
@@ -286,12 +288,12 @@ def test_groups_without_reward_variance_are_not_trained(upstream) -> None:
     prompt = chat.encode_prompt(tokenizer, record["question"])
     wrong = ["<think>7-2=5.</think>5<|im_end|>", "<think>7+1=8.</think>8<|im_end|>"]
     _, _, rollouts, think = _scripted_rollouts(model, tokenizer, prompt, wrong)
-    rl = {**recipe.get("rl"), "generations_per_prompt": 2, "length_penalty": 0.0}
+    config = {**recipe.get("rl"), "generations_per_prompt": 2, "length_penalty": 0.0}
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     with Verifier() as verifier:
         row = rl._step(
-            model, None, optimizer, verifier, tokenizer, rl, [record], [prompt] * 2, rollouts, think
+            model, None, optimizer, verifier, tokenizer, config, [record], [prompt] * 2, rollouts, think
         )
     assert row["accuracy"] == 0.0 and row["trained_fraction"] == 0.0 and row["loss"] == 0.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

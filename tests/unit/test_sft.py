@@ -10,7 +10,7 @@ from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe, 
 from openrecipe.data import chat
 from openrecipe.hashing import sha256_file
 from openrecipe.stage import run_stage
-from openrecipe.train import sft
+from openrecipe.train import sft, sft_samples
 
 SMALL = {
     # one thread: tiny kernels gain nothing from two, and two thrash on a busy CI box
@@ -60,7 +60,7 @@ def test_sample_stream_mix_is_seeded() -> None:
     ]
 
     def draw(seed: int) -> list:
-        stream = sft.sample_stream(records, seed, 0.2, 0.1)
+        stream = sft_samples.sample_stream(records, seed, 0.2, 0.1)
         return [next(stream) for _ in range(1000)]
 
     first = draw(1)

@@ -10,7 +10,7 @@ Which tokens trained the checkpoint is reconstructed from recorded facts, never 
   came from (``[doc_id, source, start, n_tokens]``), checked against the lengths in
   ``train.idx``. Document licence and language come from the blend streams the pack read.
 - SFT: the sample stream (order, reasoning mode, truncation) is a pure function of the stage
-  seed, so it is replayed with ``openrecipe.train.sft.sample_stream``/``encode``; each sample
+  seed, so it is replayed with ``openrecipe.train.sft_samples.sample_stream``/``encode``; each sample
   counts its tokens as trained (cut at ``seq_length``). The replay is checked against the
   counts the SFT manifest recorded (samples per mode, loss tokens), so a replay that diverged
   from the run is refused rather than believed.
@@ -286,7 +286,7 @@ def _records(chain: Chain) -> list[dict[str, Any]]:
 
 
 def sft_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
-    from openrecipe.train.sft import encode, sample_stream
+    from openrecipe.train.sft_samples import encode, sample_stream
 
     manifest = chain.manifest("sft")
     view, summary = manifest["config_view"], manifest["summary"]

@@ -26,49 +26,18 @@ from __future__ import annotations
 
 import json
 import math
-import random
-import shutil
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 
-from openrecipe.data import chat
 from openrecipe.data.reasoning import read_split
-from openrecipe.errors import StageInputError
-from openrecipe.hashing import derive_seed
 from openrecipe.stage import StageContext
+from openrecipe.train.hf_checkpoint import load_checkpoint, save_checkpoint
 from openrecipe.train.resume import Resumable
+from openrecipe.train.sft_samples import encode, sample_stream
 
 GRAD_CLIP = 1.0  # global-norm clipping, as the pretraining recipe
 WEIGHT_DECAY = 0.0  # fine-tuning a pretrained model: no decay toward zero
-_MODEL_FILES = ("config.json", "generation_config.json")  # written by save_pretrained itself
-
-
-def load_checkpoint(stage_dir: Path) -> tuple[PreTrainedModel, Any]:
-    """The model (float32, for CPU training) and tokenizer in ``stage_dir/model``."""
-    model_dir = stage_dir / "model"
-    if not (model_dir / "config.json").is_file():
-        raise StageInputError(f"{model_dir}/config.json: missing; not a stage with a model/ output")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    if tokenizer.chat_template is None or chat.THINK_CLOSE not in tokenizer.get_vocab():
-        raise StageInputError(
-            f"{model_dir}: tokenizer lacks the chat template or {chat.THINK_CLOSE}"
-        )
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    return model, tokenizer
-
-
-def save_checkpoint(model: PreTrainedModel, source_dir: Path, out_dir: Path) -> None:
-    """``save_pretrained`` (safetensors) plus the tokenizer files of ``source_dir/model``."""
-    target = out_dir / "model"
-    model.save_pretrained(target, safe_serialization=True)
-    for path in sorted((source_dir / "model").iterdir()):
-        is_weights = path.name.startswith("model") and ".safetensors" in path.name
-        if path.is_file() and not is_weights and path.name not in _MODEL_FILES:
-            shutil.copyfile(path, target / path.name)
 
 
 def warmup_cosine(step: int, steps: int, warmup: int) -> float:
@@ -77,41 +46,6 @@ def warmup_cosine(step: int, steps: int, warmup: int) -> float:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, steps - warmup)
     return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def sample_stream(
-    records: list[dict[str, str]], seed: int, off_fraction: float, truncate_fraction: float
-) -> Iterator[tuple[dict[str, str], str]]:
-    """Endless (record, mode) stream: seeded shuffled epochs; mode is "full", "off" or a
-    truncated thinking text ("cut:<prefix>")."""
-    mode_rng = random.Random(derive_seed(seed, "mode"))
-    epoch = 0
-    while True:
-        order = random.Random(derive_seed(seed, "order", str(epoch))).sample(
-            range(len(records)), len(records)
-        )
-        for index in order:
-            record = records[index]
-            u = mode_rng.random()
-            if u < off_fraction:
-                yield record, "off"
-            elif u < off_fraction + truncate_fraction:
-                thinking = record["thinking"]
-                yield record, "cut:" + thinking[: mode_rng.randrange(len(thinking))].rstrip()
-            else:
-                yield record, "full"
-        epoch += 1
-
-
-def encode(tokenizer: Any, record: dict[str, str], mode: str) -> tuple[list[int], list[int]]:
-    if mode == "off":
-        return chat.encode_sft(
-            tokenizer, record["question"], None, record["answer"], reasoning=False
-        )
-    thinking = mode[len("cut:") :] if mode.startswith("cut:") else record["thinking"]
-    return chat.encode_sft(
-        tokenizer, record["question"], thinking, record["answer"], reasoning=True
-    )
 
 
 def collate(
