@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,9 @@ from openrecipe.data.repetition import default_config
 from openrecipe.data.stages import decontam, fuzzy_dedup, langid, quality
 from openrecipe.stage import StageContext
 
-LANGID = {"mismatch_confidence": 0.8, "relabel_min_confidence": 0.5, "max_chars": 2000,
-          "skip_langs": ["code"]}  # fmt: skip
+LANGID = langid.LangidParams(
+    mismatch_confidence=0.8, relabel_min_confidence=0.5, max_chars=2000, skip_langs=("code",)
+)
 FUZZY = {"num_perm": 64, "ngram": 3, "unit": "word", "threshold": 0.7, "bands": None, "seed": 1,
          "scheme": "datasketch"}  # fmt: skip
 QUALITY = {"reference_sources": ["ref"], "reference_fraction": 0.5, "n_buckets": 3, "seed": 1}
@@ -59,7 +61,7 @@ def test_langid_drops_confident_mismatch_and_relabels_multi():
     assert kept[2]["lang"] == "es" and kept[2]["lang_declared"] == "multi"
     assert kept[1]["lang"] == "code" and kept[0]["lang_detected"] == "en"
     _balanced(ledger)
-    strict = langid.label(docs, {**LANGID, "mismatch_confidence": 1.0})[0]
+    strict = langid.label(docs, replace(LANGID, mismatch_confidence=1.0))[0]
     assert len(strict) == 4  # below the threshold the declaration wins
 
 
@@ -111,7 +113,7 @@ def test_decontam_lists_matched_items(tmp_path: Path):
     docs = [_doc("clean", EN), _doc("leak", leaked)]
     sets = decontam.eval_items({"docs": tmp_path, "reasoning": reasoning})
     kept, ledger, matches, report = decontam.decontaminate_docs(
-        docs, sets, {"ngram": 13, "min_words": 8}
+        docs, sets, decontam.DecontamParams(ngram=13, min_words=8)
     )
     assert [d["id"] for d in kept] == ["s/clean"]
     assert matches == [{"id": "s/leak", "source": "s", "eval_items": ["reasoning:h1"]}]
@@ -213,7 +215,7 @@ def test_decontam_reads_one_benchmark_set_of_eval_data(tmp_path: Path):
     sets = decontam.eval_items({"docs": tmp_path, "eval_data.arc_easy": eval_data})
     leaked = _doc("leak", "Quiz: which gas do plants take in from the air to make their food?")
     kept, _, matches, report = decontam.decontaminate_docs(
-        [_doc("clean", EN), leaked], sets, {"ngram": 13, "min_words": 8}
+        [_doc("clean", EN), leaked], sets, decontam.DecontamParams(ngram=13, min_words=8)
     )
     assert [d["id"] for d in kept] == ["s/clean"]
     assert report["eval_data.arc_easy"]["matched"] == {"eval_data.arc_easy:arc_easy:7": ["s/leak"]}

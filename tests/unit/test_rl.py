@@ -162,7 +162,16 @@ def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with Verifier() as verifier:
         row = rl._step(
-            model, None, optimizer, verifier, tokenizer, config, [record], [prompt] * 3, rollouts, think
+            model,
+            None,
+            optimizer,
+            verifier,
+            tokenizer,
+            config,
+            [record],
+            [prompt] * 3,
+            rollouts,
+            think,
         )
     assert row["accuracy"] == pytest.approx(1 / 3) and row["clipped_fraction"] == 0.0
     assert row["trained_fraction"] == 1.0
@@ -211,7 +220,16 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with Verifier() as verifier:
         row = rl._step(
-            model, None, optimizer, verifier, tokenizer, config, [record], [prompt] * 3, stale, think
+            model,
+            None,
+            optimizer,
+            verifier,
+            tokenizer,
+            config,
+            [record],
+            [prompt] * 3,
+            stale,
+            think,
         )
     assert row["accuracy"] == pytest.approx(1 / 3) and row["trained_fraction"] == 1.0
     assert row["clipped_fraction"] == pytest.approx(sum(n_tokens[1:]) / sum(n_tokens), abs=1e-6)
@@ -293,7 +311,16 @@ def test_groups_without_reward_variance_are_not_trained(upstream) -> None:
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     with Verifier() as verifier:
         row = rl._step(
-            model, None, optimizer, verifier, tokenizer, config, [record], [prompt] * 2, rollouts, think
+            model,
+            None,
+            optimizer,
+            verifier,
+            tokenizer,
+            config,
+            [record],
+            [prompt] * 2,
+            rollouts,
+            think,
         )
     assert row["accuracy"] == 0.0 and row["trained_fraction"] == 0.0 and row["loss"] == 0.0
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

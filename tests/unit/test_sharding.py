@@ -12,6 +12,7 @@ from openrecipe.data.sharding import shard_input, shard_of, shard_part
 from openrecipe.data.stages import fuzzy_dedup, langid, quality
 from openrecipe.errors import StageInputError
 from openrecipe.hashing import sha256_file
+from openrecipe.registry import STAGES as REGISTRY
 from openrecipe.stage import StageContext
 
 TEXTS = {
@@ -53,7 +54,12 @@ def _run(
 ) -> Path:
     out = root / name
     out.mkdir(parents=True)
-    config = {**CONFIG, "data.curation.shards": shards}
+    # the stage's view, as run_stage gives it (a typed config refuses any other path)
+    config = {
+        path: value
+        for path, value in {**CONFIG, "data.curation.shards": shards}.items()
+        if path in REGISTRY[stage].view
+    }
     STAGES[stage].run(StageContext(stage, None, config, "h", 0, inputs, out, root, part))
     return out
 

@@ -63,11 +63,13 @@ def shard_inputs(ctx: StageContext) -> list[Path]:
     return [ctx.inputs[name] for name in names]
 
 
-def select_shard(ctx: StageContext, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The documents of this job: all of them, or those of the shard ``ctx.part`` names."""
+def select_shard(
+    ctx: StageContext, docs: list[dict[str, Any]], shards: int
+) -> list[dict[str, Any]]:
+    """The documents of this job: all of them, or those of the shard ``ctx.part`` names
+    (``shards``: the stage's ``data.curation.shards``)."""
     if not ctx.part:
         return docs
-    shards = int(ctx.cfg("data.curation.shards"))
     if not ctx.part.startswith(PART_PREFIX) or not ctx.part[len(PART_PREFIX) :].isdigit():
         raise StageInputError(f"stage {ctx.stage}: --part {ctx.part!r} is not shard-NNN")
     index = int(ctx.part[len(PART_PREFIX) :])

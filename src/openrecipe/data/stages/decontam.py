@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from openrecipe.data.ngram_overlap import EvalIndex, decontaminate
 from openrecipe.data.sharding import gather, read_jsonl, select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 
 STEP = "decontam"
 
@@ -72,12 +74,30 @@ def eval_items(inputs: dict[str, Path]) -> dict[str, list[tuple[str, str]]]:
     return sets
 
 
+@dataclass(frozen=True)
+class DecontamParams:
+    """``data.curation.decontam`` (the schema's descriptions say the same)."""
+
+    ngram: int
+    """Word n-gram length a document and an eval item must share (13, as GPT-3)."""
+    min_words: int
+    """Eval items shorter than this are not matched; shorter than ngram: whole sequence."""
+
+
+@dataclass(frozen=True)
+class DecontamConfig:
+    """The decontam stage's view, typed: its parameters and the shard count it scatters over."""
+
+    params: DecontamParams = view_field("data.curation.decontam")
+    shards: int = view_field("data.curation.shards")
+
+
 def decontaminate_docs(
-    docs: list[dict[str, Any]], sets: dict[str, list[tuple[str, str]]], cfg: dict[str, Any]
+    docs: list[dict[str, Any]], sets: dict[str, list[tuple[str, str]]], cfg: DecontamParams
 ) -> tuple[list[dict[str, Any]], Ledger, list[dict[str, Any]], dict[str, Any]]:
     """(kept, ledger, matches, eval item report). Item ids are prefixed by their set name."""
     items = [(f"{name}:{item_id}", text) for name, pairs in sets.items() for item_id, text in pairs]
-    index = EvalIndex(items, n=cfg["ngram"], min_words=cfg["min_words"])
+    index = EvalIndex(items, n=cfg.ngram, min_words=cfg.min_words)
     result = decontaminate(((d["id"], d["text"]) for d in docs), index)
     ledger = Ledger((STEP,))
     kept, matches = [], []
@@ -133,15 +153,16 @@ def _gather_matches(
 
 def run(ctx: StageContext) -> dict[str, Any]:
     """One job, one shard's job or the gather of the shards (``openrecipe.data.sharding``)."""
+    config = decode_view(DecontamConfig, ctx.config, ctx.stage)
     upstream = read_docs(ctx.input("docs"), STEP)
     shards = shard_inputs(ctx)
     if shards:
         matches, report = _gather_matches(upstream, shards)
         summary = gather(ctx.out, upstream, shards, (STEP,))
     else:
-        docs = select_shard(ctx, upstream)
+        docs = select_shard(ctx, upstream, config.shards)
         kept, ledger, matches, report = decontaminate_docs(
-            docs, eval_items(ctx.inputs), ctx.cfg("data.curation.decontam")
+            docs, eval_items(ctx.inputs), config.params
         )
         summary = write_outputs(ctx.out, kept, ledger, profile(docs))
     write_jsonl(ctx.out / "matches.jsonl", matches)

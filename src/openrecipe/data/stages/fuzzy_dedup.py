@@ -91,7 +91,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     docs = read_docs(ctx.input("docs"), STEP)
     cfg = ctx.cfg("data.curation.fuzzy_dedup")
     if ctx.part:  # a shard job: signatures only
-        mine = select_shard(ctx, docs)
+        mine = select_shard(ctx, docs, int(ctx.cfg("data.curation.shards")))
         matrix = signature_matrix([d["text"] for d in mine], minhash_params(cfg))
         np.save(ctx.out / SIGNATURES, matrix, allow_pickle=False)
         (ctx.out / IDS).write_text(json.dumps([d["id"] for d in mine]) + "\n", encoding="utf-8")

@@ -125,7 +125,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     exempt = ctx.cfg("data.curation.exempt_langs")
     if ctx.part:  # a shard job: the scores of this shard's documents only
         model, _, to_score, _ = reference_model(docs, cfg, exempt)
-        mine = select_shard(ctx, to_score)
+        mine = select_shard(ctx, to_score, int(ctx.cfg("data.curation.shards")))
         scores = {d["id"]: model.log_perplexity(d["text"]) for d in mine}
         write_json(ctx.out / SCORES, scores)
         return {"scored": len(scores), "model": model.info()}

@@ -1,0 +1,91 @@
+"""Typed stage configs (openrecipe.stage_config): decoded once from the stage's view, checked
+field by field, and giving the same view (so the same hash) back. Stages with one: langid and
+decontam (before, they read ``ctx.cfg("data.curation.<stage>")`` dicts by string keys)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+
+from openrecipe.data.stages.decontam import DecontamConfig
+from openrecipe.data.stages.langid import LangidConfig
+from openrecipe.errors import RecipeError
+from openrecipe.hashing import hash_obj
+from openrecipe.recipe import load_recipe
+from openrecipe.registry import STAGES
+from openrecipe.stage_config import decode_view, encode_view, view_field, view_paths
+
+REPO = Path(__file__).resolve().parents[2]
+TYPED = {"langid": LangidConfig, "decontam": DecontamConfig}
+RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("stage", sorted(TYPED))
+def test_the_config_declares_exactly_the_registry_view(stage: str) -> None:
+    assert view_paths(TYPED[stage]) == STAGES[stage].view
+
+
+@pytest.mark.parametrize("recipe_file", RECIPES)
+def test_every_recipe_decodes_and_hashes_as_its_view(recipe_file: str) -> None:
+    recipe = load_recipe(REPO / "recipes" / recipe_file, project=REPO)
+    for stage, cls in TYPED.items():
+        config = decode_view(cls, recipe.view(stage), stage)
+        assert encode_view(config) == recipe.view(stage)
+        assert hash_obj(encode_view(config)) == recipe.view_hash(stage)
+
+
+def _langid_view(**params: object) -> dict[str, object]:
+    base = {
+        "mismatch_confidence": 0.8,
+        "relabel_min_confidence": 0.5,
+        "max_chars": 2000,
+        "skip_langs": ["code"],
+    }
+    return {"data.curation.langid": {**base, **params}, "data.curation.shards": 2}
+
+
+def test_values_are_typed_and_kept_as_read() -> None:
+    config = decode_view(LangidConfig, _langid_view(mismatch_confidence=1), "langid")
+    assert config.params.skip_langs == ("code",) and config.shards == 2
+    assert encode_view(config)["data.curation.langid"]["mismatch_confidence"] == 1  # not 1.0
+    with pytest.raises(Exception, match="frozen|cannot assign"):
+        config.shards = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"max_chars": "2000"}, r"data\.curation\.langid\.max_chars: expected int, found '2000'"),
+        ({"max_chars": True}, r"data\.curation\.langid\.max_chars: expected int, found True"),
+        ({"skip_langs": "code"}, r"data\.curation\.langid\.skip_langs: expected a list"),
+        ({"skip_langs": ["code", 3]}, r"data\.curation\.langid\.skip_langs\[1\]: expected str"),
+        ({"extra": 1}, r"data\.curation\.langid: unknown keys \['extra'\], missing keys \[\]"),
+    ],
+)
+def test_a_bad_value_names_its_field(change: dict[str, object], message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        decode_view(LangidConfig, _langid_view(**change), "langid")
+
+
+def test_a_view_with_other_paths_is_refused() -> None:
+    view = {**_langid_view(), "data.curation.decontam": {"ngram": 13, "min_words": 8}}
+    with pytest.raises(RecipeError, match="stage langid: view paths"):
+        decode_view(LangidConfig, view, "langid")
+
+
+@dataclass(frozen=True)
+class Toy:
+    unit: Literal["word", "char"] = view_field("toy.unit")
+    bands: int | None = view_field("toy.bands")
+
+
+def test_literals_and_optionals() -> None:
+    assert decode_view(Toy, {"toy.unit": "char", "toy.bands": None}, "toy").bands is None
+    assert decode_view(Toy, {"toy.unit": "word", "toy.bands": 4}, "toy").bands == 4
+    with pytest.raises(RecipeError, match=r"toy\.unit: 'line' is not one of \['word', 'char'\]"):
+        decode_view(Toy, {"toy.unit": "line", "toy.bands": 4}, "toy")
+    with pytest.raises(RecipeError, match=r"toy\.bands: expected int, found 4\.5"):
+        decode_view(Toy, {"toy.unit": "word", "toy.bands": 4.5}, "toy")
