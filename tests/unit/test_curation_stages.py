@@ -13,6 +13,7 @@ import pytest
 
 from openrecipe.data import curate as curate_stage
 from openrecipe.data.accounting import Ledger
+from openrecipe.data.minhash_lsh import MinHashParams
 from openrecipe.data.repetition import default_config
 from openrecipe.data.stages import decontam, fuzzy_dedup, langid, quality
 from openrecipe.stage import StageContext
@@ -20,8 +21,7 @@ from openrecipe.stage import StageContext
 LANGID = langid.LangidParams(
     mismatch_confidence=0.8, relabel_min_confidence=0.5, max_chars=2000, skip_langs=("code",)
 )
-FUZZY = {"num_perm": 64, "ngram": 3, "unit": "word", "threshold": 0.7, "bands": None, "seed": 1,
-         "scheme": "datasketch"}  # fmt: skip
+FUZZY = MinHashParams(num_perm=64, ngram=3, unit="word", threshold=0.7, bands=None, seed=1)
 QUALITY = {"reference_sources": ["ref"], "reference_fraction": 0.5, "n_buckets": 3, "seed": 1}
 EN = (
     "The committee met on Tuesday to discuss the budget for the new library, and after a long "

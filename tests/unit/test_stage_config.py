@@ -1,6 +1,6 @@
 """Typed stage configs (openrecipe.stage_config): decoded once from the stage's view, checked
-field by field, and giving the same view (so the same hash) back. Stages with one: langid and
-decontam (before, they read ``ctx.cfg("data.curation.<stage>")`` dicts by string keys)."""
+field by field, and giving the same view (so the same hash) back. Stages with one: langid,
+fuzzy_dedup and decontam (before, they read ``ctx.cfg("data.curation.<stage>")`` dicts by string keys)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Literal
 import pytest
 
 from openrecipe.data.stages.decontam import DecontamConfig
+from openrecipe.data.stages.fuzzy_dedup import FuzzyDedupConfig
 from openrecipe.data.stages.langid import LangidConfig
 from openrecipe.errors import RecipeError
 from openrecipe.hashing import hash_obj
@@ -19,7 +20,7 @@ from openrecipe.registry import STAGES
 from openrecipe.stage_config import decode_view, encode_view, view_field, view_paths
 
 REPO = Path(__file__).resolve().parents[2]
-TYPED = {"langid": LangidConfig, "decontam": DecontamConfig}
+TYPED = {"langid": LangidConfig, "fuzzy_dedup": FuzzyDedupConfig, "decontam": DecontamConfig}
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
 

@@ -22,6 +22,7 @@ job's.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,21 +33,19 @@ from openrecipe.data.minhash_lsh import MinHashParams, cluster, signature_matrix
 from openrecipe.data.sharding import select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 
 STEP = "fuzzy_dedup"
 SIGNATURES, IDS = "signatures.npy", "ids.json"
 
 
-def minhash_params(cfg: dict[str, Any]) -> MinHashParams:
-    return MinHashParams(
-        num_perm=cfg["num_perm"],
-        ngram=cfg["ngram"],
-        unit=cfg["unit"],
-        threshold=cfg["threshold"],
-        bands=cfg["bands"],
-        seed=cfg["seed"],
-        scheme=cfg["scheme"],
-    )
+@dataclass(frozen=True)
+class FuzzyDedupConfig:
+    """The fuzzy_dedup stage's view, typed: the MinHash-LSH parameters (decoded straight into
+    ``MinHashParams``) and the shard count it scatters over."""
+
+    params: MinHashParams = view_field("data.curation.fuzzy_dedup")
+    shards: int = view_field("data.curation.shards")
 
 
 def gathered_signatures(docs: list[dict[str, Any]], shards: list[Path]) -> np.ndarray:
@@ -68,9 +67,8 @@ def gathered_signatures(docs: list[dict[str, Any]], shards: list[Path]) -> np.nd
 
 
 def dedup(
-    docs: list[dict[str, Any]], cfg: dict[str, Any], matrix: np.ndarray | None = None
+    docs: list[dict[str, Any]], params: MinHashParams, matrix: np.ndarray | None = None
 ) -> tuple[list[dict[str, Any]], Ledger, list[list[str]]]:
-    params = minhash_params(cfg)
     if matrix is None:
         matrix = signature_matrix([d["text"] for d in docs], params)
     result = cluster([d["id"] for d in docs], matrix, params)
@@ -88,17 +86,17 @@ def dedup(
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    config = decode_view(FuzzyDedupConfig, ctx.config, ctx.stage)
     docs = read_docs(ctx.input("docs"), STEP)
-    cfg = ctx.cfg("data.curation.fuzzy_dedup")
     if ctx.part:  # a shard job: signatures only
-        mine = select_shard(ctx, docs, int(ctx.cfg("data.curation.shards")))
-        matrix = signature_matrix([d["text"] for d in mine], minhash_params(cfg))
+        mine = select_shard(ctx, docs, config.shards)
+        matrix = signature_matrix([d["text"] for d in mine], config.params)
         np.save(ctx.out / SIGNATURES, matrix, allow_pickle=False)
         (ctx.out / IDS).write_text(json.dumps([d["id"] for d in mine]) + "\n", encoding="utf-8")
         return {"signatures": len(mine), "num_perm": int(matrix.shape[1])}
     shards = shard_inputs(ctx)
     matrix = gathered_signatures(docs, shards) if shards else None
-    kept, ledger, clusters = dedup(docs, cfg, matrix)
+    kept, ledger, clusters = dedup(docs, config.params, matrix)
     write_jsonl(ctx.out / "clusters.jsonl", ({"kept": c[0], "duplicates": c[1:]} for c in clusters))
     summary = write_outputs(ctx.out, kept, ledger, profile(docs))
     summary["clusters"] = len(clusters)
