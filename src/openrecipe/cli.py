@@ -1,6 +1,6 @@
 """``openrecipe`` / ``python -m openrecipe``: stage verbs and audit tools.
 
-Stage verbs all share one signature (the stage contract in DESIGN.md)::
+Stage verbs all share one signature (the stage contract, docs/stage-contract.md)::
 
     python -m openrecipe <stage> --recipe R --out DIR [--input NAME=DIR ...] [--part P]
                                  [--expect-config-hash H]

@@ -11,6 +11,9 @@ and shrinks what costs compute:
 - the blend proportions: each full-size source has a ``role``; the proxy's CPU sources (the tiny
   recipe's) each stand for the roles in ``PROXY_SOURCE_BY_ROLE``, and a proxy phase's weight for a
   CPU source is the sum of the release's weights of the sources whose role maps to it.
+
+``openrecipe.proxy_rules`` checks every field of a proxy against these rules (and the CPU scale
+it takes from the tiny recipe), naming each field that drifted.
 """
 
 from __future__ import annotations

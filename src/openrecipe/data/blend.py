@@ -16,8 +16,8 @@ documents (an exclusion, a dropped source) never reorders the documents that rem
 
 Budgets are in tokens the trainer consumes: ``steps * micro_batch_size * grad_accum *
 (seq_length + 1)`` (each sequence carries one extra token for the shifted labels). A phase gets
-``fraction`` of them and each source ``weight`` of its phase (weights are token shares, DESIGN.md
-"Recipes"); integer budgets use largest-remainder rounding so they add up exactly. The pack stage
+``fraction`` of them and each source ``weight`` of its phase (weights are token shares, docs/recipes.md
+"Blend"); integer budgets use largest-remainder rounding so they add up exactly. The pack stage
 fills each budget by cycling the source's stream and records the repetitions.
 
 Outputs: ``streams/<source>.jsonl`` (records in stream order), ``streams/lang/<code>.jsonl`` per

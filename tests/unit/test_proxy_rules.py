@@ -1,0 +1,127 @@
+"""Every release proxy is what the proxy rules make of its release, field by field."""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from pathlib import Path
+
+import pytest
+
+from openrecipe.proxy_rules import flatten, proxy_mismatches, proxy_rules
+from openrecipe.recipe import load_recipe
+
+PROJECT = Path(__file__).resolve().parents[2]
+PROXIES = sorted(p.stem for p in (PROJECT / "recipes").glob("*_proxy.yaml"))
+
+
+@cache
+def _recipe(name: str) -> dict:
+    return load_recipe(PROJECT / "recipes" / f"{name}.yaml", project=PROJECT).data
+
+
+def _mismatches(proxy_name: str, proxy: dict | None = None) -> list[str]:
+    release = proxy_name.removesuffix("_proxy")
+    return proxy_mismatches(_recipe(release), _recipe("tiny"), proxy or _recipe(proxy_name))
+
+
+def test_nine_proxies_are_checked() -> None:
+    assert len(PROXIES) == 9
+
+
+# The one open mismatch (see the report of issue 14): Nano-9B-v2 was pruned from the 12B with
+# its Mamba heads kept, so its Mamba width is 128 x 80 / 4480 = 2.29x hidden; the proxy keeps
+# the 12B's 2x (8 heads of 16), where the width rule gives 9 heads. Changing it changes the
+# proxy's committed results, so it is left to a regeneration.
+OPEN = {"nemotron_nano_9b_v2_proxy": "model.mamba_num_heads"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            n,
+            marks=pytest.mark.xfail(strict=True, reason=f"open: {OPEN[n]}"),
+        )
+        if n in OPEN
+        else n
+        for n in PROXIES
+    ],
+)
+def test_proxy_is_derived_from_its_release_field_by_field(name: str) -> None:
+    problems = _mismatches(name)
+    assert problems == [], "\n".join(problems)
+
+
+def test_the_open_mismatch_is_only_the_named_field() -> None:
+    for name, field in OPEN.items():
+        problems = _mismatches(name)
+        assert [p.split(":", 1)[0] for p in problems] == [field], problems
+
+
+def test_every_proxy_field_has_a_rule() -> None:
+    for name in PROXIES:
+        release = _recipe(name.removesuffix("_proxy"))
+        rules = proxy_rules(release, _recipe("tiny"), _recipe(name))
+        assert set(flatten(_recipe(name))) <= set(rules), name
+
+
+def _edited(**edits: object) -> dict:
+    proxy = copy.deepcopy(_recipe("nemotron_3_super_120b_a12b_proxy"))
+    for dotted, value in edits.items():
+        *path, last = dotted.split("__")
+        node = proxy
+        for key in path:
+            node = node[key]
+        if value is KeyError:
+            del node[last]
+        else:
+            node[last] = value
+    return proxy
+
+
+@pytest.mark.parametrize(
+    ("edits", "field"),
+    [
+        ({"pretrain__schedule__warmup_fraction": 0.5}, "pretrain.schedule.warmup_fraction"),
+        ({"pretrain__precision": "bf16"}, "pretrain.precision"),
+        ({"pretrain__bf16_last_layers": 0}, "pretrain.bf16_last_layers"),
+        ({"pretrain__optimizer__min_lr": 3.0e-4}, "pretrain.optimizer.min_lr"),
+        ({"pretrain__tokens": 61441}, "pretrain.tokens"),
+        ({"model__intermediate_size": 42}, "model.intermediate_size"),
+        (
+            {"model__moe_shared_expert_intermediate_size": 84},
+            "model.moe_shared_expert_intermediate_size",
+        ),
+        ({"model__moe_latent_size": KeyError}, "model.moe_latent_size"),
+        ({"model__n_routed_experts": 512}, "model.n_routed_experts"),
+        (
+            {"model__hybrid_override_pattern": "MEMEM*EMEM*"},
+            "model.hybrid_override_pattern release.description",
+        ),
+        (
+            {"model__hybrid_override_pattern": "MEMMMM*EMEME"},
+            "model.hybrid_override_pattern release.description",
+        ),
+        ({"model__position_embedding_type": "rope"}, "model.position_embedding_type"),
+        ({"model__hidden_size": 128}, "model.hidden_size"),
+        ({"data__sources": []}, "data.sources"),
+        ({"rl__steps": 4}, "rl.steps"),
+        ({"release__unverified": []}, "release.unverified"),
+        ({"release__description": "a proxy"}, "release.description"),
+        ({"backend": "megatron"}, "backend"),
+        ({"model__surprise": 1}, "model.surprise"),
+    ],
+)
+def test_an_edited_proxy_names_the_field(edits: dict, field: str) -> None:
+    problems = _mismatches("nemotron_3_super_120b_a12b_proxy", _edited(**edits))
+    # the description names the pattern, so a pattern edit is reported there too
+    assert [p.split(":", 1)[0] for p in problems] == field.split(), problems
+
+
+def test_an_edited_phase_weight_names_the_phases() -> None:
+    proxy = _edited()
+    proxy["data"]["phases"][0]["weights"]["austen"] += 0.01
+    problems = _mismatches("nemotron_3_super_120b_a12b_proxy", proxy)
+    assert len(problems) == 1 and problems[0].startswith("data.phases: proxy has ")
+    assert "summed by source role" in problems[0]
