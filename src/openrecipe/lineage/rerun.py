@@ -28,6 +28,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from openrecipe.errors import OpenRecipeError, RecipeError
 from openrecipe.lineage.change import (
     VARIANT_NAME,
@@ -46,6 +48,7 @@ from openrecipe.lineage.plan import Plan, job_counts, run_snakemake, scratch_pro
 from openrecipe.lineage.plan import dry_run as plan_dry_run
 from openrecipe.lineage.share import Shared, choose_shared, link_shared, record_metadata
 from openrecipe.manifest import MANIFEST_NAME, read_manifest
+from openrecipe.paths import SCHEMA_RELPATH
 from openrecipe.recipe import STAGE_VIEWS, Recipe, load_recipe
 
 __all__ = ["build_override", "format_rerun", "job_counts", "rerun", "reweight", "view_changes"]
@@ -186,7 +189,8 @@ def rerun(
     base_path = (project / _recipe_path(recipe_ref)).resolve()
     base = load_recipe(base_path, project=project)
     base_rel = base_path.relative_to(project).as_posix()
-    body = build_override(base, excludes, weights, sets)
+    schema = yaml.safe_load((project / SCHEMA_RELPATH).read_text(encoding="utf-8"))
+    body = build_override(base, excludes, weights, sets, schema)
     args = {"excludes": excludes, "weights": weights, "sets": sets}
     rel, content = _written_file(project, base, base_path, body, name, args)
     text = file_text(content, argv)
