@@ -118,6 +118,7 @@ def _rerun(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         argv=sys.argv[2:],
         name=args.name,
+        progress=sys.stderr,  # Snakemake's progress as it runs; the result goes to stdout
     )
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_rerun(result))
     return 0
