@@ -12,10 +12,5 @@ Overview
 - ``lineage/`` trace and verify.
 """
 
-from openrecipe import kernel_hint
-
 __version__ = "0.1.0"
 __all__ = ["__version__"]
-
-# CUDA-only kernel packages cannot be installed on a CPU machine: no hint to install them there.
-kernel_hint.install()

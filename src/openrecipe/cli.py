@@ -220,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from openrecipe import kernel_hint
+
+    # Every stage process starts here. Installed by the CLI, not the stages, so the filter (a
+    # logging concern) is no part of any stage's code identity and reruns nothing.
+    kernel_hint.install()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

@@ -7,6 +7,9 @@ No configuration avoids the call (the mixer has one code path; ``use_mamba_kerne
 deprecated and ignored), and on a machine without CUDA the packages cannot be installed: their
 kernels are CUDA-only, so the PyTorch path is the only one there is. The hint stays on a machine
 with a GPU, where installing the ``gpu`` extra is the right reaction.
+
+``openrecipe.cli.main`` installs it, so every stage process has it; the CLI is outside every
+stage's code identity (``openrecipe.codeid``), so adding it reran no stage.
 """
 
 from __future__ import annotations

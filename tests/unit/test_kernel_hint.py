@@ -1,4 +1,5 @@
-"""A NemotronH forward on CPU prints no "install causal_conv1d" hint; other records still pass."""
+"""A NemotronH forward on CPU in an ``openrecipe`` process prints no "install causal_conv1d"
+hint; other records still pass, and the hint stays where CUDA exists."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import openrecipe  # noqa: F401  (installs the filter, as every entry point does)
-from openrecipe.kernel_hint import HUB_KERNELS_LOGGER, CpuKernelHintFilter
+from openrecipe.codeid import import_closure
+from openrecipe.kernel_hint import HUB_KERNELS_LOGGER, CpuKernelHintFilter, install
+from openrecipe.registry import STAGE_MODULES
 
-SRC = Path(__file__).resolve().parents[2] / "src"
-
+REPO = Path(__file__).resolve().parents[2]
 TINY = {
     "hybrid_override_pattern": "M*-",
     "hidden_size": 32,
@@ -29,10 +30,12 @@ TINY = {
     "num_hidden_layers": 3,
 }
 
-
-_FORWARD = f"""
+# A stage process: cli.main first (here a cheap verb), then a model forward and generate.
+_STAGE_PROCESS = f"""
 import torch
+from openrecipe.cli import main
 from openrecipe.model.build import build_model, nemotronh_config
+assert main(["resolve", {str(REPO / "recipes" / "tiny.yaml")!r}, "-o", "/dev/null"]) == 0
 model = build_model(nemotronh_config({TINY!r}, 50), seed=0)
 ids = torch.randint(0, 50, (2, 12), generator=torch.Generator().manual_seed(0))
 model(ids, labels=ids).loss.backward()  # training path: chunk scan + conv1d
@@ -43,11 +46,16 @@ print("ok")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the hint is kept where CUDA exists")
-def test_cpu_forward_and_generate_print_no_kernel_hint() -> None:
+def test_cpu_stage_process_prints_no_kernel_hint() -> None:
     """In a fresh process, as a stage runs: the real stderr, not a captured logger."""
-    env = {**os.environ, "PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(
-        [sys.executable, "-c", _FORWARD], capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-c", _STAGE_PROCESS],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     assert "falling back" not in done.stderr and "causal_conv1d" not in done.stderr, done.stderr
@@ -69,6 +77,13 @@ def test_filter_keeps_other_records_and_the_hint_on_gpu(monkeypatch: pytest.Monk
 
 
 def test_filter_is_installed_once() -> None:
-    openrecipe.kernel_hint.install()
+    install()
+    install()
     filters = logging.getLogger(HUB_KERNELS_LOGGER).filters
     assert sum(isinstance(f, CpuKernelHintFilter) for f in filters) == 1
+
+
+def test_no_stage_code_identity_includes_the_filter() -> None:
+    """A logging filter must not re-address (and so rerun) any stage."""
+    for stage, module in STAGE_MODULES.items():
+        assert "openrecipe.kernel_hint" not in import_closure((module, "openrecipe.stage")), stage
