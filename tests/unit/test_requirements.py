@@ -10,6 +10,7 @@ import ast
 import importlib.metadata as metadata
 import importlib.util
 import re
+import tomllib
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -63,13 +64,15 @@ def _python_imports(text: str) -> set[str]:
 _IMPORT_LINE = re.compile(r"^\s*(?:from\s+([\w.]+)\s+import|import\s+([\w.]+))", re.MULTILINE)
 
 
-def _imported_modules() -> set[str]:
+def _imported_modules(folders: tuple[str, ...] = CODE_DIRS) -> set[str]:
     found: set[str] = set()
-    for folder in CODE_DIRS:
+    for folder in folders:
         for path in (ROOT / folder).rglob("*.py"):
             found |= _python_imports(path.read_text(encoding="utf-8"))
     # Snakefiles are Python with rule blocks on top: read their import lines.
-    for path in [ROOT / "Snakefile", *(ROOT / "workflow").rglob("*.smk")]:
+    for path in (
+        [] if folders != CODE_DIRS else [ROOT / "Snakefile", *(ROOT / "workflow").rglob("*.smk")]
+    ):
         for match in _IMPORT_LINE.finditer(path.read_text(encoding="utf-8")):
             found.add((match.group(1) or match.group(2)).split(".")[0])
     return found
@@ -114,3 +117,16 @@ def test_dropped_packages_stay_dropped() -> None:
     cross-check, now the ``crosscheck`` extra) are not base requirements."""
     names = {canonicalize_name(r.name) for r in _requirements()}
     assert not names & {"trl", "torchao"}
+
+
+def test_pyproject_declares_every_distribution_src_imports() -> None:
+    """``pip install -e .`` alone must bring what the package imports (floors in pyproject,
+    exact pins in requirements.txt), and pyproject names nothing requirements.txt lacks."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = {canonicalize_name(Requirement(d).name) for d in project["dependencies"]}
+    pinned = {canonicalize_name(r.name) for r in _requirements()}
+    assert declared <= pinned, declared - pinned
+    modules = _top_level_modules()
+    imported = _imported_modules(("src",))
+    needed = {name for name in pinned if modules.get(name, set()) & imported}
+    assert needed <= declared, f"imported by src/ but not in pyproject: {needed - declared}"
