@@ -67,6 +67,8 @@ def _run_stage_verb(stage: str, args: argparse.Namespace) -> int:
 def _trace(args: argparse.Namespace) -> int:
     from openrecipe.lineage.trace import format_tree, trace
 
+    if args.metric:
+        return _trace_metric(args)
     chain = trace(Path(args.file))
     if args.prov:
         from openrecipe.lineage.prov import prov_json
@@ -78,6 +80,22 @@ def _trace(args: argparse.Namespace) -> int:
         print(json.dumps(chain, indent=2, sort_keys=True))
     else:
         print(format_tree(chain))
+    return 0
+
+
+def _trace_metric(args: argparse.Namespace) -> int:
+    from openrecipe.errors import LineageError
+    from openrecipe.lineage.trace_metric import format_metric, trace_metric
+
+    if args.prov:
+        raise LineageError("--prov traces a file; give the score file, not --metric")
+    records = trace_metric(Path(args.file), args.metric)
+    if args.json:
+        import json
+
+        print(json.dumps(records, indent=2, sort_keys=True))
+    else:
+        print(format_metric(records))
     return 0
 
 
@@ -163,25 +181,37 @@ def build_parser() -> argparse.ArgumentParser:
             "--expect-config-hash", default=None, help="refuse to run if the view hash differs"
         )
         p.set_defaults(func=lambda a, s=stage: _run_stage_verb(s, a))
-    p = sub.add_parser("trace", help="provenance chain of any artifact back to the raw sources")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "trace", help="provenance chain of any artifact, or of one score, back to the raw sources"
+    )
+    p.add_argument(
+        "file", help="a file or stage directory; with --metric, a run directory (runs/<name>)"
+    )
+    p.add_argument(
+        "--metric",
+        metavar="[CHECKPOINT/]TASK/METRIC",
+        help="trace one score (e.g. sft/arc_easy/acc; every checkpoint if none is named): value "
+        "and standard error, evaluate manifest, checkpoint, task data, then the stage chain",
+    )
+    p.add_argument("--json", action="store_true", help="print the chain as JSON")
     p.add_argument("--prov", metavar="OUT.json", help="also write the chain as W3C PROV-JSON")
     p.set_defaults(func=_trace)
     p = sub.add_parser("verify", help="rehash every artifact under a run directory")
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help="a run directory (runs/<name>) or any stage directory")
     p.set_defaults(func=_verify)
     p = sub.add_parser("resolve", help="print (or write) a recipe with extends/overrides resolved")
-    p.add_argument("recipe")
-    p.add_argument("--override", action="append", default=[])
-    p.add_argument("-o", "--output")
+    p.add_argument("recipe", help="recipe YAML (recipes/<name>.yaml)")
+    p.add_argument(
+        "--override", action="append", default=[], help="override YAML, applied in order"
+    )
+    p.add_argument("-o", "--output", help="write the resolved recipe here instead of stdout")
     p.set_defaults(func=_resolve)
     p = sub.add_parser("push", help="version a finished run's artifacts with DVC and push them")
-    p.add_argument("run_dir")
-    p.add_argument("--remote", default=None)
+    p.add_argument("run_dir", help="the finished run directory (runs/<name>)")
+    p.add_argument("--remote", default=None, help="DVC remote name (default: the default remote)")
     p.set_defaults(func=_push)
     p = sub.add_parser("releases", help="released-model recipes, their proxies and status")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=_releases)
     from openrecipe.lineage.commands import add_audit_verbs
 
@@ -190,6 +220,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from openrecipe import kernel_hint
+
+    # Every stage process starts here. Installed by the CLI, not the stages, so the filter (a
+    # logging concern) is no part of any stage's code identity and reruns nothing.
+    kernel_hint.install()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))

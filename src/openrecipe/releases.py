@@ -70,8 +70,21 @@ def proxy_phases(
     return mapped
 
 
-def _unverified_count(recipe: dict[str, Any]) -> int:
-    return len(recipe["release"].get("unverified", []))
+def _parameters(recipe: dict[str, Any]) -> dict[str, int]:
+    """Total and active (per token) parameters from the architecture, on the meta device."""
+    from openrecipe.model.build import nemotronh_config
+    from openrecipe.model.params import parameter_counts
+
+    counts = parameter_counts(nemotronh_config(recipe["model"], recipe["tokenizer"]["vocab_size"]))
+    return {"total": counts["total"], "active": counts["active"]}
+
+
+def human_count(n: int) -> str:
+    """12.3B, 569K: three significant figures with a decimal suffix."""
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= size:
+            return f"{n / size:.3g}{suffix}"
+    return str(n)
 
 
 def release_rows(project: Path, names: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -94,7 +107,6 @@ def release_rows(project: Path, names: Iterable[str] | None = None) -> list[dict
             continue
         proxy_path = recipes_dir / f"{path.stem}_proxy.yaml"
         proxy = load_recipe(proxy_path, project=project).data if proxy_path.is_file() else None
-        unverified = _unverified_count(recipe)
         rows.append(
             {
                 "recipe": path.stem,
@@ -105,8 +117,12 @@ def release_rows(project: Path, names: Iterable[str] | None = None) -> list[dict
                 "status": "plan only (megatron)"
                 if recipe["backend"] == "megatron"
                 else "runs here",
-                "unverified": unverified,
+                # computed from the model section (model/params.py), not the published figure
+                "params": _parameters(recipe),
+                "unverified": len(recipe["release"]["unverified"]),
+                "unverified_fields": list(recipe["release"]["unverified"]),
                 "proxy": proxy_path.stem if proxy else None,
+                "proxy_params": _parameters(proxy) if proxy else None,
                 "proxy_status": _proxy_status(proxy) if proxy else "missing",
                 # measured by bench/proxies.py (results/bench/proxies.json), when it has run
                 "proxy_wall_s": bench.get(proxy_path.stem, {}).get("wall_s"),
@@ -122,16 +138,28 @@ def _proxy_status(proxy: dict[str, Any]) -> str:
     return "runs here" if precision == "bf16" else f"runs here ({precision} emulated)"
 
 
+def _params_cell(params: dict[str, int] | None) -> str:
+    if params is None:
+        return "-"
+    total = human_count(params["total"])
+    if params["active"] == params["total"]:
+        return total
+    return f"{total} ({human_count(params['active'])} active)"
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
+    """The table, then each release's unverified fields by name."""
     header = [
         "recipe",
         "release",
+        "params",
         "layers",
         "precision",
         "tokens",
         "status",
         "unverified",
         "proxy",
+        "proxy params",
         "proxy status",
         "proxy wall",
     ]
@@ -139,12 +167,14 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         [
             r["recipe"],
             r["release"],
+            _params_cell(r["params"]),
             str(r["layers"]),
             r["precision"],
             f"{r['tokens']:.3g}" if r["tokens"] else "-",
             r["status"],
             f"{r['unverified']} fields",
             r["proxy"] or "-",
+            _params_cell(r["proxy_params"]),
             r["proxy_status"],
             f"{r['proxy_wall_s']:.0f}s" if r["proxy_wall_s"] is not None else "not measured",
         ]
@@ -156,4 +186,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         for line in [header, *body]
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += ["", "params: computed from each recipe's model section (active: per token, MoE)."]
+    lines.append("unverified fields (values no primary source confirms; release.unverified):")
+    for r in rows:
+        lines.append(f"  {r['recipe']}: {', '.join(r['unverified_fields']) or 'none'}")
     return "\n".join(lines)

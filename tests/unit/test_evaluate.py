@@ -215,6 +215,18 @@ def _evaluate(upstream: dict[str, Path], out: Path, **eval_cfg) -> dict:
     return run_stage("evaluate", recipe, out, upstream, evaluate.run, project=PROJECT, part="base")
 
 
+def test_zero_shot_tasks_log_no_fewshot_override(
+    upstream: dict[str, Path], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """0 shots is lm-eval's own default for a template without ``num_fewshot``: passing it
+    explicitly made lm-eval warn "Overwriting default num_fewshot" for every task of every run."""
+    manifest = _evaluate(upstream, tmp_path / "out")
+    assert not [r for r in caplog.records if "num_fewshot" in r.getMessage()]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(results[TASKS[0]]["n-shot"].values()) == {0}
+    assert manifest["summary"]["scores"]
+
+
 def test_stage_is_byte_identical_and_path_free(upstream: dict[str, Path], tmp_path: Path) -> None:
     first = _evaluate(upstream, tmp_path / "a")
     second = _evaluate(upstream, tmp_path / "b")

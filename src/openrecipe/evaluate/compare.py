@@ -167,11 +167,13 @@ def scores_md(
     return "\n".join(lines) + "\n"
 
 
-def plot_scores(
-    scores: dict[str, dict[str, dict[str, float]]], envelope: list[dict[str, Any]], path: Path
-) -> None:
-    """Bars per task and checkpoint: accuracies (0-1) left, bits per byte right; envelopes as
-    grey spans. Written without metadata so identical runs give identical bytes."""
+def score_figure(
+    scores: dict[str, dict[str, dict[str, float]]], envelope: list[dict[str, Any]]
+) -> Any:
+    """Bars per task and checkpoint: accuracies (0-1) left, bits per byte right; each bar with
+    its standard error (lm-eval's ``<metric>_stderr``) as an error bar, envelopes as grey spans.
+    A metric without a recorded standard error (bits per byte: a ratio, scored without one) is
+    drawn without a bar and named under its panel, so no bar looks more certain than it is."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -187,12 +189,27 @@ def plot_scores(
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.8), squeeze=False)
     width = 0.8 / max(1, len(checkpoints))
     for ax, (title, pairs) in zip(axes[0], panels, strict=True):
+        no_stderr: set[str] = set()
         for index, (task, metric) in enumerate(pairs):
             for k, checkpoint in enumerate(checkpoints):
-                value = scores[checkpoint].get(task, {}).get(metric)
-                if isinstance(value, int | float):
-                    x = index - 0.4 + width * (k + 0.5)
-                    ax.bar(x, value, width, color=f"C{k}", label=checkpoint if index == 0 else None)
+                metrics = scores[checkpoint].get(task, {})
+                value = metrics.get(metric)
+                if not isinstance(value, int | float):
+                    continue
+                stderr = metrics.get(f"{metric}_stderr")
+                if not isinstance(stderr, int | float):
+                    stderr = None
+                    no_stderr.add(metric)
+                ax.bar(
+                    index - 0.4 + width * (k + 0.5),
+                    value,
+                    width,
+                    yerr=stderr,
+                    capsize=2,
+                    error_kw={"lw": 0.8},
+                    color=f"C{k}",
+                    label=checkpoint if index == 0 else None,
+                )
             for entry in envelope:
                 if entry["task"] == task and entry["metric"] == metric:
                     ax.fill_between(
@@ -204,11 +221,27 @@ def plot_scores(
                         lw=0,
                     )
         ax.set_xticks(range(len(pairs)), [f"{t}\n{m}" for t, m in pairs], rotation=60, fontsize=7)
-        ax.set_title(title)
+        drawn = {m for _, m in pairs} - no_stderr
+        missing = f"no standard error recorded for {', '.join(sorted(no_stderr))}"
+        caption = "error bars: ± 1 standard error" if drawn else missing
+        if drawn and no_stderr:
+            caption += f"; {missing}"
+        ax.set_title(f"{title}\n({caption})" if pairs else title, fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         if pairs:
             ax.legend(fontsize=7)
     fig.tight_layout()
+    return fig
+
+
+def plot_scores(
+    scores: dict[str, dict[str, dict[str, float]]], envelope: list[dict[str, Any]], path: Path
+) -> None:
+    """``score_figure`` as a PNG, written without metadata so identical runs give identical
+    bytes."""
+    import matplotlib.pyplot as plt
+
+    fig = score_figure(scores, envelope)
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
 

@@ -264,7 +264,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 model=lm,
                 tasks=[name],
                 task_manager=manager,
-                num_fewshot=num_fewshot,
+                # 0 shots: leave it to lm-eval, which then sets 0 itself (the task templates
+                # name none) instead of warning that it overrides the template's default
+                num_fewshot=num_fewshot or None,
                 limit=limit or None,
                 log_samples=True,
                 bootstrap_iters=_BOOTSTRAP_ITERS,

@@ -75,6 +75,20 @@ def _finite(item: str, value: Any) -> None:
         _finite(item, child)
 
 
+# YAML 1.2's float (and JSON's number): PyYAML implements YAML 1.1, whose float needs a dot, so
+# it reads ``1e-4`` as the string "1e-4"; every reader of ``--set sft.lr=1e-4`` means a number.
+_YAML12_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
+_JSON_TYPES: dict[str, Any] = {
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+    "null": lambda v: v is None,
+}
+
+
 def parse_set(item: str) -> tuple[str, Any]:
     key, sep, value = item.partition("=")
     if not sep or not _DOTTED_KEY.match(key):
@@ -83,8 +97,60 @@ def parse_set(item: str) -> tuple[str, Any]:
         raise RecipeError(f"--set {item!r}: {key} cannot be set (use --name for a variant)")
     _no_aliases(item, value)
     parsed = yaml.safe_load(value)
+    if isinstance(parsed, str) and _YAML12_FLOAT.match(value.strip()):
+        parsed = float(value)  # unquoted 1e-4; a quoted "1e-4" stays a string
     _finite(item, parsed)
     return key, parsed
+
+
+def _deref(node: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = {
+            **schema["$defs"][node["$ref"].split("/")[-1]],
+            **{k: v for k, v in node.items() if k != "$ref"},
+        }
+    return node
+
+
+def field_schema(schema: dict[str, Any], dotted: str) -> dict[str, Any] | None:
+    """The recipe schema of field ``dotted``; None where the schema does not say (a free-form
+    mapping). A key the schema does not allow is refused with the allowed ones."""
+    node = _deref(schema, schema)
+    walked: list[str] = []
+    for part in dotted.split("."):
+        properties = node.get("properties", {})
+        extra = node.get("additionalProperties")
+        if part in properties:
+            node = _deref(properties[part], schema)
+        elif isinstance(extra, dict):
+            node = _deref(extra, schema)
+        elif extra is False:
+            where = ".".join(walked) or "the recipe"
+            raise RecipeError(
+                f"--set {dotted}: unknown key {part!r} "
+                f"({where} has: {', '.join(sorted(properties))})"
+            )
+        else:
+            return None
+        walked.append(part)
+    return node
+
+
+def check_set_type(dotted: str, value: Any, schema: dict[str, Any]) -> None:
+    """Refuse a ``--set`` value whose type the schema's field does not take, naming both, before
+    anything is planned (YAML reads ``yes`` as true and ``1e3`` here as a float)."""
+    field = field_schema(schema, dotted)
+    types = field.get("type") if field else None
+    if types is None:
+        return
+    types = [types] if isinstance(types, str) else list(types)
+    if not any(_JSON_TYPES[t](value) for t in types if t in _JSON_TYPES):
+        got = "null" if value is None else type(value).__name__
+        hint = "; quote it to pass a string" if "string" in types else ""
+        raise RecipeError(
+            f"--set {dotted}={value!r}: {dotted} takes {' or '.join(types)} "
+            f"(workflow/schemas/recipe.schema.yaml), not {got}{hint}"
+        )
 
 
 def parse_exclude(text: str) -> dict[str, Any]:
@@ -163,8 +229,13 @@ def reweight(base: Recipe, weights: list[str]) -> list[dict[str, Any]]:
 
 
 def build_override(
-    base: Recipe, excludes: list[str], weights: list[str], sets: list[str]
+    base: Recipe,
+    excludes: list[str],
+    weights: list[str],
+    sets: list[str],
+    schema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The override body; each ``--set`` is type-checked against ``schema`` when given."""
     override: dict[str, Any] = {}
     if excludes:
         rules = list(base.data["data"].get("exclude", [])) + [parse_exclude(e) for e in excludes]
@@ -173,6 +244,8 @@ def build_override(
         _set_dotted(override, "data.phases", reweight(base, weights))
     for item in sets:
         key, value = parse_set(item)
+        if schema is not None:
+            check_set_type(key, value, schema)
         _set_dotted(override, key, value)
     if not override:
         raise RecipeError("rerun: nothing to change (give --exclude, --weight or --set)")

@@ -118,6 +118,7 @@ def _rerun(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         argv=sys.argv[2:],
         name=args.name,
+        progress=sys.stderr,  # Snakemake's progress as it runs; the result goes to stdout
     )
     print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_rerun(result))
     return 0
@@ -200,7 +201,7 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify-certificate", help="check a certificate: signature, hashes and counts"
     )
-    p.add_argument("certificate")
+    p.add_argument("certificate", help="the certificate JSON written by certify --out")
     _add_trust_options(p)
     p.set_defaults(func=_verify_certificate)
     p = sub.add_parser(
@@ -208,7 +209,7 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("run_a", help="runs/<name> (or a run name)")
     p.add_argument("run_b", help="runs/<name> (or a run name), any recipe")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     p.set_defaults(func=_diff)
     p = sub.add_parser("rerun", help="write an override, show what reruns and why, run it")
     p.add_argument("recipe", help="recipe name (recipes/<name>.yaml) or path")
@@ -217,11 +218,30 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
         help="make a variant recipe recipes/NAME.yaml (runs/NAME, results/NAME) beside the "
         "original, sharing its unchanged stages, instead of rerunning in place",
     )
-    p.add_argument("--exclude", action="append", default=[], metavar="FIELD=VALUE[,...]")
-    p.add_argument("--weight", action="append", default=[], metavar="src:NAME=F|lang:CODE=F")
-    p.add_argument("--set", action="append", default=[], metavar="dotted.key=VALUE")
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[,...]",
+        help="add a data.exclude rule; FIELD: source, license, lang, path_glob, ids (repeatable)",
+    )
+    p.add_argument(
+        "--weight",
+        action="append",
+        default=[],
+        metavar="src:NAME=F|lang:CODE=F",
+        help="multiply a source's or a language's blend weight by F (phases renormalised)",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="dotted.key=VALUE",
+        help="set one recipe field, e.g. sft.lr=1e-4 (VALUE read as YAML, 1e-4 as a number; "
+        "its type must match the schema)",
+    )
     p.add_argument("--dry-run", action="store_true", help="only show the plan; writes nothing")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the plan and result as JSON")
     p.set_defaults(func=_rerun)
     p = sub.add_parser(
         "lock", help="write the signed results/<recipe>/release.lock.json of a finished run"
@@ -242,7 +262,9 @@ def add_audit_verbs(sub: argparse._SubParsersAction) -> None:
     p.add_argument("recipe", help="recipe name (recipes/<name>.yaml) or path")
     p.set_defaults(func=_check_results)
     p = sub.add_parser("reproduce", help="compare the current run with a signed release lock")
-    p.add_argument("--check", required=True, metavar="LOCK")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--check", required=True, metavar="LOCK", help="results/<recipe>/release.lock.json"
+    )
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     _add_trust_options(p)
     p.set_defaults(func=_reproduce)

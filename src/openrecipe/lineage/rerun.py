@@ -25,8 +25,11 @@ What the options mean and how they are checked: ``openrecipe.lineage.change``.
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+import yaml
 
 from openrecipe.errors import OpenRecipeError, RecipeError
 from openrecipe.lineage.change import (
@@ -42,10 +45,11 @@ from openrecipe.lineage.change import (
 )
 from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.lineage.diff import changed_keys
-from openrecipe.lineage.plan import Plan, job_counts, run_snakemake, scratch_project
+from openrecipe.lineage.plan import Plan, job_counts, scratch_project, snakemake_command
 from openrecipe.lineage.plan import dry_run as plan_dry_run
 from openrecipe.lineage.share import Shared, choose_shared, link_shared, record_metadata
 from openrecipe.manifest import MANIFEST_NAME, read_manifest
+from openrecipe.paths import SCHEMA_RELPATH
 from openrecipe.recipe import STAGE_VIEWS, Recipe, load_recipe
 
 __all__ = ["build_override", "format_rerun", "job_counts", "rerun", "reweight", "view_changes"]
@@ -168,6 +172,29 @@ def _mark_shared(views: list[dict[str, Any]], shared: list[Shared], original: st
             row["on_disk"] = f"shared from runs/{original}" + (f" ({named})" if named else "")
 
 
+def stream_snakemake(cwd: Path, configfiles: list[str], sink: TextIO | None) -> tuple[int, str]:
+    """Run the workflow, copying each line of Snakemake's output (and its jobs') to ``sink`` as
+    it comes, so a run of hours shows its progress; returns (exit code, the whole output)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # Snakemake's own prints, unbuffered in a pipe
+    lines: list[str] = []
+    with subprocess.Popen(
+        snakemake_command(configfiles),
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        env=env,
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.append(line)
+            if sink is not None:
+                sink.write(line)
+                sink.flush()
+    return proc.returncode, "".join(lines)
+
+
 def rerun(
     project: Path,
     recipe_ref: str,
@@ -178,15 +205,18 @@ def rerun(
     dry_run: bool,
     argv: list[str],
     name: str | None = None,
+    progress: TextIO | None = None,
 ) -> dict[str, Any]:
     """Validate and plan the change in a scratch copy; unless ``dry_run``, write it, link the
-    stages a variant shares with its original, and run the workflow."""
+    stages a variant shares with its original, and run the workflow (its output streamed to
+    ``progress`` line by line)."""
     check_arguments([recipe_ref, *excludes, *weights, *sets, *([name] if name else []), *argv])
     project = project.resolve()
     base_path = (project / _recipe_path(recipe_ref)).resolve()
     base = load_recipe(base_path, project=project)
     base_rel = base_path.relative_to(project).as_posix()
-    body = build_override(base, excludes, weights, sets)
+    schema = yaml.safe_load((project / SCHEMA_RELPATH).read_text(encoding="utf-8"))
+    body = build_override(base, excludes, weights, sets, schema)
     args = {"excludes": excludes, "weights": weights, "sets": sets}
     rel, content = _written_file(project, base, base_path, body, name, args)
     text = file_text(content, argv)
@@ -219,9 +249,10 @@ def rerun(
         raise OpenRecipeError(f"{rel}: loads differently from the planned recipe; not run")
     link_shared(project, str(name), shared)
     record_metadata(project, configfiles, shared)
-    code, output = run_snakemake(project, configfiles)
+    code, output = stream_snakemake(project, configfiles, progress)
     if code != 0:
-        raise OpenRecipeError(f"snakemake failed:\n{output[-4000:]}")
+        shown = "" if progress is not None else f":\n{output[-4000:]}"  # else already shown
+        raise OpenRecipeError(f"snakemake failed (exit {code}){shown}")
     result["executed"] = job_counts(output)
     return result
 
