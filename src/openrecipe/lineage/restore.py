@@ -78,6 +78,7 @@ def touch_command(recipe_path: Path, overrides: list[Path]) -> list[str]:
         "--cores",
         "1",
         "--touch",
+        "--forceall",  # every job, so every output gets a metadata record (not only stale ones)
         "--configfile",
         str(recipe_path),
         *(str(p) for p in overrides),
