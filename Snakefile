@@ -3,7 +3,7 @@
 #   snakemake --cores 2 --configfile recipes/<recipe>.yaml [recipes/overrides/<policy>.yaml ...]
 #
 # Layout of what it writes:
-#   data/raw/<source>/          acquired documents (shared by recipes; pinned by data.dvc)
+#   data/raw/<source>/          acquired documents (shared by recipes; pinned by data/raw/<source>.dvc)
 #   runs/<recipe>/<stage>/      every other stage's outputs + manifest.json (git-ignored, DVC-pushable)
 #   runs/<recipe>/logs/         one log per job
 #   results/<recipe>/           the report: metrics.json, loss curve, summary.md (committed)

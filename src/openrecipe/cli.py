@@ -144,6 +144,18 @@ def _push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pull(args: argparse.Namespace) -> int:
+    from openrecipe.lineage.restore import restore_run
+    from openrecipe.paths import find_project_root
+
+    restored = restore_run(find_project_root(), args.recipe, args.override, remote=args.remote)
+    print(
+        f"pull: {restored.run_dir.name}: {restored.stages} stage directories verified and marked"
+        f" up to date for snakemake ({' '.join(restored.targets)})"
+    )
+    return 0
+
+
 def _releases(args: argparse.Namespace) -> int:
     from openrecipe.paths import find_project_root
     from openrecipe.releases import format_table, release_rows
@@ -206,10 +218,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-o", "--output", help="write the resolved recipe here instead of stdout")
     p.set_defaults(func=_resolve)
-    p = sub.add_parser("push", help="version a finished run's artifacts with DVC and push them")
-    p.add_argument("run_dir", help="the finished run directory (runs/<name>)")
-    p.add_argument("--remote", default=None, help="DVC remote name (default: the default remote)")
+    p = sub.add_parser(
+        "push", help="dvc add + push a finished run and its raw sources (runs/<r>.dvc)"
+    )
+    p.add_argument("run_dir", help="runs/<recipe>, verified before it is pushed")
+    p.add_argument("--remote", default=None, help="DVC remote name (default: the core remote)")
     p.set_defaults(func=_push)
+    p = sub.add_parser(
+        "pull",
+        help="dvc pull a pushed run and its raw sources, verify them, mark them up to date",
+    )
+    p.add_argument("recipe", help="the recipe YAML whose run to restore (recipes/<r>.yaml)")
+    p.add_argument(
+        "--override", action="append", default=[], help="override YAML the run was made with"
+    )
+    p.add_argument("--remote", default=None, help="DVC remote name (default: the core remote)")
+    p.set_defaults(func=_pull)
     p = sub.add_parser("releases", help="released-model recipes, their proxies and status")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=_releases)
