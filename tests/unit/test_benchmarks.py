@@ -584,8 +584,14 @@ def test_stock_lm_eval_on_the_exported_tasks_reproduces_our_scores(
         {"name": "winogrande", "limit": 2},
         {"name": "gsm8k_bpb", "limit": 2},
     ]
-    _evaluate(upstream, tmp_path / "ours", tasks)
+    summary = _evaluate(upstream, tmp_path / "ours", tasks)["summary"]
     ours = json.loads((tmp_path / "ours" / "scores.json").read_text())
+    # The exported files are the same task configs: same hashes as the evaluate stage's.
+    manifest = json.loads((upstream["eval_data"] / "manifest.json").read_text())
+    exported_hashes = manifest["summary"]["task_config_sha256"]
+    assert {t: exported_hashes[t] for t in summary["task_config_sha256"]} == summary[
+        "task_config_sha256"
+    ]
     seed = int(tiny_recipe().get("eval.seed") or 0)
 
     exported = upstream["eval_data"] / "tasks"
