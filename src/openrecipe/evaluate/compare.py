@@ -114,8 +114,11 @@ def scores_md(
         "gen = generated and graded, bpb = bits per byte of the reference); split: the items' source.",
         "",
     ]
-    header = ["task", "metric", "format", "split", *checkpoints, "n", "envelope", "published"]
-    header.append("decontamination")
+    header = [
+        *("task", "metric", "format", "split"),
+        *checkpoints,
+        *("n", "envelope", "published", "decontamination"),
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     flagged = 0
     for task, metric in metric_rows(scores):

