@@ -15,6 +15,7 @@ from typing import Any
 
 from openrecipe.codeid import uncommitted_code
 from openrecipe.data.card import data_card, load_accounting, plot_blend
+from openrecipe.evaluate.benchmarks import variant
 from openrecipe.evaluate.compare import write_scores
 from openrecipe.evaluate.reasoning_report import write_reasoning
 from openrecipe.manifest import read_manifest, write_json_atomic
@@ -109,14 +110,17 @@ def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
     if task_metrics:
         order = {"base": 0, "sft": 1, "rl": 2}
         checkpoints = sorted(collected["scores"], key=lambda c: (order.get(c, 9), c))
-        lines.append("| task | metric | " + " | ".join(checkpoints) + " |")
-        lines.append("|---|---|" + "---|" * len(checkpoints))
+        lines.append("| task | metric | format | split | " + " | ".join(checkpoints) + " |")
+        lines.append("|---|---|---|---|" + "---|" * len(checkpoints))
         for task, metric in task_metrics:
             values = []
             for checkpoint in checkpoints:
                 value = collected["scores"][checkpoint].get(task, {}).get(metric)
                 values.append(f"{value:.4f}" if isinstance(value, float) else str(value))
-            lines.append(f"| {task} | {metric} | " + " | ".join(values) + " |")
+            answer_format, split = variant(task)  # which formulation and split it measured
+            lines.append(
+                f"| {task} | {metric} | {answer_format} | {split} | " + " | ".join(values) + " |"
+            )
     if release.get("published_scores"):
         lines += [
             "",

@@ -58,6 +58,7 @@ class StageContext:
     out: Path  # temporary directory; becomes --out on success
     project: Path
     part: str | None = None  # the item of a per-item stage (a source, a checkpoint, a shard)
+    dest: Path | None = None  # where ``out`` is renamed to on success (files naming their run)
 
     def cfg(self, dotted: str) -> Any:
         """A value from the stage's view (or inside one of its subtrees)."""
@@ -185,7 +186,9 @@ def run_stage(
     remove_leftovers(out)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     tmp.mkdir(parents=True)
-    ctx = StageContext(stage, recipe, config, config_hash, seed, dict(inputs), tmp, project, part)
+    ctx = StageContext(
+        stage, recipe, config, config_hash, seed, dict(inputs), tmp, project, part, dest=out
+    )
     try:
         extra = body(ctx) or {}
     except BaseException:

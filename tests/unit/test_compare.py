@@ -63,6 +63,10 @@ def test_scores_md_flags_envelope_and_quotes_release(tmp_path: Path) -> None:
     assert lines["| gsm8k|exact_match"].endswith("| 1 matched |")
     assert lines["| openrecipe_reasoning_bpb|bits_per_byte"].endswith("| 1 of 48 items matched |")
     assert lines["| arc_easy|acc"].endswith("| 0 matched |")
+    # Each figure says which answer format and split it measured.
+    assert lines["| arc_easy|acc"].startswith("| arc_easy | acc | rc | test | 0.3000")
+    assert lines["| gsm8k|exact_match"].startswith("| gsm8k | exact_match | gen | test |")
+    assert "| openrecipe_reasoning_bpb | bits_per_byte | bpb | held-out |" in text
     assert "Published scores with no task of ours: humaneval" in text
     assert "1 value(s) outside the envelope." in text
     assert verdict == {"outside_envelope": ["base:arc_easy:acc"]}

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from openrecipe.evaluate import benchmarks
 from openrecipe.evaluate.benchmarks import BENCHMARKS
 
 CHECKPOINT_ORDER = {"base": 0, "sft": 1, "rl": 2}
@@ -109,9 +110,15 @@ def scores_md(
         "Values from each checkpoint's `scores.json` (lm-eval, ± its stderr). **OUTSIDE** marks a",
         "value outside the recipe's expected envelope (`release.envelope`). Published values are",
         "the release's own, as the recipe quotes them (task name matched; settings may differ).",
+        "format: how the answer is scored (mc = option letter, rc = cloze over the answer texts,",
+        "gen = generated and graded, bpb = bits per byte of the reference); split: the items' source.",
         "",
     ]
-    header = ["task", "metric", *checkpoints, "n", "envelope", "published", "decontamination"]
+    header = [
+        *("task", "metric", "format", "split"),
+        *checkpoints,
+        *("n", "envelope", "published", "decontamination"),
+    ]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     flagged = 0
     for task, metric in metric_rows(scores):
@@ -137,8 +144,9 @@ def scores_md(
             f"{p['value']:g} ({p['source']}{', ' + p['setting'] if p.get('setting') else ''})"
             for p in published.get(task, [])
         ]
+        answer_format, split = benchmarks.variant(task)
         lines.append(
-            f"| {task} | {metric} | "
+            f"| {task} | {metric} | {answer_format} | {split} | "
             + " | ".join(cells)
             + f" | {'/'.join(counts)} | {'; '.join(ranges) or '–'} | {'; '.join(quoted) or '–'}"
             + f" | {decontam.get(task, '–')} |"

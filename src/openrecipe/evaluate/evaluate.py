@@ -260,9 +260,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
             tasks, reasoning, both, budget, budgets
         ):
             chat = benchmarks.uses_chat_template(name)
+            lm_name = benchmarks.lm_eval_task(name)
             raw = lm_eval.simple_evaluate(
                 model=lm,
-                tasks=[name],
+                tasks=[lm_name],
                 task_manager=manager,
                 # 0 shots: leave it to lm-eval, which then sets 0 itself (the task templates
                 # name none) instead of warning that it overrides the template's default
@@ -278,9 +279,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 torch_random_seed=seed,
                 fewshot_random_seed=seed,
             )
-            samples = raw["samples"][name]
+            samples = raw["samples"][lm_name]
             results[key] = clean_results(raw, replacements)
-            scores[key] = metric_values(raw["results"][name])
+            scores[key] = metric_values(raw["results"][lm_name])
             if name == HELDOUT_TASK:
                 rows = heldout_rows(samples, lm.tokenizer)
                 thinking = [r["thinking_tokens"] for r in rows]
