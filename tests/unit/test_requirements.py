@@ -23,7 +23,6 @@ CODE_DIRS = ("src", "tests", "bench", "workflow")
 # a reason a reader can check.
 NOT_IMPORTED = {
     # Tools run as commands (the Makefile, the workflow, subprocess calls), not imported.
-    "dvc": "CLI: lineage/dvcstore.py runs `dvc`",
     "ruff": "CLI: `make lint`",
     "snakemake-executor-plugin-slurm": "loaded by snakemake for workflow/profiles/slurm",
     # Imported on our behalf: lm_eval.models.huggingface (the HFLM evaluate/hflm.py subclasses)
