@@ -121,11 +121,15 @@ def _load(paths: list[str]) -> list[dict]:
 
 def ours(docs: list[dict]) -> dict:
     from openrecipe.data import fasttext_langid
-    from openrecipe.data.curate import normalize_text, quality_reason
+    from openrecipe.data.curate import curate_config, normalize_text, quality_reason
     from openrecipe.data.minhash_lsh import MinHashParams, fuzzy_dedup
+    from openrecipe.data.repetition import default_config
 
-    cfg = {"min_chars": 200, "min_words": 30, "max_mean_word_length": 15,
-           "max_symbol_ratio": 0.2, "min_alpha_ratio": 0.3, "exempt_langs": ["code"]}  # fmt: skip
+    cfg = curate_config({
+        "max_docs_per_source": 0, "normalization": "NFC", "min_chars": 200, "max_chars": 200000,
+        "min_words": 30, "max_mean_word_length": 15, "max_symbol_ratio": 0.2,
+        "min_alpha_ratio": 0.3, "exempt_langs": ["code"], "repetition": default_config(),
+    })  # fmt: skip
     start = time.perf_counter()
     texts = [normalize_text(d["text"], "NFC") for d in docs]
     kept = [

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from openrecipe.data.curate import STEPS, curate, normalize_text, quality_reason
+from openrecipe.data.curate import STEPS, curate, curate_config, normalize_text, quality_reason
 from openrecipe.data.repetition import default_config
 
 CFG = {
@@ -62,7 +62,7 @@ def test_quarantine_reasons(tmp_path):
             _doc("w", source="b"),
         ],
     )
-    kept, ledger, _ = curate([("a", tmp_path / "a.jsonl")], CFG)
+    kept, ledger, _ = curate([("a", tmp_path / "a.jsonl")], curate_config(CFG))
     reasons = [q["reason"] for q in ledger.quarantine]
     assert reasons == [
         "invalid_json",
@@ -78,7 +78,7 @@ def test_quarantine_reasons(tmp_path):
     assert [d["id"] for d in kept] == ["a/1"]
     # The input profile keeps the labels a quarantined line states (the oversized document is
     # English), and counts unparseable lines under "?".
-    _, _, profile_in = curate([("a", tmp_path / "a.jsonl")], CFG)
+    _, _, profile_in = curate([("a", tmp_path / "a.jsonl")], curate_config(CFG))
     langs: dict[str, int] = {}
     for row in profile_in:
         langs[row["lang"]] = langs.get(row["lang"], 0) + row["docs"]
@@ -101,7 +101,9 @@ def test_cap_dedup_filter_and_conservation(tmp_path):
         [_doc("1", PROSE, source="b"), _doc("2", "x = [1, 2]  # ok!!", source="b", lang="code")],
     )
     cfg = {**CFG, "max_docs_per_source": 4, "min_chars": 10}
-    kept, ledger, _ = curate([("a", tmp_path / "a.jsonl"), ("b", tmp_path / "b.jsonl")], cfg)
+    kept, ledger, _ = curate(
+        [("a", tmp_path / "a.jsonl"), ("b", tmp_path / "b.jsonl")], curate_config(cfg)
+    )
     dropped = {(d["id"], d["step"], d["reason"]) for d in ledger.dropped}
     assert dropped == {
         ("a/5", "source_cap", "over_source_cap"),
@@ -139,4 +141,4 @@ def test_normalize_text():
 )
 def test_quality_reason(text, lang, reason):
     cfg = {**CFG, "min_chars": 10, "min_words": 5, "max_mean_word_length": 10}
-    assert quality_reason(text, lang, cfg) == reason
+    assert quality_reason(text, lang, curate_config(cfg)) == reason

@@ -22,7 +22,9 @@ LANGID = langid.LangidParams(
     mismatch_confidence=0.8, relabel_min_confidence=0.5, max_chars=2000, skip_langs=("code",)
 )
 FUZZY = MinHashParams(num_perm=64, ngram=3, unit="word", threshold=0.7, bands=None, seed=1)
-QUALITY = {"reference_sources": ["ref"], "reference_fraction": 0.5, "n_buckets": 3, "seed": 1}
+QUALITY = quality.QualityParams(
+    reference_sources=("ref",), reference_fraction=0.5, n_buckets=3, seed=1
+)
 EN = (
     "The committee met on Tuesday to discuss the budget for the new library, and after a long "
     "debate the members agreed to postpone the decision until the spring meeting."
@@ -88,7 +90,7 @@ def test_quality_buckets_reference_and_unscored():
         _doc("far", "zq xv kk " * 20, source="web"),
         _doc("py", "import os\nprint(os.sep)", source="web", lang="code"),
     ]
-    docs, report = quality.bucketize(ref + other, QUALITY, ["code"])
+    docs, report = quality.bucketize(ref + other, QUALITY, ("code",))
     by_id = {d["id"]: d for d in docs}
     assert [d["id"] for d in docs] == [d["id"] for d in ref + other]  # order kept, none dropped
     refs = [d for d in docs if d["quality_reference"]]

@@ -19,7 +19,7 @@ import pytest
 
 from openrecipe.data.accounting import write_outputs
 from openrecipe.data.card import data_card
-from openrecipe.data.curate import curate, normalize_text, strip_bidi
+from openrecipe.data.curate import CurateConfig, curate, curate_config, normalize_text, strip_bidi
 from openrecipe.data.repetition import (
     DUP_NGRAMS,
     TOP_NGRAMS,
@@ -153,12 +153,12 @@ def test_fast_measures_equal_the_reference_on_random_repetitive_text() -> None:
         assert repetition_reason(text, rules) == _reference_reason(text, rules), (text, rules)
 
 
-def _curate_cfg(overrides: dict | None = None) -> dict:
+def _curate_cfg(overrides: dict | None = None) -> CurateConfig:
     """curate's config as the tiny recipe resolves it (published thresholds)."""
     view = load_recipe(PROJECT / "recipes" / "tiny.yaml", project=PROJECT).view("curate")
     cfg = {k.removeprefix("data.curation."): v for k, v in view.items()}
     cfg["repetition"] = {**cfg["repetition"], **(overrides or {})}
-    return cfg
+    return curate_config(cfg)
 
 
 def _write(path: Path, docs: list[dict]) -> Path:

@@ -1,6 +1,6 @@
 """Typed stage configs (openrecipe.stage_config): decoded once from the stage's view, checked
-field by field, and giving the same view (so the same hash) back. Stages with one: langid,
-fuzzy_dedup and decontam (before, they read ``ctx.cfg("data.curation.<stage>")`` dicts by string keys)."""
+field by field, and giving the same view (so the same hash) back (before, stages read
+``ctx.cfg("dotted.path")`` values by string keys). Stages with one: the keys of ``TYPED``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,11 @@ from typing import Literal
 
 import pytest
 
+from openrecipe.data.curate import CurateConfig
 from openrecipe.data.stages.decontam import DecontamConfig
 from openrecipe.data.stages.fuzzy_dedup import FuzzyDedupConfig
 from openrecipe.data.stages.langid import LangidConfig
+from openrecipe.data.stages.quality import QualityConfig
 from openrecipe.errors import RecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.recipe import load_recipe
@@ -20,7 +22,13 @@ from openrecipe.registry import STAGES
 from openrecipe.stage_config import decode_view, encode_view, view_field, view_paths
 
 REPO = Path(__file__).resolve().parents[2]
-TYPED = {"langid": LangidConfig, "fuzzy_dedup": FuzzyDedupConfig, "decontam": DecontamConfig}
+TYPED = {
+    "curate": CurateConfig,
+    "langid": LangidConfig,
+    "fuzzy_dedup": FuzzyDedupConfig,
+    "quality": QualityConfig,
+    "decontam": DecontamConfig,
+}
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
 
@@ -90,3 +98,35 @@ def test_literals_and_optionals() -> None:
         decode_view(Toy, {"toy.unit": "line", "toy.bands": 4}, "toy")
     with pytest.raises(RecipeError, match=r"toy\.bands: expected int, found 4\.5"):
         decode_view(Toy, {"toy.unit": "word", "toy.bands": 4.5}, "toy")
+
+
+def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: object) -> dict:
+    """The view of ``stage`` in ``recipe_file`` with ``path`` (or its ``key``) set to ``value``."""
+    recipe = load_recipe(REPO / "recipes" / recipe_file, project=REPO)
+    view = dict(recipe.view(stage))
+    view[path] = value if key is None else {**view[path], key: value}
+    return view
+
+
+@pytest.mark.parametrize(
+    ("stage", "path", "key", "value", "message"),
+    [
+        ("curate", "data.curation.normalization", None, "NFD", r"normalization: 'NFD' is not one"),
+        ("curate", "data.curation.min_chars", None, 2.5, r"min_chars: expected int, found 2\.5"),
+        (
+            "curate",
+            "data.curation.repetition",
+            "dup_line_fraction",
+            "x",
+            r"repetition\.dup_line_fraction: expected float, found 'x'",
+        ),
+        ("quality", "data.curation.quality", "n_buckets", "5", r"quality\.n_buckets: expected int"),
+        ("quality", "data.curation.exempt_langs", None, "code", r"exempt_langs: expected a list"),
+    ],
+)
+def test_a_wrong_typed_field_is_named(
+    stage: str, path: str, key: str | None, value: object, message: str
+) -> None:
+    view = _wrong(stage, "tiny.yaml", path, key, value)
+    with pytest.raises(RecipeError, match=message):
+        decode_view(TYPED[stage], view, stage)

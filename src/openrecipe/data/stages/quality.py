@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,20 +40,43 @@ from openrecipe.data.perplexity import BigramKN, assign_bucket, bucket_edges, sp
 from openrecipe.data.sharding import select_shard, shard_inputs
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 
 STEP = "quality"
-
-
 SCORES = "scores.json"
 
 
+@dataclass(frozen=True)
+class QualityParams:
+    """``data.curation.quality`` (the schema's descriptions say the same)."""
+
+    reference_sources: tuple[str, ...]
+    """Sources the reference split is drawn from (empty: every source not in exempt_langs)."""
+    reference_fraction: float
+    """Share of the reference sources' documents that trains the model."""
+    n_buckets: int
+    """Equal-count quantile buckets of the scores."""
+    seed: int
+    """Seed of the reference split."""
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The quality stage's view, typed: its parameters, the languages it leaves unscored and
+    the shard count it scatters over."""
+
+    params: QualityParams = view_field("data.curation.quality")
+    exempt_langs: tuple[str, ...] = view_field("data.curation.exempt_langs")
+    shards: int = view_field("data.curation.shards")
+
+
 def reference_model(
-    docs: list[dict[str, Any]], cfg: dict[str, Any], exempt_langs: list[str]
+    docs: list[dict[str, Any]], cfg: QualityParams, exempt_langs: tuple[str, ...]
 ) -> tuple[BigramKN, list[dict[str, Any]], list[dict[str, Any]], list[str]]:
     """(model, reference docs, docs to score, reference sources) for the whole input."""
     prose = [d for d in docs if d["lang"] not in exempt_langs]
-    sources = cfg["reference_sources"] or sorted({d["source"] for d in prose})
-    reference, to_score = split_reference(prose, sources, cfg["reference_fraction"], cfg["seed"])
+    sources = list(cfg.reference_sources) or sorted({d["source"] for d in prose})
+    reference, to_score = split_reference(prose, sources, cfg.reference_fraction, cfg.seed)
     if not reference:
         raise StageInputError(
             f"quality: no reference documents from data.curation.quality.reference_sources "
@@ -76,8 +100,8 @@ def gathered_scores(to_score: list[dict[str, Any]], shards: list[Path]) -> dict[
 
 def bucketize(
     docs: list[dict[str, Any]],
-    cfg: dict[str, Any],
-    exempt_langs: list[str],
+    cfg: QualityParams,
+    exempt_langs: tuple[str, ...],
     shards: list[Path] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(documents with quality fields, in input order; the quality report). With ``shards``,
@@ -87,8 +111,8 @@ def bucketize(
         scores = gathered_scores(to_score, shards)
     else:
         scores = {d["id"]: model.log_perplexity(d["text"]) for d in to_score}
-    edges = bucket_edges(list(scores.values()), cfg["n_buckets"]) if scores else []
-    top = cfg["n_buckets"] - 1
+    edges = bucket_edges(list(scores.values()), cfg.n_buckets) if scores else []
+    top = cfg.n_buckets - 1
     reference_ids = {d["id"] for d in reference}
     out = []
     for doc in docs:
@@ -108,7 +132,7 @@ def bucketize(
         per_source.setdefault(doc["source"], Counter())[str(doc["quality_bucket"])] += 1
     report = {
         "model": model.info(),
-        "n_buckets": cfg["n_buckets"],
+        "n_buckets": cfg.n_buckets,
         "edges_quality": [round(e, 6) for e in edges],
         "edges_note": "bucket b holds -logppl in [edges[b-1], edges[b]); higher is more reference-like",
         "reference_sources": sources,
@@ -121,11 +145,11 @@ def bucketize(
 
 def run(ctx: StageContext) -> dict[str, Any]:
     docs = read_docs(ctx.input("docs"), STEP)
-    cfg = ctx.cfg("data.curation.quality")
-    exempt = ctx.cfg("data.curation.exempt_langs")
+    config = decode_view(QualityConfig, ctx.config, ctx.stage)
+    cfg, exempt = config.params, config.exempt_langs
     if ctx.part:  # a shard job: the scores of this shard's documents only
         model, _, to_score, _ = reference_model(docs, cfg, exempt)
-        mine = select_shard(ctx, to_score, int(ctx.cfg("data.curation.shards")))
+        mine = select_shard(ctx, to_score, config.shards)
         scores = {d["id"]: model.log_perplexity(d["text"]) for d in mine}
         write_json(ctx.out / SCORES, scores)
         return {"scored": len(scores), "model": model.info()}
