@@ -9,7 +9,10 @@ integer in a float field stays an integer), so the hash of a decoded config is t
 Stages then read attributes instead of dotted strings.
 
 Annotations understood: ``int``, ``float`` (an int is accepted and kept), ``str``, ``bool``,
-``tuple[X, ...]`` (from a YAML list), ``Literal[...]``, ``X | None`` and nested dataclasses.
+``tuple[X, ...]`` (from a YAML list), ``dict[str, X]`` (a mapping with free keys),
+``Literal[...]``, ``X | None`` and nested dataclasses. A nested dataclass field declared with
+:func:`optional_key` may be absent from the mapping (the schema has no default for it, e.g. the
+fields of a ``data.exclude`` rule); it reads None then, and is left out again on encoding.
 """
 
 from __future__ import annotations
@@ -23,11 +26,17 @@ from openrecipe.errors import RecipeError
 
 T = TypeVar("T")
 VIEW_PATH = "view_path"
+OPTIONAL_KEY = "optional_key"
 
 
 def view_field(path: str) -> Any:
     """A top-level config field holding the view entry at ``path``."""
     return dataclasses.field(metadata={VIEW_PATH: path})
+
+
+def optional_key() -> Any:
+    """A nested config field that the mapping may leave out (None then; omitted on encoding)."""
+    return dataclasses.field(default=None, metadata={OPTIONAL_KEY: True})
 
 
 def view_paths(cls: type) -> tuple[str, ...]:
@@ -53,27 +62,40 @@ def decode_view(cls: type[T], view: dict[str, Any], stage: str) -> T:
 def encode_view(config: Any) -> dict[str, Any]:
     """The view a typed config was decoded from (tuples back to lists, as YAML reads them)."""
     return {
-        f.metadata[VIEW_PATH]: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)
+        f.metadata[VIEW_PATH]: plain(getattr(config, f.name)) for f in dataclasses.fields(config)
     }
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A decoded value in the form the recipe gave it (mappings, lists, absent optional keys
+    left out), for the few outputs that record a config section as it was written."""
     if dataclasses.is_dataclass(value):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (f.metadata.get(OPTIONAL_KEY) and getattr(value, f.name) is None)
+        }
     if isinstance(value, tuple):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
     return value
 
 
 def _record(cls: type, value: Any, where: str) -> Any:
     if not isinstance(value, dict):
         raise RecipeError(f"{where}: expected a mapping, found {type(value).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown, missing = sorted(set(value) - names), sorted(names - set(value))
+    fields = dataclasses.fields(cls)
+    names = {f.name for f in fields}
+    required = {f.name for f in fields if not f.metadata.get(OPTIONAL_KEY)}
+    unknown, missing = sorted(set(value) - names), sorted(required - set(value))
     if unknown or missing:
         raise RecipeError(f"{where}: unknown keys {unknown}, missing keys {missing}")
+    for name in sorted((names - required) & set(value)):
+        if value[name] is None:  # None means absent: given, it would not survive encoding
+            raise RecipeError(f"{where}.{name}: null is not allowed (leave the key out)")
     hints = typing.get_type_hints(cls)
-    return cls(**{name: _value(hints[name], value[name], f"{where}.{name}") for name in names})
+    return cls(**{name: _value(hints[name], value[name], f"{where}.{name}") for name in value})
 
 
 def _value(annotation: Any, value: Any, where: str) -> Any:
@@ -93,6 +115,13 @@ def _value(annotation: Any, value: Any, where: str) -> Any:
         if not isinstance(value, list | tuple):
             raise RecipeError(f"{where}: expected a list, found {type(value).__name__}")
         return tuple(_value(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict and len(args) == 2 and args[0] is str:
+        if not isinstance(value, dict):
+            raise RecipeError(f"{where}: expected a mapping, found {type(value).__name__}")
+        for key in value:
+            if not isinstance(key, str):
+                raise RecipeError(f"{where}: key {key!r} is not a string")
+        return {k: _value(args[1], v, f"{where}.{k}") for k, v in value.items()}
     accepted = {float: (int, float), int: (int,), str: (str,), bool: (bool,)}.get(annotation)
     if accepted is None:
         raise TypeError(f"{where}: annotation {annotation!r} is not supported")

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from openrecipe.data.blend import apply_exclusions, apportion, plan_phases, rule_matches, run
+from openrecipe.data.blend import Phase, apply_exclusions, apportion, plan_phases, rule_matches, run
 from openrecipe.errors import RecipeError
 from openrecipe.stage import StageContext
 
@@ -108,7 +108,7 @@ def test_plan_budgets_and_renormalisation(tmp_path):
 
 def test_phase_with_no_data_left_is_an_error():
     with pytest.raises(RecipeError, match=r"data.phases\[1\]"):
-        plan_phases(PHASES, 100, {"a": 5, "b": 0, "c": 0})
+        plan_phases(tuple(Phase(**p) for p in PHASES), 100, {"a": 5, "b": 0, "c": 0})
 
 
 def test_apportion_sums_exactly():

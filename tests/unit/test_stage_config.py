@@ -10,6 +10,7 @@ from typing import Literal
 
 import pytest
 
+from openrecipe.data.blend import BlendConfig, ExcludeRule
 from openrecipe.data.curate import CurateConfig
 from openrecipe.data.stages.decontam import DecontamConfig
 from openrecipe.data.stages.fuzzy_dedup import FuzzyDedupConfig
@@ -19,7 +20,14 @@ from openrecipe.errors import RecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.recipe import load_recipe
 from openrecipe.registry import STAGES
-from openrecipe.stage_config import decode_view, encode_view, view_field, view_paths
+from openrecipe.stage_config import (
+    decode_view,
+    encode_view,
+    optional_key,
+    plain,
+    view_field,
+    view_paths,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 TYPED = {
@@ -28,6 +36,7 @@ TYPED = {
     "fuzzy_dedup": FuzzyDedupConfig,
     "quality": QualityConfig,
     "decontam": DecontamConfig,
+    "blend": BlendConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -122,6 +131,29 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
         ),
         ("quality", "data.curation.quality", "n_buckets", "5", r"quality\.n_buckets: expected int"),
         ("quality", "data.curation.exempt_langs", None, "code", r"exempt_langs: expected a list"),
+        ("blend", "pretrain.steps", None, "10", r"pretrain\.steps: expected int, found '10'"),
+        (
+            "blend",
+            "data.exclude",
+            None,
+            [{"ids": "a/1"}],
+            r"data\.exclude\[0\]\.ids: expected a list",
+        ),
+        (
+            "blend",
+            "data.exclude",
+            None,
+            [{"lang": None}],
+            r"exclude\[0\]\.lang: null is not allowed",
+        ),
+        ("blend", "data.exclude", None, [{"langs": "en"}], r"unknown keys \['langs'\]"),
+        (
+            "blend",
+            "data.phases",
+            None,
+            [{"name": "p", "fraction": 1, "weights": {"web": "1"}}],
+            r"data\.phases\[0\]\.weights\.web: expected float, found '1'",
+        ),
     ],
 )
 def test_a_wrong_typed_field_is_named(
@@ -130,3 +162,36 @@ def test_a_wrong_typed_field_is_named(
     view = _wrong(stage, "tiny.yaml", path, key, value)
     with pytest.raises(RecipeError, match=message):
         decode_view(TYPED[stage], view, stage)
+
+
+@dataclass(frozen=True)
+class Free:
+    weights: dict[str, float] = view_field("toy.weights")
+    rules: tuple[ExcludeRule, ...] = view_field("toy.rules")
+
+
+def test_free_mappings_and_optional_keys_round_trip() -> None:
+    view = {"toy.weights": {"a": 1, "lang:fr": 0.5}, "toy.rules": [{"source": "a"}, {"ids": []}]}
+    config = decode_view(Free, view, "toy")
+    assert config.rules[0] == ExcludeRule(source="a") and config.rules[1].ids == ()
+    assert encode_view(config) == view and plain(config.rules) == view["toy.rules"]
+    with pytest.raises(RecipeError, match=r"toy\.weights: expected a mapping, found list"):
+        decode_view(Free, {**view, "toy.weights": [1]}, "toy")
+
+
+@dataclass(frozen=True)
+class Maybe:
+    note: str | None = optional_key()
+    count: int = 0
+
+
+def test_only_optional_keys_may_be_absent() -> None:
+    @dataclass(frozen=True)
+    class Holder:
+        maybe: Maybe = view_field("toy.maybe")
+
+    assert decode_view(Holder, {"toy.maybe": {"count": 1}}, "toy").maybe == Maybe(count=1)
+    with pytest.raises(
+        RecipeError, match=r"toy\.maybe: unknown keys \[\], missing keys \['count'\]"
+    ):
+        decode_view(Holder, {"toy.maybe": {"note": "x"}}, "toy")

@@ -30,6 +30,7 @@ import hashlib
 import json
 import math
 import random
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,49 @@ from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import derive_seed
 from openrecipe.recipe import LANG_PREFIX
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, optional_key, plain, view_field
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One ``data.phases`` entry: its share of the tokens and its weights by source or
+    ``lang:<code>`` key."""
+
+    name: str
+    fraction: float
+    weights: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ExcludeRule:
+    """One ``data.exclude`` rule; it names only some fields (``openrecipe.data.exclusion``)."""
+
+    source: str | None = optional_key()
+    license: str | None = optional_key()
+    lang: str | None = optional_key()
+    path_glob: str | None = optional_key()
+    ids: tuple[str, ...] | None = optional_key()
+    quality_bucket_below: int | None = optional_key()
+    buckets: tuple[int, ...] | None = optional_key()
+
+
+@dataclass(frozen=True)
+class BlendConfig:
+    """The blend stage's view, typed: the seed, the exclusions, the phases and the fields of
+    the token budget."""
+
+    seed: int = view_field("seed")
+    exclude: tuple[ExcludeRule, ...] = view_field("data.exclude")
+    phases: tuple[Phase, ...] = view_field("data.phases")
+    steps: int = view_field("pretrain.steps")
+    seq_length: int = view_field("pretrain.seq_length")
+    micro_batch_size: int = view_field("pretrain.micro_batch_size")
+    grad_accum: int = view_field("pretrain.grad_accum")
+
+    @property
+    def total_tokens(self) -> int:
+        """Tokens the trainer consumes (one extra per sequence for the shifted labels)."""
+        return self.steps * self.micro_batch_size * self.grad_accum * (self.seq_length + 1)
 
 
 def stream_path(key: str) -> str:
@@ -48,12 +92,12 @@ def stream_path(key: str) -> str:
 
 
 def language_streams(
-    docs: list[dict], phases: list[dict], seed: int
+    docs: list[dict], phases: tuple[Phase, ...], seed: int
 ) -> tuple[dict[str, list[dict]], dict[str, int]]:
     """({lang key: documents in stream order}, {source: documents no key draws}).
 
     Sources named by any phase are drawn by their own key; the rest feed the ``lang:`` keys."""
-    keys = {k for phase in phases for k in phase["weights"]}
+    keys = {k for phase in phases for k in phase.weights}
     named_sources = {k for k in keys if not k.startswith(LANG_PREFIX)}
     lang_keys = sorted(k for k in keys if k.startswith(LANG_PREFIX))
     streams: dict[str, list[dict]] = {k: [] for k in lang_keys}
@@ -107,19 +151,21 @@ def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
     return result
 
 
-def plan_phases(phases: list[dict], total_tokens: int, available: dict[str, int]) -> list[dict]:
+def plan_phases(
+    phases: tuple[Phase, ...], total_tokens: int, available: dict[str, int]
+) -> list[dict]:
     """Per phase token budgets; a positive weight on a source with no documents left is
     redistributed over the phase's other sources in proportion to their weights."""
-    tokens = apportion(total_tokens, {p["name"]: p["fraction"] for p in phases})
+    tokens = apportion(total_tokens, {p.name: p.fraction for p in phases})
     planned = []
     for index, phase in enumerate(phases):
-        weights = dict(sorted(phase["weights"].items()))
+        weights = dict(sorted(phase.weights.items()))
         empty = sorted(s for s, w in weights.items() if w > 0 and available.get(s, 0) == 0)
         effective = {s: (0.0 if s in empty else w) for s, w in weights.items()}
         remaining = sum(effective.values())
         if remaining <= 0:
             raise RecipeError(
-                f"data.phases[{index}] ({phase['name']}): every source with a positive "
+                f"data.phases[{index}] ({phase.name}): every source with a positive "
                 f"weight has no documents after curation and data.exclude ({empty})"
             )
         note = None
@@ -131,13 +177,13 @@ def plan_phases(phases: list[dict], total_tokens: int, available: dict[str, int]
             )
         planned.append(
             {
-                "name": phase["name"],
-                "fraction": phase["fraction"],
-                "tokens": tokens[phase["name"]],
+                "name": phase.name,
+                "fraction": phase.fraction,
+                "tokens": tokens[phase.name],
                 "weights": weights,
                 "effective_weights": effective,
                 "renormalised": note,
-                "budgets": apportion(tokens[phase["name"]], effective),
+                "budgets": apportion(tokens[phase.name], effective),
             }
         )
     return planned
@@ -156,24 +202,15 @@ def _write_jsonl(path: Path, records: list[dict]) -> None:
             handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    seed = ctx.cfg("seed")
-    phases = ctx.cfg("data.phases")
-    docs = _read_docs(ctx.input("curated") / "docs.jsonl")
-    kept, excluded = apply_exclusions(docs, ctx.cfg("data.exclude"))
-    sources = sorted(
-        {d["source"] for d in docs}
-        | {s for p in phases for s in p["weights"] if not s.startswith(LANG_PREFIX)}
-    )
-    by_source: dict[str, list[dict]] = {s: [] for s in sources}
-    for doc in kept:
-        by_source[doc["source"]].append(doc)
-
-    (ctx.out / "streams").mkdir()
+def _source_streams(
+    out: Path, by_source: dict[str, list[dict]], excluded: list[dict], seed: int
+) -> dict[str, dict]:
+    """Write each source's stream; its plan entry (stream, docs, chars, exclusions, seed)."""
+    (out / "streams").mkdir()
     source_plan = {}
-    for source in sources:
-        stream = source_stream(by_source[source], seed, source)
-        _write_jsonl(ctx.out / "streams" / f"{source}.jsonl", stream)
+    for source, docs in by_source.items():
+        stream = source_stream(docs, seed, source)
+        _write_jsonl(out / "streams" / f"{source}.jsonl", stream)
         source_plan[source] = {
             "stream": f"streams/{source}.jsonl",
             "docs": len(stream),
@@ -181,12 +218,16 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "excluded_docs": sum(1 for e in excluded if e["source"] == source),
             "seed": derive_seed(seed, "blend", source),
         }
-    lang_streams, unweighted = language_streams(kept, phases, seed)
+    return source_plan
+
+
+def _lang_streams(out: Path, lang_streams: dict[str, list[dict]]) -> dict[str, dict]:
+    """Write each ``lang:`` key's stream; its plan entry (stream, docs, chars, members)."""
     lang_plan = {}
     if lang_streams:
-        (ctx.out / "streams" / "lang").mkdir()
+        (out / "streams" / "lang").mkdir()
     for key, stream in lang_streams.items():
-        _write_jsonl(ctx.out / stream_path(key), stream)
+        _write_jsonl(out / stream_path(key), stream)
         members: dict[str, int] = {}
         for doc in stream:
             members[doc["source"]] = members.get(doc["source"], 0) + 1
@@ -196,11 +237,29 @@ def run(ctx: StageContext) -> dict[str, Any]:
             "chars": sum(len(d["text"]) for d in stream),
             "docs_per_source": dict(sorted(members.items())),
         }
+    return lang_plan
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    config = decode_view(BlendConfig, ctx.config, ctx.stage)
+    seed, phases, rules = config.seed, config.phases, plain(config.exclude)
+    docs = _read_docs(ctx.input("curated") / "docs.jsonl")
+    kept, excluded = apply_exclusions(docs, rules)
+    sources = sorted(
+        {d["source"] for d in docs}
+        | {s for p in phases for s in p.weights if not s.startswith(LANG_PREFIX)}
+    )
+    by_source: dict[str, list[dict]] = {s: [] for s in sources}
+    for doc in kept:
+        by_source[doc["source"]].append(doc)
+    source_plan = _source_streams(ctx.out, by_source, excluded, seed)
+    lang_streams, unweighted = language_streams(kept, phases, seed)
+    lang_plan = _lang_streams(ctx.out, lang_streams)
     _write_jsonl(ctx.out / "excluded.jsonl", excluded)
 
-    steps, seq = ctx.cfg("pretrain.steps"), ctx.cfg("pretrain.seq_length")
-    mbs, accum = ctx.cfg("pretrain.micro_batch_size"), ctx.cfg("pretrain.grad_accum")
-    total_tokens = steps * mbs * accum * (seq + 1)
+    steps, seq = config.steps, config.seq_length
+    mbs, accum = config.micro_batch_size, config.grad_accum
+    total_tokens = config.total_tokens
     plan = {
         "total_tokens": total_tokens,
         "token_formula": f"steps {steps} * micro_batch_size {mbs} * grad_accum {accum} * (seq_length {seq} + 1)",
@@ -212,7 +271,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             total_tokens,
             {k: p["docs"] for k, p in {**source_plan, **lang_plan}.items()},
         ),
-        "exclude_rules": ctx.cfg("data.exclude"),
+        "exclude_rules": rules,
     }
     (ctx.out / "plan.json").write_text(
         json.dumps(plan, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8"
