@@ -13,6 +13,7 @@ import pytest
 from openrecipe.data import pack, tokenizer
 from openrecipe.data.indexed import IndexedDataset
 from openrecipe.errors import StageInputError
+from openrecipe.registry import STAGES
 from openrecipe.stage import StageContext
 
 SEQ = 15  # pretrain.seq_length; sequences hold SEQ + 1 tokens
@@ -110,7 +111,8 @@ def ctx(stage: str, root: Path, out: Path, inputs: dict[str, Path]) -> StageCont
             ],
         },
     }
-    return StageContext(stage, None, config, "", 0, inputs, out, root)
+    view = {path: config[path] for path in STAGES[stage].view}  # as the recipe gives each stage
+    return StageContext(stage, None, view, "", 0, inputs, out, root)
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,12 @@ import pytest
 
 from openrecipe.data.blend import BlendConfig, ExcludeRule
 from openrecipe.data.curate import CurateConfig
+from openrecipe.data.pack import PackConfig
 from openrecipe.data.stages.decontam import DecontamConfig
 from openrecipe.data.stages.fuzzy_dedup import FuzzyDedupConfig
 from openrecipe.data.stages.langid import LangidConfig
 from openrecipe.data.stages.quality import QualityConfig
+from openrecipe.data.tokenizer import TokenizerConfig
 from openrecipe.errors import RecipeError
 from openrecipe.hashing import hash_obj
 from openrecipe.recipe import load_recipe
@@ -37,6 +39,8 @@ TYPED = {
     "quality": QualityConfig,
     "decontam": DecontamConfig,
     "blend": BlendConfig,
+    "tokenizer": TokenizerConfig,
+    "pack": PackConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -131,6 +135,15 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
         ),
         ("quality", "data.curation.quality", "n_buckets", "5", r"quality\.n_buckets: expected int"),
         ("quality", "data.curation.exempt_langs", None, "code", r"exempt_langs: expected a list"),
+        ("tokenizer", "tokenizer", "vocab_size", 1e4, r"tokenizer\.vocab_size: expected int"),
+        ("tokenizer", "tokenizer", "special_tokens", [1], r"special_tokens\[0\]: expected str"),
+        (
+            "pack",
+            "pretrain.seq_length",
+            None,
+            None,
+            r"pretrain\.seq_length: expected int, found None",
+        ),
         ("blend", "pretrain.steps", None, "10", r"pretrain\.steps: expected int, found '10'"),
         (
             "blend",

@@ -44,6 +44,7 @@ from openrecipe.data.indexed import optimal_dtype, write_indexed
 from openrecipe.data.tokenizer import iter_stream
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 
 PREFIX = "train"
 
@@ -98,6 +99,14 @@ class Stream:
                 if self.doc == len(self.tokens):
                     self.doc, self.wraps = 0, self.wraps + 1
         return segments
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """The pack stage's view, typed: the sequence length (each packed sequence holds one token
+    more, for the shifted labels)."""
+
+    seq_length: int = view_field("pretrain.seq_length")
 
 
 def _normalise_phase(phase: dict[str, Any]) -> dict[str, Any]:
@@ -213,19 +222,23 @@ def chop(segments: list[Segment], size: int) -> tuple[list[list[Segment]], list[
     return sequences, current
 
 
-def _shares(
-    plan: dict[str, Any],
-    sequences: list[list[Segment]],
-    tail: list[Segment],
-    taken: dict[str, dict[str, list[Segment]]],
-    wraps: dict[str, dict[str, int]],
-    streams: dict[str, Stream],
-) -> dict[str, Any]:
-    """Realised token accounting, from the segments actually written."""
+def _written(sequences: list[list[Segment]]) -> dict[tuple[str, str], int]:
+    """{(phase, stream key): tokens written}."""
     written: dict[tuple[str, str], int] = {}
     for sequence in sequences:
         for s in sequence:
             written[s.phase, s.source] = written.get((s.phase, s.source), 0) + s.length
+    return written
+
+
+def _phase_shares(
+    plan: dict[str, Any],
+    written: dict[tuple[str, str], int],
+    taken: dict[str, dict[str, list[Segment]]],
+    wraps: dict[str, dict[str, int]],
+    streams: dict[str, Stream],
+) -> list[dict[str, Any]]:
+    """Per phase: its budget, the tokens written, and per stream key its share and reuse."""
     phases = []
     for phase in plan["phases"]:
         name = phase["name"]
@@ -255,6 +268,14 @@ def _shares(
                 "sources": sources,
             }
         )
+    return phases
+
+
+def _by_origin(
+    sequences: list[list[Segment]], streams: dict[str, Stream]
+) -> tuple[dict[str, int], dict[str, int]]:
+    """Tokens written by each document's own source and language (a ``lang:`` stream mixes
+    sources)."""
     by_source: dict[str, int] = {}
     by_lang: dict[str, int] = {}
     for sequence in sequences:
@@ -263,6 +284,15 @@ def _shares(
             doc_lang = streams[s.source].doc_langs[s.doc]
             by_source[doc_source] = by_source.get(doc_source, 0) + s.length
             by_lang[doc_lang] = by_lang.get(doc_lang, 0) + s.length
+    return dict(sorted(by_source.items())), dict(sorted(by_lang.items()))
+
+
+def _stream_totals(
+    written: dict[tuple[str, str], int],
+    taken: dict[str, dict[str, list[Segment]]],
+    streams: dict[str, Stream],
+) -> dict[str, dict[str, Any]]:
+    """Per stream key over all phases: its size, the tokens written, epochs and wraps."""
     totals = {}
     for source, stream in sorted(streams.items()):
         tokens = sum(n for (_, s), n in written.items() if s == source)
@@ -274,11 +304,25 @@ def _shares(
             "epochs": round(consumed / stream.total_tokens, 6) if stream.total_tokens else 0.0,
             "wraps": stream.wraps,
         }
+    return totals
+
+
+def _shares(
+    plan: dict[str, Any],
+    sequences: list[list[Segment]],
+    tail: list[Segment],
+    taken: dict[str, dict[str, list[Segment]]],
+    wraps: dict[str, dict[str, int]],
+    streams: dict[str, Stream],
+) -> dict[str, Any]:
+    """Realised token accounting, from the segments actually written."""
+    written = _written(sequences)
+    by_source, by_lang = _by_origin(sequences, streams)
     return {
-        "phases": phases,
-        "sources": totals,
-        "by_source": dict(sorted(by_source.items())),
-        "by_lang": dict(sorted(by_lang.items())),
+        "phases": _phase_shares(plan, written, taken, wraps, streams),
+        "sources": _stream_totals(written, taken, streams),
+        "by_source": by_source,
+        "by_lang": by_lang,
         "dropped_tokens": sum(s.length for s in tail),
         "dropped_tokens_per_source": {
             source: sum(s.length for s in tail if s.source == source)
@@ -287,16 +331,11 @@ def _shares(
     }
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    from transformers import AutoTokenizer
-
-    blend, tokenizer_dir = ctx.input("blend"), ctx.input("tokenizer")
-    size = int(ctx.cfg("pretrain.seq_length")) + 1
-    plan = load_plan(blend)
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
-    sources = sorted({source for phase in plan["phases"] for source in phase["sources"]})
-    streams = tokenize_streams(blend, sources, tokenizer)
-
+def _take_phases(
+    plan: dict[str, Any], streams: dict[str, Stream]
+) -> tuple[list[Segment], dict[str, dict[str, list[Segment]]], dict[str, dict[str, int]]]:
+    """(every phase's segments interleaved, in phase order; {phase: {key: segments taken}};
+    {phase: {key: wraps during the phase}}): each budget taken from its stream, in order."""
     stream_segments: list[Segment] = []
     taken: dict[str, dict[str, list[Segment]]] = {}
     wraps: dict[str, dict[str, int]] = {}
@@ -311,15 +350,15 @@ def run(ctx: StageContext) -> dict[str, Any]:
         }
         wraps[name] = {source: streams[source].wraps - before[source] for source in budgets}
         stream_segments.extend(interleave(taken[name], budgets))
-    sequences, tail = chop(stream_segments, size)
-    if not sequences:
-        raise StageInputError(
-            f"{blend / 'plan.json'}: {len(stream_segments)} segments hold fewer than {size} tokens"
-        )
+    return stream_segments, taken, wraps
 
-    dtype = optimal_dtype(len(tokenizer))
+
+def _write_sequences(
+    out: Path, sequences: list[list[Segment]], streams: dict[str, Stream], dtype: Any
+) -> None:
+    """The indexed token file and ``sidecar.jsonl`` (each sequence's phase and segments)."""
     write_indexed(
-        ctx.out / PREFIX,
+        out / PREFIX,
         (
             np.concatenate(
                 [streams[s.source].tokens[s.doc][s.start : s.start + s.length] for s in sequence]
@@ -328,7 +367,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         ),
         dtype,
     )
-    with open(ctx.out / "sidecar.jsonl", "w", encoding="utf-8") as handle:
+    with open(out / "sidecar.jsonl", "w", encoding="utf-8") as handle:
         for index, sequence in enumerate(sequences):
             record = {
                 "seq": index,
@@ -344,6 +383,27 @@ def run(ctx: StageContext) -> dict[str, Any]:
                 ],
             }
             handle.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    from transformers import AutoTokenizer
+
+    config = decode_view(PackConfig, ctx.config, ctx.stage)
+    blend, tokenizer_dir = ctx.input("blend"), ctx.input("tokenizer")
+    size = config.seq_length + 1
+    plan = load_plan(blend)
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir), local_files_only=True)
+    sources = sorted({source for phase in plan["phases"] for source in phase["sources"]})
+    streams = tokenize_streams(blend, sources, tokenizer)
+
+    stream_segments, taken, wraps = _take_phases(plan, streams)
+    sequences, tail = chop(stream_segments, size)
+    if not sequences:
+        raise StageInputError(
+            f"{blend / 'plan.json'}: {len(stream_segments)} segments hold fewer than {size} tokens"
+        )
+    dtype = optimal_dtype(len(tokenizer))
+    _write_sequences(ctx.out, sequences, streams, dtype)
     shares = _shares(plan, sequences, tail, taken, wraps, streams)
     shares.update(
         sequence_tokens=size,

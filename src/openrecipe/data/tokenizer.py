@@ -16,16 +16,37 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from openrecipe.data.chat import CHAT_TEMPLATE
 from openrecipe.errors import StageInputError
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 
 # Role of each of the first four special tokens; the rest of the recipe's list are extra specials.
 UNK, BOS, EOS, PAD = "<unk>", "<s>", "</s>", "<pad>"
 _ROLES = (UNK, BOS, EOS, PAD)
+
+
+@dataclass(frozen=True)
+class TokenizerParams:
+    """``tokenizer``: the BPE vocabulary size, merge frequency floor and special tokens (the
+    first four are unk, bos, eos, pad)."""
+
+    vocab_size: int
+    min_frequency: int
+    special_tokens: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class TokenizerConfig:
+    """The tokenizer stage's view, typed. ``seed`` is in the view although BPE training is
+    deterministic without one: a seed change reruns the whole pipeline by design."""
+
+    seed: int = view_field("seed")
+    tokenizer: TokenizerParams = view_field("tokenizer")
 
 
 def stream_paths(blend_dir: Path) -> list[Path]:
@@ -110,8 +131,9 @@ def wrap(tokenizer, special_tokens: list[str]):
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    params = decode_view(TokenizerConfig, ctx.config, ctx.stage).tokenizer
     blend = ctx.input("blend")
-    special_tokens = list(ctx.cfg("tokenizer.special_tokens"))
+    special_tokens = list(params.special_tokens)
     texts: list[str] = []
     docs_per_source: dict[str, int] = {}
     for path in stream_paths(blend):
@@ -123,8 +145,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     tokenizer = train_bpe(
         texts,
-        vocab_size=int(ctx.cfg("tokenizer.vocab_size")),
-        min_frequency=int(ctx.cfg("tokenizer.min_frequency")),
+        vocab_size=params.vocab_size,
+        min_frequency=params.min_frequency,
         special_tokens=special_tokens,
     )
     wrap(tokenizer, special_tokens).save_pretrained(ctx.out)
