@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openrecipe.codeid import uncommitted_code
 from openrecipe.data.card import data_card, load_accounting, plot_blend
@@ -21,8 +22,57 @@ from openrecipe.evaluate.reasoning_report import write_reasoning
 from openrecipe.manifest import read_manifest, write_json_atomic
 from openrecipe.registry import checkpoint_stages
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, optional_key, plain, view_field
 
 TRAINING_STAGES = tuple(checkpoint_stages().values())
+
+
+@dataclass(frozen=True)
+class Citation:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class PublishedScore:
+    """A score the release's authors published (``setting``: their few-shot/format note)."""
+
+    task: str
+    value: float
+    source: str
+    setting: str | None = optional_key()
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """The expected range of a proxy's own score (one checkpoint, or every evaluated one)."""
+
+    task: str
+    metric: str
+    low: float
+    high: float
+    checkpoint: Literal["base", "sft", "rl"] | None = optional_key()
+
+
+@dataclass(frozen=True)
+class Release:
+    """``release``: the model the recipe reproduces, its published scores and envelopes."""
+
+    name: str
+    scale: Literal["toy", "proxy", "full"]
+    citations: tuple[Citation, ...]
+    published_scores: tuple[PublishedScore, ...]
+    envelope: tuple[Envelope, ...]
+    unverified: tuple[str, ...]
+    description: str | None = optional_key()
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    """The report stage's view, typed: the recipe's name and its release."""
+
+    name: str = view_field("name")
+    release: Release = view_field("release")
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -81,11 +131,11 @@ def _plot(curves: dict[str, list[dict[str, Any]]], path: Path, title: str) -> No
     plt.close(fig)
 
 
-def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
-    release = ctx.cfg("release")
-    lines = [f"# {ctx.cfg('name')}: {release['name']}", ""]
-    if release.get("description"):
-        lines += [release["description"], ""]
+def _summary_md(config: ReportConfig, collected: dict[str, Any]) -> str:
+    release = config.release
+    lines = [f"# {config.name}: {release.name}", ""]
+    if release.description:
+        lines += [release.description, ""]
     lines += ["## Stages", "", "| stage | manifest | summary |", "|---|---|---|"]
     for name, info in collected["stages"].items():
         summary = info["summary"]
@@ -121,7 +171,7 @@ def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
             lines.append(
                 f"| {task} | {metric} | {answer_format} | {split} | " + " | ".join(values) + " |"
             )
-    if release.get("published_scores"):
+    if release.published_scores:
         lines += [
             "",
             "## Published scores of the release",
@@ -129,11 +179,11 @@ def _summary_md(ctx: StageContext, collected: dict[str, Any]) -> str:
             "| task | value | source |",
             "|---|---|---|",
         ]
-        for row in release["published_scores"]:
-            lines.append(f"| {row['task']} | {row['value']} | {row['source']} |")
+        for row in release.published_scores:
+            lines.append(f"| {row.task} | {row.value} | {row.source} |")
     lines += [
         "",
-        "Trace any figure: `openrecipe trace results/" + ctx.cfg("name") + "/metrics.json`.",
+        "Trace any figure: `openrecipe trace results/" + config.name + "/metrics.json`.",
         "",
     ]
     return "\n".join(lines)
@@ -150,21 +200,22 @@ def _reproducibility() -> dict[str, Any]:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    config = decode_view(ReportConfig, ctx.config, ctx.stage)
     collected = _collect(ctx)
     reproducibility = _reproducibility()
     metrics = {
         "reproducibility": reproducibility,
-        "recipe": ctx.cfg("name"),
-        "release": ctx.cfg("release")["name"],
+        "recipe": config.name,
+        "release": config.release.name,
         "scores": collected["scores"],
         "final_loss": {s: rows[-1]["loss"] for s, rows in collected["curves"].items() if rows},
         "stages": {name: info["summary"] for name, info in collected["stages"].items()},
     }
     # reasoning.md + rl_curve.png: reasoning on/off, accuracy per thinking token, budgets, GRPO
-    metrics["reasoning"] = write_reasoning(ctx.out, ctx.cfg("name"), ctx.inputs)
+    metrics["reasoning"] = write_reasoning(ctx.out, config.name, ctx.inputs)
     write_json_atomic(ctx.out / "metrics.json", metrics)
-    _plot(collected["curves"], ctx.out / "loss_curve.png", f"{ctx.cfg('name')}: training loss")
-    summary = _summary_md(ctx, collected)
+    _plot(collected["curves"], ctx.out / "loss_curve.png", f"{config.name}: training loss")
+    summary = _summary_md(config, collected)
     if not reproducibility["reproducible"]:
         summary = (
             f"> **NOT REPRODUCIBLE FROM A COMMIT**: {reproducibility['reason']}. "
@@ -172,7 +223,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
     (ctx.out / "summary.md").write_text(summary, encoding="utf-8")
     if "curate" in ctx.inputs:
-        card, figures = data_card(ctx.cfg("name"), ctx.inputs)
+        card, figures = data_card(config.name, ctx.inputs)
         (ctx.out / "data_card.md").write_text(card, encoding="utf-8")
         # The numbers behind the card, with every curation stage's ledger, so the arithmetic
         # can be rechecked from results/ alone (tests/unit/test_card_results.py does).
@@ -183,7 +234,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         )
     if "pack" in ctx.inputs:
         plot_blend(
-            ctx.inputs["pack"] / "shares.json", ctx.out / "blend.png", f"{ctx.cfg('name')}: blend"
+            ctx.inputs["pack"] / "shares.json", ctx.out / "blend.png", f"{config.name}: blend"
         )
     # scores.md + scores.png: ours beside the release's, envelope flags, pins, decontamination.
     pins = {
@@ -193,8 +244,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     }
     verdict = write_scores(
         ctx.out,
-        ctx.cfg("name"),
-        ctx.cfg("release"),
+        config.name,
+        plain(config.release),
         collected["scores"],
         pins,
         ctx.inputs.get("decontam"),

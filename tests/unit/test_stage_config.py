@@ -24,6 +24,7 @@ from openrecipe.evaluate.eval_data import EvalDataConfig
 from openrecipe.hashing import hash_obj
 from openrecipe.recipe import load_recipe
 from openrecipe.registry import STAGES
+from openrecipe.report import ReportConfig
 from openrecipe.stage_config import (
     decode_view,
     encode_view,
@@ -45,6 +46,7 @@ TYPED = {
     "pack": PackConfig,
     "reasoning": ReasoningConfig,
     "eval_data": EvalDataConfig,
+    "report": ReportConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -152,6 +154,9 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
         ("reasoning", "sft.data", "max_value", None, r"sft\.data\.max_value: expected int"),
         ("eval_data", "eval.data", "version", 1, r"eval\.data\.version: expected str, found 1"),
         ("eval_data", "eval.data", "seed", "0", r"eval\.data\.seed: expected int, found '0'"),
+        ("report", "name", None, 3, r"name: expected str, found 3"),
+        ("report", "release", "scale", "huge", r"release\.scale: 'huge' is not one of"),
+        ("report", "release", "envelope", [{"task": "t"}], r"release\.envelope\[0\]: unknown"),
         ("blend", "pretrain.steps", None, "10", r"pretrain\.steps: expected int, found '10'"),
         (
             "blend",
