@@ -22,6 +22,7 @@ from openrecipe.data.tokenizer import TokenizerConfig
 from openrecipe.errors import RecipeError
 from openrecipe.evaluate.eval_data import EvalDataConfig
 from openrecipe.hashing import hash_obj
+from openrecipe.model.megatron_plan import PlanConfig, compile_plan, encode_recipe
 from openrecipe.recipe import load_recipe
 from openrecipe.registry import STAGES
 from openrecipe.report import ReportConfig
@@ -47,6 +48,7 @@ TYPED = {
     "reasoning": ReasoningConfig,
     "eval_data": EvalDataConfig,
     "report": ReportConfig,
+    "plan": PlanConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -57,9 +59,21 @@ def test_the_config_declares_exactly_the_registry_view(stage: str) -> None:
 
 
 @pytest.mark.parametrize("recipe_file", RECIPES)
+def test_the_megatron_plan_of_the_typed_config_is_the_plan_of_the_view(recipe_file: str) -> None:
+    recipe = load_recipe(REPO / "recipes" / recipe_file, project=REPO)
+    view = recipe.view("plan")
+    if recipe.get("backend") != "megatron":
+        pytest.skip("the plan stage runs for the megatron backend only")
+    raw = {path: view[path] for path in ("name", "seed", "model", "pretrain", "parallelism")}
+    assert compile_plan(encode_recipe(decode_view(PlanConfig, view, "plan"))) == compile_plan(raw)
+
+
+@pytest.mark.parametrize("recipe_file", RECIPES)
 def test_every_recipe_decodes_and_hashes_as_its_view(recipe_file: str) -> None:
     recipe = load_recipe(REPO / "recipes" / recipe_file, project=REPO)
     for stage, cls in TYPED.items():
+        if STAGES[stage].backend not in (None, recipe.get("backend")):
+            continue  # the stage does not run for this recipe (plan: megatron only)
         config = decode_view(cls, recipe.view(stage), stage)
         assert encode_view(config) == recipe.view(stage)
         assert hash_obj(encode_view(config)) == recipe.view_hash(stage)
@@ -157,6 +171,9 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
         ("report", "name", None, 3, r"name: expected str, found 3"),
         ("report", "release", "scale", "huge", r"release\.scale: 'huge' is not one of"),
         ("report", "release", "envelope", [{"task": "t"}], r"release\.envelope\[0\]: unknown"),
+        ("plan", "parallelism", "tp", "2", r"parallelism\.tp: expected int, found '2'"),
+        ("plan", "model", "head_dim", None, r"model\.head_dim: null is not allowed"),
+        ("plan", "pretrain", "precision", "fp4", r"pretrain\.precision: 'fp4' is not one of"),
         ("blend", "pretrain.steps", None, "10", r"pretrain\.steps: expected int, found '10'"),
         (
             "blend",
@@ -185,7 +202,8 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
 def test_a_wrong_typed_field_is_named(
     stage: str, path: str, key: str | None, value: object, message: str
 ) -> None:
-    view = _wrong(stage, "tiny.yaml", path, key, value)
+    recipe_file = "nemotron_nano_12b_v2_base.yaml" if stage == "plan" else "tiny.yaml"
+    view = _wrong(stage, recipe_file, path, key, value)
     with pytest.raises(RecipeError, match=message):
         decode_view(TYPED[stage], view, stage)
 

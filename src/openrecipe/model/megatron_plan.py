@@ -17,10 +17,26 @@ from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass
 from typing import Any
 
 from openrecipe.errors import RecipeError
+from openrecipe.model.recipe_config import ModelParams, ParallelismParams, PretrainParams
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, plain, view_field
+
+
+@dataclass(frozen=True)
+class PlanConfig:
+    """The plan stage's view, typed: the recipe's name and seed, the model, the pretraining
+    run and its Megatron layout."""
+
+    name: str = view_field("name")
+    seed: int = view_field("seed")
+    model: ModelParams = view_field("model")
+    pretrain: PretrainParams = view_field("pretrain")
+    parallelism: ParallelismParams = view_field("parallelism")
+
 
 MEGATRON_LM_COMMIT = "d98e8a64dd"  # NVIDIA/Megatron-LM main, parsed with its argparse parser
 
@@ -351,15 +367,20 @@ def launch_script(plan: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    recipe = {
-        "name": ctx.cfg("name"),
-        "seed": ctx.cfg("seed"),
-        "model": ctx.cfg("model"),
-        "pretrain": ctx.cfg("pretrain"),
-        "parallelism": ctx.cfg("parallelism"),
+def encode_recipe(config: PlanConfig) -> dict[str, Any]:
+    """``compile_plan``'s input: {name, seed, model, pretrain, parallelism} as written."""
+    return {
+        "name": config.name,
+        "seed": config.seed,
+        "model": plain(config.model),
+        "pretrain": plain(config.pretrain),
+        "parallelism": plain(config.parallelism),
     }
-    plan = compile_plan(recipe)
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    # compile_plan takes the sections as the recipe wrote them (tests build them by hand)
+    plan = compile_plan(encode_recipe(decode_view(PlanConfig, ctx.config, ctx.stage)))
     (ctx.out / "megatron_plan.json").write_text(
         json.dumps(plan, indent=1, sort_keys=True) + "\n", encoding="utf-8"
     )
