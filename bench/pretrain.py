@@ -54,9 +54,11 @@ from openrecipe.model.build import (  # noqa: E402
     nemotronh_config,
 )
 from openrecipe.model.precision import NVFP4Config, apply_precision  # noqa: E402
+from openrecipe.model.recipe_config import PretrainParams  # noqa: E402
 from openrecipe.paths import find_project_root  # noqa: E402
 from openrecipe.recipe import load_recipe  # noqa: E402
 from openrecipe.stage import seed_everything  # noqa: E402
+from openrecipe.stage_config import decode_value, plain  # noqa: E402
 from openrecipe.train import pretrain  # noqa: E402
 
 PRECISIONS = ("bf16", "fp8", "nvfp4")
@@ -99,8 +101,9 @@ def train_precisions(recipe, run_dir: Path, steps: int, seed: int) -> dict:
     """Train the recipe's model in each precision; per-step losses and loop wall time."""
     pack_dir, tokenizer_dir = run_dir / "pack", run_dir / "tokenizer"
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    cfg = {**recipe.get("pretrain"), "steps": steps, "log_every": 1, "checkpoint_every": 0}
-    per_step = cfg["micro_batch_size"] * cfg["grad_accum"]
+    section = {**recipe.get("pretrain"), "steps": steps, "log_every": 1, "checkpoint_every": 0}
+    cfg = decode_value(PretrainParams, section, "pretrain")
+    per_step = cfg.micro_batch_size * cfg.grad_accum
     data = IndexedDataset(pack_dir / "train")
     fingerprint = pretrain._input_fingerprint(pack_dir, tokenizer_dir)
     config = config_for_tokenizer(recipe.get("model"), tokenizer)
@@ -111,16 +114,16 @@ def train_precisions(recipe, run_dir: Path, steps: int, seed: int) -> dict:
         swapped = apply_precision(
             model,
             precision,
-            cfg["bf16_first_layers"],
-            cfg["bf16_last_layers"],
-            config=NVFP4Config(**cfg["nvfp4"]) if precision == "nvfp4" else None,
+            cfg.bf16_first_layers,
+            cfg.bf16_last_layers,
+            config=NVFP4Config(**plain(cfg.nvfp4)) if precision == "nvfp4" else None,
             seed=derive_seed(seed, "precision"),
         )
         loader = pretrain.SequentialBatches(
             Cycled(data, steps * per_step),
-            seq_length=cfg["seq_length"],
-            micro_batch=cfg["micro_batch_size"],
-            grad_accum=cfg["grad_accum"],
+            seq_length=cfg.seq_length,
+            micro_batch=cfg.micro_batch_size,
+            grad_accum=cfg.grad_accum,
             fingerprint=fingerprint,
         )
         with tempfile.TemporaryDirectory() as tmp:
@@ -132,7 +135,7 @@ def train_precisions(recipe, run_dir: Path, steps: int, seed: int) -> dict:
         losses = [row["loss"] for row in loop["state"]["metrics"]]
         runs[precision] = {"losses": losses, "seconds": wall, "linears_swapped": len(swapped)}
         print(f"{precision}: {wall:.1f} s for {steps} steps, final loss {losses[-1]:.4f}")
-    return {"config": config, "cfg": cfg, "runs": runs, "sequences_in_pack": len(data)}
+    return {"config": config, "cfg": section, "runs": runs, "sequences_in_pack": len(data)}
 
 
 class _Stamps(LogitsProcessor):

@@ -47,9 +47,11 @@ from transformers import AutoTokenizer  # noqa: E402
 from openrecipe.data.indexed import IndexedDataset  # noqa: E402
 from openrecipe.hashing import derive_seed, sha256_file  # noqa: E402
 from openrecipe.model.build import build_model, config_for_tokenizer, count_parameters  # noqa: E402
+from openrecipe.model.recipe_config import PretrainParams  # noqa: E402
 from openrecipe.paths import find_project_root  # noqa: E402
 from openrecipe.recipe import load_recipe  # noqa: E402
 from openrecipe.stage import run_stage, seed_everything  # noqa: E402
+from openrecipe.stage_config import decode_value  # noqa: E402
 from openrecipe.train import pretrain  # noqa: E402
 
 
@@ -125,7 +127,7 @@ def time_loop(
     seed = recipe.get("seed")
     result = {}
     for label, n_steps in (("warmup", 3), ("timed", steps)):
-        cfg = {
+        section = {
             **base,
             "steps": n_steps,
             "micro_batch_size": micro_batch,
@@ -133,12 +135,13 @@ def time_loop(
             "log_every": n_steps,
             "checkpoint_every": 0,
         }
+        cfg = decode_value(PretrainParams, section, "pretrain")
         seed_everything(seed, threads)
         torch.use_deterministic_algorithms(True, warn_only=not strict)
         model = build_model(config, seed=derive_seed(seed, "pretrain", "init")).to(device)
         loader = pretrain.SequentialBatches(
             bench.Cycled(data, n_steps * micro_batch),
-            seq_length=cfg["seq_length"],
+            seq_length=cfg.seq_length,
             micro_batch=micro_batch,
             grad_accum=1,
             fingerprint=fingerprint,

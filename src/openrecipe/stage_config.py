@@ -59,6 +59,12 @@ def decode_view(cls: type[T], view: dict[str, Any], stage: str) -> T:
     return cls(**values)
 
 
+def decode_value(annotation: Any, value: Any, where: str) -> Any:
+    """One recipe section (or value) checked against ``annotation``, for callers outside a
+    stage that build a section by hand (benchmarks); ``where`` is its dotted path."""
+    return _value(annotation, value, where)
+
+
 def encode_view(config: Any) -> dict[str, Any]:
     """The view a typed config was decoded from (tuples back to lists, as YAML reads them)."""
     return {

@@ -34,6 +34,7 @@ from openrecipe.stage_config import (
     view_field,
     view_paths,
 )
+from openrecipe.train.pretrain import PretrainConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TYPED = {
@@ -49,6 +50,7 @@ TYPED = {
     "eval_data": EvalDataConfig,
     "report": ReportConfig,
     "plan": PlanConfig,
+    "pretrain": PretrainConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -174,6 +176,15 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
         ("plan", "parallelism", "tp", "2", r"parallelism\.tp: expected int, found '2'"),
         ("plan", "model", "head_dim", None, r"model\.head_dim: null is not allowed"),
         ("plan", "pretrain", "precision", "fp4", r"pretrain\.precision: 'fp4' is not one of"),
+        ("pretrain", "resources.device", None, "tpu", r"resources\.device: 'tpu' is not one"),
+        ("pretrain", "pretrain", "optimizer", {"lr": 1}, r"pretrain\.optimizer: unknown keys"),
+        (
+            "pretrain",
+            "model",
+            "tie_word_embeddings",
+            0,
+            r"model\.tie_word_embeddings: expected bool",
+        ),
         ("blend", "pretrain.steps", None, "10", r"pretrain\.steps: expected int, found '10'"),
         (
             "blend",

@@ -27,9 +27,9 @@ import shutil
 import sys
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -43,10 +43,25 @@ from openrecipe.hashing import derive_seed, hash_obj
 from openrecipe.manifest import read_manifest
 from openrecipe.model.build import build_model, config_for_tokenizer, count_parameters
 from openrecipe.model.precision import NVFP4Config, apply_precision
+from openrecipe.model.recipe_config import ModelParams, OptimizerParams, PretrainParams
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, plain, view_field
 from openrecipe.train import checkpoint
 from openrecipe.train.resume import resume_record
 from openrecipe.train.schedule import wsd_lr
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The pretrain stage's view, typed: the seed, the model, the run, and the threads and
+    device it runs with."""
+
+    seed: int = view_field("seed")
+    model: ModelParams = view_field("model")
+    pretrain: PretrainParams = view_field("pretrain")
+    threads: int = view_field("resources.threads")
+    device: Literal["cpu", "cuda"] = view_field("resources.device")
+
 
 IGNORE_INDEX = -100  # cross_entropy's default ignore_index: padding positions carry no loss
 
@@ -131,7 +146,7 @@ def _phase_tokens(pack_dir: Path, n_sequences: int, seq_length: int) -> dict[str
     return dict(sorted(counts.items()))
 
 
-def _optimizer(model: torch.nn.Module, opt: dict[str, Any]) -> torch.optim.AdamW:
+def _optimizer(model: torch.nn.Module, opt: OptimizerParams) -> torch.optim.AdamW:
     """AdamW; weight decay only on matrices (ndim >= 2) other than the input embedding, as in
     minGPT's ``configure_optimizers``: norms, biases, Mamba's ``A_log``/``D``/``dt_bias`` and the
     embedding table are not decayed."""
@@ -140,16 +155,15 @@ def _optimizer(model: torch.nn.Module, opt: dict[str, Any]) -> torch.optim.AdamW
     for _, param in model.named_parameters():
         (decay if param.ndim >= 2 and param is not embedding else no_decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": opt["weight_decay"]},
+        {"params": decay, "weight_decay": opt.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=opt["lr"], betas=tuple(opt["betas"]), eps=opt["eps"])
+    return torch.optim.AdamW(groups, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps)
 
 
-def _device(ctx: StageContext) -> torch.device:
+def _device(ctx: StageContext, name: str) -> torch.device:
     """``resources.device``; asking for CUDA on a machine without it is a recipe error, not a
     silent fall-back to the CPU."""
-    name = ctx.cfg("resources.device")
     if name == "cuda" and not torch.cuda.is_available():
         raise RecipeError(
             f"{ctx.recipe.origin('resources.device')}: resources.device: cuda, but this torch "
@@ -169,39 +183,74 @@ def _compute(precision: str, device: torch.device) -> str:
     )
 
 
-def run(ctx: StageContext) -> dict[str, Any]:
-    precision = ctx.cfg("pretrain.precision")
-    device = _device(ctx)
-    pack_dir, tokenizer_dir = ctx.input("pack"), ctx.input("tokenizer")
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-    config = config_for_tokenizer(ctx.cfg("model"), tokenizer)
-    model = build_model(config, seed=derive_seed(ctx.cfg("seed"), "pretrain", "init"))
+def _build(
+    ctx: StageContext, config: PretrainConfig, device: torch.device, tokenizer: Any
+) -> tuple[Any, torch.nn.Module, list[str], NVFP4Config]:
+    """(model config, the initialised model on ``device`` with its precision applied, the
+    swapped linears, the NVFP4 switches)."""
+    cfg = config.pretrain
+    model_config = config_for_tokenizer(plain(config.model), tokenizer)
+    model = build_model(model_config, seed=derive_seed(config.seed, "pretrain", "init"))
     model.to(device)
-    cfg = ctx.cfg("pretrain")
-    nvfp4 = NVFP4Config(**cfg.get("nvfp4", {}))
+    nvfp4 = NVFP4Config(**plain(cfg.nvfp4))
     # before the optimizer is built; parameters are shared, so its param order is unchanged
     swapped = apply_precision(
         model,
-        precision,
-        cfg["bf16_first_layers"],
-        cfg["bf16_last_layers"],
-        config=nvfp4 if precision == "nvfp4" else None,
+        cfg.precision,
+        cfg.bf16_first_layers,
+        cfg.bf16_last_layers,
+        config=nvfp4 if cfg.precision == "nvfp4" else None,
         seed=derive_seed(ctx.seed, "precision"),
     )
-    steps, per_step = cfg["steps"], cfg["micro_batch_size"] * cfg["grad_accum"]
+    return model_config, model, swapped, nvfp4
+
+
+def _loader(cfg: PretrainParams, pack_dir: Path, tokenizer_dir: Path) -> SequentialBatches:
+    """The batches of the pack, checked to hold the ``steps`` the run needs."""
+    steps, per_step = cfg.steps, cfg.micro_batch_size * cfg.grad_accum
     dataset = IndexedDataset(pack_dir / "train")
     if len(dataset) < steps * per_step:
         raise StageInputError(
             f"{pack_dir}/train.idx: {len(dataset)} sequences, but {steps} steps x "
             f"{per_step} sequences need {steps * per_step}"
         )
-    loader = SequentialBatches(
+    return SequentialBatches(
         dataset,
-        seq_length=cfg["seq_length"],
-        micro_batch=cfg["micro_batch_size"],
-        grad_accum=cfg["grad_accum"],
+        seq_length=cfg.seq_length,
+        micro_batch=cfg.micro_batch_size,
+        grad_accum=cfg.grad_accum,
         fingerprint=_input_fingerprint(pack_dir, tokenizer_dir),
     )
+
+
+def _write_outputs(
+    out: Path, model: torch.nn.Module, tokenizer: Any, loop: dict[str, Any], model_config: Any
+) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """model/, checkpoint/, metrics.jsonl and params.json; (metrics rows, parameter counts)."""
+    model.save_pretrained(out / "model", safe_serialization=True)
+    tokenizer.save_pretrained(out / "model")
+    checkpoint.save(
+        out / "checkpoint", model=model, optimizer=loop["optimizer"], state=loop["state"]
+    )
+    rows = loop["state"]["metrics"]
+    (out / "metrics.jsonl").write_text(
+        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8"
+    )
+    params = count_parameters(model_config)
+    (out / "params.json").write_text(
+        json.dumps(params, sort_keys=True, indent=2) + "\n", encoding="utf-8"
+    )
+    return rows, params
+
+
+def run(ctx: StageContext) -> dict[str, Any]:
+    config = decode_view(PretrainConfig, ctx.config, ctx.stage)
+    cfg, precision = config.pretrain, config.pretrain.precision
+    device = _device(ctx, config.device)
+    pack_dir, tokenizer_dir = ctx.input("pack"), ctx.input("tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    model_config, model, swapped, nvfp4 = _build(ctx, config, device, tokenizer)
+    loader = _loader(cfg, pack_dir, tokenizer_dir)
     # keyed by config and inputs, so a checkpoint is only ever resumed by an identical run
     resume_dir = (
         checkpoint.resume_root(ctx.out) / hash_obj([ctx.config_hash, loader.fingerprint])[:16]
@@ -209,22 +258,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
 
     loop = _train(model, loader, cfg, pad_id=tokenizer.pad_token_id, resume_dir=resume_dir)
 
-    model.save_pretrained(ctx.out / "model", safe_serialization=True)
-    tokenizer.save_pretrained(ctx.out / "model")
-    checkpoint.save(
-        ctx.out / "checkpoint", model=model, optimizer=loop["optimizer"], state=loop["state"]
-    )
-    rows = loop["state"]["metrics"]
-    (ctx.out / "metrics.jsonl").write_text(
-        "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8"
-    )
-    params = count_parameters(config)
-    (ctx.out / "params.json").write_text(
-        json.dumps(params, sort_keys=True, indent=2) + "\n", encoding="utf-8"
-    )
+    rows, params = _write_outputs(ctx.out, model, tokenizer, loop, model_config)
     shutil.rmtree(resume_dir, ignore_errors=True)
     if resume_dir.parent.is_dir() and not any(resume_dir.parent.iterdir()):
         resume_dir.parent.rmdir()
+    steps, per_step = cfg.steps, cfg.micro_batch_size * cfg.grad_accum
     summary: dict[str, Any] = {
         "run_info": {"resumed": loop["resumed"]},  # run_info.json, not hashed: see train/resume
         "precision": precision,
@@ -233,8 +271,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "compute": _compute(precision, device),
         "params": params,
         "steps": steps,
-        "tokens": steps * per_step * cfg["seq_length"],
-        "tokens_by_phase": _phase_tokens(pack_dir, steps * per_step, cfg["seq_length"]),
+        "tokens": steps * per_step * cfg.seq_length,
+        "tokens_by_phase": _phase_tokens(pack_dir, steps * per_step, cfg.seq_length),
         "first_loss": loop["state"]["first_loss"],
         "final_loss": rows[-1]["loss"],
     }
@@ -243,31 +281,64 @@ def run(ctx: StageContext) -> dict[str, Any]:
     return summary
 
 
-def _train(
+def _resume(
     model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
     loader: SequentialBatches,
-    cfg: dict[str, Any],
-    *,
-    pad_id: int | None,
     resume_dir: Path,
-) -> dict[str, Any]:
-    """The training loop. Returns the optimizer and the loop state (metrics rows, first loss)."""
-    opt, sched = cfg["optimizer"], cfg["schedule"]
-    steps, every = cfg["steps"], cfg["checkpoint_every"]
-    tokens_per_step = cfg["micro_batch_size"] * cfg["grad_accum"] * cfg["seq_length"]
-    optimizer = _optimizer(model, opt)
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """(loop state, resume record): a fresh state, or the latest checkpoint's, restored into
+    the model, optimizer and loader."""
     state: dict[str, Any] = {"step": 0, "metrics": [], "first_loss": None}
-
     found, resumed = checkpoint.latest(resume_dir), None
     if found is not None:
         state = checkpoint.load(found, model=model, optimizer=optimizer)
         loader.restore(state.pop("loader"))
         resumed = resume_record("pretrain", found, state["step"])
+    return state, resumed
 
-    model.train()
-    device = next(model.parameters()).device
-    bar = tqdm(
-        total=steps * tokens_per_step,
+
+def _step_loss(
+    model: torch.nn.Module,
+    loader: SequentialBatches,
+    grad_accum: int,
+    pad_id: int | None,
+    device: torch.device,
+) -> float:
+    """One step's micro-batches forward and backward (gradients accumulated); the mean loss."""
+    loss_sum = 0.0
+    for batch in loader.next_step():
+        batch = batch.to(device)
+        inputs, labels = batch[:, :-1], batch[:, 1:].clone()
+        if pad_id is not None:
+            labels[labels == pad_id] = IGNORE_INDEX
+        with torch.autocast(device.type, dtype=torch.bfloat16):
+            logits = model(input_ids=inputs).logits
+        loss = F.cross_entropy(
+            logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
+        )
+        (loss / grad_accum).backward()
+        loss_sum += loss.item() / grad_accum
+    return loss_sum
+
+
+def _save_resumable(
+    resume_dir: Path,
+    step: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+) -> None:
+    """A resumable checkpoint of ``step``; older ones are pruned once it is complete."""
+    target = checkpoint.step_dir(resume_dir, step)
+    checkpoint.save(target, model=model, optimizer=optimizer, state=state)
+    checkpoint.prune(resume_dir, keep=target)
+
+
+def _progress(cfg: PretrainParams, state: dict[str, Any], tokens_per_step: int) -> tqdm:
+    """The token progress bar on stderr."""
+    return tqdm(
+        total=cfg.steps * tokens_per_step,
         initial=state["step"] * tokens_per_step,
         unit="tok",
         unit_scale=True,
@@ -275,33 +346,41 @@ def _train(
         file=sys.stderr,
         desc="pretrain",
     )
+
+
+def _train(
+    model: torch.nn.Module,
+    loader: SequentialBatches,
+    cfg: PretrainParams,
+    *,
+    pad_id: int | None,
+    resume_dir: Path,
+) -> dict[str, Any]:
+    """The training loop. Returns the optimizer and the loop state (metrics rows, first loss)."""
+    opt, sched = cfg.optimizer, cfg.schedule
+    steps, every = cfg.steps, cfg.checkpoint_every
+    tokens_per_step = cfg.micro_batch_size * cfg.grad_accum * cfg.seq_length
+    optimizer = _optimizer(model, opt)
+    state, resumed = _resume(model, optimizer, loader, resume_dir)
+
+    model.train()
+    device = next(model.parameters()).device
+    bar = _progress(cfg, state, tokens_per_step)
     for step in range(state["step"], steps):
         lr = wsd_lr(
             step,
             steps,
-            opt["lr"],
-            opt["min_lr"],
-            sched["warmup_fraction"],
-            sched["decay_fraction"],
-            sched["decay_shape"],
+            opt.lr,
+            opt.min_lr,
+            sched.warmup_fraction,
+            sched.decay_fraction,
+            sched.decay_shape,
         )
         for group in optimizer.param_groups:
             group["lr"] = lr
 
-        loss_sum = 0.0
-        for batch in loader.next_step():
-            batch = batch.to(device)
-            inputs, labels = batch[:, :-1], batch[:, 1:].clone()
-            if pad_id is not None:
-                labels[labels == pad_id] = IGNORE_INDEX
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                logits = model(input_ids=inputs).logits
-            loss = F.cross_entropy(
-                logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE_INDEX
-            )
-            (loss / cfg["grad_accum"]).backward()
-            loss_sum += loss.item() / cfg["grad_accum"]
-        max_norm = opt["grad_clip"] if opt["grad_clip"] > 0 else float("inf")
+        loss_sum = _step_loss(model, loader, cfg.grad_accum, pad_id, device)
+        max_norm = opt.grad_clip if opt.grad_clip > 0 else float("inf")
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm).item()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -309,7 +388,7 @@ def _train(
         done = step + 1
         if state["first_loss"] is None:
             state["first_loss"] = round(loss_sum, 6)
-        if done % cfg["log_every"] == 0 or done == steps:
+        if done % cfg.log_every == 0 or done == steps:
             state["metrics"].append(
                 {
                     "step": done,
@@ -323,11 +402,7 @@ def _train(
         bar.update(tokens_per_step)
         bar.set_postfix(loss=f"{loss_sum:.3f}", lr=f"{lr:.2e}")
         if every and done % every == 0 and done < steps:
-            target = checkpoint.step_dir(resume_dir, done)
-            checkpoint.save(
-                target, model=model, optimizer=optimizer, state={**state, "loader": loader.state()}
-            )
-            checkpoint.prune(resume_dir, keep=target)
+            _save_resumable(resume_dir, done, model, optimizer, {**state, "loader": loader.state()})
     bar.close()
     state["loader"] = loader.state()
     return {"optimizer": optimizer, "state": state, "resumed": resumed}
