@@ -268,15 +268,10 @@ def _layout(recipe: dict[str, Any]) -> tuple[dict[str, Any], int]:
     return par, dp
 
 
-def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
-    """The launch plan of a resolved recipe (deterministic: a pure function of the recipe)."""
-    name = recipe["name"]
-    model, pretrain = recipe["model"], recipe["pretrain"]
-    par, dp = _layout(recipe)
-    gbs = pretrain.get("global_batch_size", pretrain["micro_batch_size"] * pretrain["grad_accum"])
-    args: list[str] = []
-    _model_args(model, args)
-    _precision_args(pretrain, args)
+def _layout_args(
+    model: dict[str, Any], pretrain: dict[str, Any], par: dict[str, Any], gbs: int, args: list[str]
+) -> None:
+    """Parallelism and batch flags."""
     _flag(args, "--tensor-model-parallel-size", par["tp"])
     _flag(args, "--pipeline-model-parallel-size", par["pp"])
     _flag(args, "--context-parallel-size", par["cp"])
@@ -290,9 +285,12 @@ def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
     _flag(args, "--global-batch-size", gbs)
     _flag(args, "--seq-length", pretrain["seq_length"])
     _flag(args, "--max-position-embeddings", pretrain["seq_length"])
-    _schedule_args(pretrain, args)
-    _flag(args, "--seed", recipe["seed"])
-    # Data and tokenizer come from this recipe's own pack and tokenizer stages.
+
+
+def _run_args(name: str, pretrain: dict[str, Any], seed: int, args: list[str]) -> None:
+    """Seed, data, tokenizer, checkpoint and logging flags; data and tokenizer come from this
+    recipe's own pack and tokenizer stages."""
+    _flag(args, "--seed", seed)
     _flag(args, "--tokenizer-type", "HuggingFaceTokenizer")
     _flag(args, "--tokenizer-model", f"runs/{name}/tokenizer")
     _flag(args, "--data-path", f"runs/{name}/pack/train")
@@ -303,9 +301,10 @@ def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
     _flag(args, "--save-interval", max(1, pretrain["steps"] // 100))
     _flag(args, "--log-interval", pretrain["log_every"])
 
-    flags = sorted({a for a in args if a.startswith("--")})
-    nodes, gpus = par["nodes"], par["gpus_per_node"]
-    # Shell variables stay unquoted (expanded on each node); every argument is quoted.
+
+def _commands(args: list[str], nodes: int, gpus: int) -> tuple[str, str]:
+    """(the torchrun line each node runs, the srun line that starts them). Shell variables stay
+    unquoted (expanded on each node); every argument is quoted."""
     torchrun = " ".join(
         [
             "torchrun",
@@ -329,6 +328,25 @@ def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
             torchrun,
         ]
     )
+    return torchrun, srun
+
+
+def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The launch plan of a resolved recipe (deterministic: a pure function of the recipe)."""
+    name = recipe["name"]
+    model, pretrain = recipe["model"], recipe["pretrain"]
+    par, dp = _layout(recipe)
+    gbs = pretrain.get("global_batch_size", pretrain["micro_batch_size"] * pretrain["grad_accum"])
+    args: list[str] = []
+    _model_args(model, args)
+    _precision_args(pretrain, args)
+    _layout_args(model, pretrain, par, gbs, args)
+    _schedule_args(pretrain, args)
+    _run_args(name, pretrain, recipe["seed"], args)
+
+    flags = sorted({a for a in args if a.startswith("--")})
+    nodes, gpus = par["nodes"], par["gpus_per_node"]
+    torchrun, srun = _commands(args, nodes, gpus)
     notes = [
         f"data-parallel size {dp}; {gbs // (pretrain['micro_batch_size'] * dp)} micro-batches "
         "per step per rank",
