@@ -179,24 +179,9 @@ def _edits_section(chain: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return lines + _table(["stage", "step", "edit", "source", "docs", "chars removed"], rows)
 
 
-def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
-    """(markdown, the figures it shows as JSON-able data)."""
-    chain = load_accounting(dirs)
-    problems = check_accounting(chain)
-    if problems:
-        raise AssertionError(
-            "data card: accounting does not reconcile:\n  " + "\n  ".join(problems)
-        )
-    lines = [f"# Data card: {name}", ""]
-    lines += [
-        "Every document's fate, step by step: `in = kept + dropped + quarantined` holds for every",
-        "step and source below (checked when this card was written). Documents and characters",
-        "at every step; tokens (the run's own tokenizer) after each stage.",
-        "",
-        "## Steps",
-        "",
-    ]
-    rows = []
+def _steps_rows(chain: list[tuple[str, dict[str, Any]]]) -> list[list[Any]]:
+    """One row per stage, step and source (and the step's total) of the accounting table."""
+    rows: list[list[Any]] = []
     for stage, acc in chain:
         for step in acc["order"]:
             for source, c in [
@@ -205,16 +190,15 @@ def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
             ]:
                 rows.append([stage, step, source, c["in"], c["kept"], c["dropped_total"],
                              _reasons(c["dropped"]), c["quarantined"]])  # fmt: skip
-    lines += _table(
-        ["stage", "step", "source", "in", "kept", "dropped", "dropped by reason", "quarantined"],
-        rows,
-    )
-    lines += _edits_section(chain)
-    figures: dict[str, Any] = {"stages": {}}
-    tokens_after = {}
-    if "tokenizer" in dirs and "curate" in dirs:
-        tokens_after = stage_tokens(dirs, [stage for stage, _ in chain])
-        figures["tokens_after_stage"] = tokens_after
+    return rows
+
+
+def _profile_sections(
+    chain: list[tuple[str, dict[str, Any]]], tokens_after: dict[str, Any]
+) -> list[str]:
+    """Per source, language and licence: documents / characters before and after each stage,
+    and tokens after each stage where the run's tokenizer is there."""
+    lines: list[str] = []
     for key, title in (("source", "source"), ("lang", "language"), ("license", "licence")):
         lines += ["", f"## Per {title}: documents / characters before and after each stage", ""]
         keys = sorted(
@@ -242,62 +226,101 @@ def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
                 [[k] + [tokens_after[stage][key].get(k, 0) for stage in tokens_after]
                  for k in keys],
             )  # fmt: skip
+    return lines
+
+
+def _blend_section(dirs: dict[str, Path], figures: dict[str, Any]) -> list[str]:
+    """The blend: exclusion rules, streams, realised shares and trained tokens (``figures``
+    gains the trained tokens and per-phase tokens where the pack is there)."""
+    lines: list[str] = []
+    plan = json.loads((dirs["blend"] / "plan.json").read_text(encoding="utf-8"))
+    lines += ["", "## Blend", "", f"Exclusion rules: `{json.dumps(plan['exclude_rules'])}`", ""]
+    shares = {}
+    if "pack" in dirs:
+        shares = json.loads((dirs["pack"] / "shares.json").read_text(encoding="utf-8"))
+    rows = []
+    tokens = packed_tokens(dirs["pack"], dirs["blend"]) if shares else {}
+    trained = tokens.get("source", {})
+    for source, p in sorted(plan["sources"].items()):
+        s = shares.get("sources", {}).get(source, {})
+        rows.append([source, p["excluded_docs"], p["docs"], p["chars"],
+                     s.get("stream_tokens", "-"), trained.get(source, "-" if not shares else 0),
+                     s.get("epochs", "-")])  # fmt: skip
+    lines += _table(
+        ["source", "excluded docs", "docs in stream", "chars", "stream tokens",
+         "trained tokens", "epochs"], rows
+    )  # fmt: skip
+    if plan.get("lang_streams"):
+        lines += ["", "Language streams (`lang:<code>` weights; documents of the sources no",
+                  "phase names):", ""]  # fmt: skip
+        rows = []
+        for key, p in sorted(plan["lang_streams"].items()):
+            s = shares.get("sources", {}).get(key, {})
+            members = ", ".join(f"{k} {n}" for k, n in p["docs_per_source"].items())
+            rows.append([key, p["docs"], p["chars"], members or "-",
+                         s.get("stream_tokens", "-"), s.get("tokens", "-"),
+                         s.get("epochs", "-")])  # fmt: skip
+        lines += _table(
+            ["key", "docs in stream", "chars", "docs per source", "stream tokens",
+             "trained tokens", "epochs"], rows
+        )  # fmt: skip
+    if plan.get("unweighted_docs"):
+        lines += ["", "Documents no weight draws (their source and language are unweighted): "
+                  + ", ".join(f"{k} {n}" for k, n in plan["unweighted_docs"].items())]  # fmt: skip
+    if shares:
+        lines += ["", "| phase | key | requested weight | realised share | tokens | wraps |",
+                  "|---|---|---|---|---|---|"]  # fmt: skip
+        for phase in shares["phases"]:
+            for source, s in sorted(phase["sources"].items()):
+                lines.append(f"| {phase['name']} | {source} | {s['requested_weight']} | "
+                             f"{s['share']} | {s['tokens']} | {s['wraps']} |")  # fmt: skip
+        figures["trained_tokens"] = tokens
+        for key, title in (("lang", "language"), ("license", "licence")):
+            lines += ["", f"Trained tokens per {title} (from the sidecar):", ""]
+            lines += _table([title, "tokens"], [[k, v] for k, v in tokens[key].items()])
+        lines += ["", "![blend](blend.png)"]
+        figures["phases"] = {
+            p["name"]: {s: v["tokens"] for s, v in sorted(p["sources"].items())}
+            for p in shares["phases"]
+        }
+    return lines
+
+
+def data_card(name: str, dirs: dict[str, Path]) -> tuple[str, dict[str, Any]]:
+    """(markdown, the figures it shows as JSON-able data)."""
+    chain = load_accounting(dirs)
+    problems = check_accounting(chain)
+    if problems:
+        raise AssertionError(
+            "data card: accounting does not reconcile:\n  " + "\n  ".join(problems)
+        )
+    lines = [f"# Data card: {name}", ""]
+    lines += [
+        "Every document's fate, step by step: `in = kept + dropped + quarantined` holds for every",
+        "step and source below (checked when this card was written). Documents and characters",
+        "at every step; tokens (the run's own tokenizer) after each stage.",
+        "",
+        "## Steps",
+        "",
+    ]
+    lines += _table(
+        ["stage", "step", "source", "in", "kept", "dropped", "dropped by reason", "quarantined"],
+        _steps_rows(chain),
+    )
+    lines += _edits_section(chain)
+    figures: dict[str, Any] = {"stages": {}}
+    tokens_after = {}
+    if "tokenizer" in dirs and "curate" in dirs:
+        tokens_after = stage_tokens(dirs, [stage for stage, _ in chain])
+        figures["tokens_after_stage"] = tokens_after
+    lines += _profile_sections(chain, tokens_after)
     for stage, acc in chain:
         figures["stages"][stage] = {
             "in": acc["steps"][acc["order"][0]]["total"]["in"],
             "kept": acc["steps"][acc["order"][-1]]["total"]["kept"],
         }
     if "blend" in dirs:
-        plan = json.loads((dirs["blend"] / "plan.json").read_text(encoding="utf-8"))
-        lines += ["", "## Blend", "", f"Exclusion rules: `{json.dumps(plan['exclude_rules'])}`", ""]
-        shares = {}
-        if "pack" in dirs:
-            shares = json.loads((dirs["pack"] / "shares.json").read_text(encoding="utf-8"))
-        rows = []
-        tokens = packed_tokens(dirs["pack"], dirs["blend"]) if shares else {}
-        trained = tokens.get("source", {})
-        for source, p in sorted(plan["sources"].items()):
-            s = shares.get("sources", {}).get(source, {})
-            rows.append([source, p["excluded_docs"], p["docs"], p["chars"],
-                         s.get("stream_tokens", "-"), trained.get(source, "-" if not shares else 0),
-                         s.get("epochs", "-")])  # fmt: skip
-        lines += _table(
-            ["source", "excluded docs", "docs in stream", "chars", "stream tokens",
-             "trained tokens", "epochs"], rows
-        )  # fmt: skip
-        if plan.get("lang_streams"):
-            lines += ["", "Language streams (`lang:<code>` weights; documents of the sources no",
-                      "phase names):", ""]  # fmt: skip
-            rows = []
-            for key, p in sorted(plan["lang_streams"].items()):
-                s = shares.get("sources", {}).get(key, {})
-                members = ", ".join(f"{k} {n}" for k, n in p["docs_per_source"].items())
-                rows.append([key, p["docs"], p["chars"], members or "-",
-                             s.get("stream_tokens", "-"), s.get("tokens", "-"),
-                             s.get("epochs", "-")])  # fmt: skip
-            lines += _table(
-                ["key", "docs in stream", "chars", "docs per source", "stream tokens",
-                 "trained tokens", "epochs"], rows
-            )  # fmt: skip
-        if plan.get("unweighted_docs"):
-            lines += ["", "Documents no weight draws (their source and language are unweighted): "
-                      + ", ".join(f"{k} {n}" for k, n in plan["unweighted_docs"].items())]  # fmt: skip
-        if shares:
-            lines += ["", "| phase | key | requested weight | realised share | tokens | wraps |",
-                      "|---|---|---|---|---|---|"]  # fmt: skip
-            for phase in shares["phases"]:
-                for source, s in sorted(phase["sources"].items()):
-                    lines.append(f"| {phase['name']} | {source} | {s['requested_weight']} | "
-                                 f"{s['share']} | {s['tokens']} | {s['wraps']} |")  # fmt: skip
-            figures["trained_tokens"] = tokens
-            for key, title in (("lang", "language"), ("license", "licence")):
-                lines += ["", f"Trained tokens per {title} (from the sidecar):", ""]
-                lines += _table([title, "tokens"], [[k, v] for k, v in tokens[key].items()])
-            lines += ["", "![blend](blend.png)"]
-            figures["phases"] = {
-                p["name"]: {s: v["tokens"] for s, v in sorted(p["sources"].items())}
-                for p in shares["phases"]
-            }
+        lines += _blend_section(dirs, figures)
     lines.append("")
     return "\n".join(lines), figures
 
