@@ -49,7 +49,7 @@ def _run_stage_verb(stage: str, args: argparse.Namespace) -> int:
         for name, p in _parse_inputs(args.input).items()
     }
     if stage in ALIGN_STAGES:  # --part seed<k>: alignment seed k (openrecipe.seeds)
-        check_part(stage, args.part, recipe.data)
+        check_part(stage, args.part, recipe.data, str(args.out))
     module = importlib.import_module(STAGES[stage])
     manifest = run_stage(
         stage,

@@ -14,6 +14,7 @@ upstream of it. A recipe without ``align`` runs seed 0 only, exactly as before.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import StageInputError
@@ -46,17 +47,28 @@ def seed_of_checkpoint(name: str) -> tuple[str, int] | None:
     return (match.group(1), int(match.group(2))) if match else None
 
 
-def check_part(stage: str, part_name: str | None, data: dict[str, Any]) -> int:
+def check_part(stage: str, part_name: str | None, data: dict[str, Any], out: str) -> int:
     """The seed an sft/rl job runs (0 without a part); refuses a part that is not
-    ``seed<k>`` for a seed ``k`` > 0 of ``align.seeds``, naming the valid ones."""
-    if part_name is None:
-        return 0
+    ``seed<k>`` for a seed ``k`` > 0 of ``align.seeds``, naming the valid ones, and an ``--out``
+    whose name is another seed's: a directory holds one seed's stage, so a killed run's resume
+    checkpoint (kept beside ``--out``, keyed by config and inputs) is never resumed under
+    another seed."""
     seeds = align_seeds(data)
-    valid = [p for p in (part(k) for k in seeds) if p]
-    match = _PART.fullmatch(part_name)
-    if match is None or int(match.group(1)) not in seeds:
+    seed = 0
+    if part_name is not None:
+        valid = [p for p in (part(k) for k in seeds) if p]
+        match = _PART.fullmatch(part_name)
+        if match is None or int(match.group(1)) not in seeds:
+            raise StageInputError(
+                f"stage {stage}: --part {part_name!r} is not an alignment seed of the recipe "
+                f"(align.seeds: {seeds}; valid parts: {', '.join(valid) or 'none'})"
+            )
+        seed = int(match.group(1))
+    name = Path(out).name
+    named = seed_of_checkpoint(name)
+    if (named is not None and named[1] != seed) or (seed and name != stage_dir(stage, seed)):
         raise StageInputError(
-            f"stage {stage}: --part {part_name!r} is not an alignment seed of the recipe "
-            f"(align.seeds: {seeds}; valid parts: {', '.join(valid) or 'none'})"
+            f"stage {stage}: --out {out} is not the directory of seed {seed} "
+            f"(--part {part_name}); seed {seed} writes {stage_dir(stage, seed)}"
         )
-    return int(match.group(1))
+    return seed

@@ -85,15 +85,24 @@ def test_names_and_parts() -> None:
 
 def test_check_part_refuses_seeds_the_recipe_does_not_name() -> None:
     data = {"align": {"seeds": [0, 1, 2]}}
-    assert check_part("rl", None, data) == 0
-    assert check_part("rl", "seed2", data) == 2
+    assert check_part("rl", None, data, "runs/default/rl") == 0
+    assert check_part("rl", "seed2", data, "runs/default/rl_seed2") == 2
     for bad in ("seed3", "seed0", "seed01", "2", "../x"):
         with pytest.raises(
             StageInputError, match=r"align.seeds: \[0, 1, 2\]; valid parts: seed1, seed2"
         ):
-            check_part("rl", bad, data)
+            check_part("rl", bad, data, "runs/default/rl_seed1")
     with pytest.raises(StageInputError, match="valid parts: none"):
-        check_part("sft", "seed1", {})
+        check_part("sft", "seed1", {}, "runs/tiny/sft_seed1")
+    # one directory, one seed: a resume checkpoint beside it is never resumed under another
+    for part_name, out in (
+        ("seed1", "runs/default/rl_seed2"),
+        ("seed1", "runs/default/rl"),
+        (None, "runs/default/rl_seed1"),
+        ("seed1", "runs/default/sft_seed1"),
+    ):
+        with pytest.raises(StageInputError, match="is not the directory of seed"):
+            check_part("rl", part_name, data, out)
 
 
 def test_a_seed_part_gives_the_stage_its_own_seed(tmp_path: Path) -> None:
