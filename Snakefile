@@ -26,6 +26,7 @@ wildcard_constraints:
 
 
 include: "workflow/rules/stages.smk"
+include: "workflow/rules/align.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/pretrain.smk"
 include: "workflow/rules/evaluate.smk"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from openrecipe.errors import OpenRecipeError
 from openrecipe.registry import STAGE_MODULES
+from openrecipe.seeds import ALIGN_STAGES, check_part
 
 # stage -> module with ``run(ctx) -> dict``; the stage name is the rule, subcommand and directory.
 STAGES = STAGE_MODULES
@@ -47,6 +48,8 @@ def _run_stage_verb(stage: str, args: argparse.Namespace) -> int:
         name: resolve_inside(p, [project], f"--input {name}")
         for name, p in _parse_inputs(args.input).items()
     }
+    if stage in ALIGN_STAGES:  # --part seed<k>: alignment seed k (openrecipe.seeds)
+        check_part(stage, args.part, recipe.data, str(args.out))
     module = importlib.import_module(STAGES[stage])
     manifest = run_stage(
         stage,

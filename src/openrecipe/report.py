@@ -21,6 +21,7 @@ from openrecipe.evaluate.compare import write_scores
 from openrecipe.evaluate.reasoning_report import write_reasoning
 from openrecipe.manifest import read_manifest, write_json_atomic
 from openrecipe.registry import checkpoint_stages
+from openrecipe.seeds import seed_of_checkpoint
 from openrecipe.stage import StageContext
 from openrecipe.stage_config import decode_view, optional_key, plain, view_field
 
@@ -83,6 +84,12 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     ]
 
 
+def _extra_seed(checkpoint: str) -> bool:
+    """An evaluation of alignment seed k > 0 (``rl_seed2``): the score tables show seed 0's."""
+    found = seed_of_checkpoint(checkpoint)
+    return found is not None and found[1] != 0
+
+
 def _collect(ctx: StageContext) -> dict[str, Any]:
     stages: dict[str, Any] = {}
     curves: dict[str, list[dict[str, Any]]] = {}
@@ -91,6 +98,8 @@ def _collect(ctx: StageContext) -> dict[str, Any]:
         manifest = read_manifest(directory)
         if name.startswith("eval_"):
             checkpoint = name.removeprefix("eval_")
+            if _extra_seed(checkpoint):  # reasoning.md's per-seed section reads these
+                continue
             scores_file = directory / "scores.json"
             scores[checkpoint] = (
                 json.loads(scores_file.read_text(encoding="utf-8")) if scores_file.is_file() else {}
@@ -240,7 +249,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     pins = {
         name.removeprefix("eval_"): read_manifest(directory).get("summary", {})
         for name, directory in ctx.inputs.items()
-        if name.startswith("eval_")
+        if name.startswith("eval_") and not _extra_seed(name.removeprefix("eval_"))
     }
     verdict = write_scores(
         ctx.out,

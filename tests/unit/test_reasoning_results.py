@@ -1,17 +1,22 @@
-"""The committed default run meets the alignment goals: SFT beats the base model and GRPO beats
-SFT (currently not: see RL_GAIN_GONE) on the held-out problems, each by more than twice its paired standard error, and the thinking
-budget is honoured. Read from results/default/metrics.json (written by the report stage), so a
-default recipe whose regenerated results lose either gain cannot be committed unnoticed."""
+"""The committed default run meets the alignment goals: SFT beats the base model on the held-out
+problems by more than twice its paired standard error, GRPO beats SFT pooled over the alignment
+seeds (pooled paired z >= 2, read from results/default/reasoning.md; currently not: see
+RL_GAIN_NOT_SHOWN), and the thinking budget is honoured. Read from results/default (written by
+the report stage), so a default recipe whose regenerated results lose a gain cannot be committed
+unnoticed."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 PROJECT = Path(__file__).resolve().parents[2]
 METRICS = PROJECT / "results" / "default" / "metrics.json"
+REASONING_MD = PROJECT / "results" / "default" / "reasoning.md"
+SEEDS = [0, 1, 2]  # recipes/default.yaml align.seeds
 
 
 @pytest.fixture(scope="module")
@@ -20,24 +25,71 @@ def reasoning() -> dict:
     return json.loads(METRICS.read_text(encoding="utf-8"))["reasoning"]
 
 
-# Regenerated at main on 2026-12-03 (one seed, recipe seed 1234): SFT 0.620, RL 0.620 on the
-# 500 held-out problems (23 only RL right, 23 only SFT right; paired z 0.00). GRPO's gain does
-# not hold on main: recorded as a strict xfail rather than tuned away (issue 13). When a change
-# makes it hold again, this xfail fails and must go.
-RL_GAIN_GONE = pytest.mark.xfail(
-    strict=True, reason="RL - SFT = +0.000 +- 0.014 on main's results/default (one seed)"
+def seed_rows(text: str) -> dict[str, list[str]]:
+    """{seed or "pooled (N seeds)": cells} of reasoning.md's per-seed RL - SFT table."""
+    _, found, section = text.partition("## RL - SFT per alignment seed")
+    assert found, f"{REASONING_MD}: no per-seed RL - SFT section (made before the seed fan-out?)"
+    rows = {}
+    for line in section.split("\n## ")[0].splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if re.fullmatch(r"[0-9]+|pooled \([0-9]+ seeds\)", cells[0]):
+            rows[cells[0]] = cells[1:]
+    return rows
+
+
+# Regenerated at main on 2026-12-03 with one seed (recipe seed 1234): SFT 0.620, RL 0.620 on
+# the 500 held-out problems (23 only RL right, 23 only SFT right; paired z 0.00), made before the
+# seed fan-out. Two more GRPO seeds from that SFT checkpoint (--part seed1, seed2) gave RL 0.618
+# and 0.608 (z -0.15, -0.90; pooled over the three RL - SFT = -0.005, z -0.39) while the training
+# accuracy rose 0.49-0.51 -> 0.59-0.60 in each: see docs/rl_seeds.md. Both marks are strict: once
+# results/default is regenerated with three seeds the first must go, and when RL beats SFT pooled
+# over the seeds the second fails and must go. The gain is recorded as not shown rather than
+# tuned away on the held-out set (issue 13).
+RESULTS_PREDATE_SEEDS = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="results/default was made with one alignment seed; regenerate it (make run)",
+)
+RL_GAIN_NOT_SHOWN = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="RL - SFT pooled over 3 GRPO seeds = -0.005 +- 0.012 (z -0.39; docs/rl_seeds.md)",
 )
 
 
-@pytest.mark.parametrize("pair", ["sft - base", pytest.param("rl - sft", marks=RL_GAIN_GONE)])
-def test_each_stage_beats_the_one_before(reasoning: dict, pair: str) -> None:
-    result = reasoning["paired"][pair]
+def test_sft_beats_base(reasoning: dict) -> None:
+    result = reasoning["paired"]["sft - base"]
     assert result["n"] >= 500
     assert result["difference"] > 2 * result["paired_stderr"] > 0
-    later, earlier = pair.split(" - ")
-    assert reasoning[later]["on"]["accuracy"] - reasoning[earlier]["on"]["accuracy"] == (
+    assert reasoning["sft"]["on"]["accuracy"] - reasoning["base"]["on"]["accuracy"] == (
         pytest.approx(result["difference"])
     )
+
+
+@RESULTS_PREDATE_SEEDS
+def test_reasoning_md_reports_every_seed(reasoning: dict) -> None:
+    rows = seed_rows(REASONING_MD.read_text(encoding="utf-8"))
+    assert list(rows) == [*map(str, SEEDS), f"pooled ({len(SEEDS)} seeds)"]
+    pooled = reasoning["seeds"]["pooled"]
+    cells = rows[f"pooled ({len(SEEDS)} seeds)"]
+    assert float(cells[2]) == pytest.approx(pooled["difference"], abs=5e-5)
+    assert float(cells[4]) == pytest.approx(pooled["z"], abs=5e-3)
+    for seed, entry in zip(SEEDS, reasoning["seeds"]["per_seed"], strict=True):
+        assert entry["seed"] == seed and entry["n"] >= 500
+        # every seed scored the same items, so the pooled difference is the mean of the seeds'
+    assert pooled["difference"] == pytest.approx(
+        sum(e["difference"] for e in reasoning["seeds"]["per_seed"]) / len(SEEDS)
+    )
+
+
+@RL_GAIN_NOT_SHOWN
+def test_rl_beats_sft_pooled_over_seeds() -> None:
+    """The criterion of issue 13, as reasoning.md states it: the pooled row's z."""
+    rows = seed_rows(REASONING_MD.read_text(encoding="utf-8"))
+    cells = rows.get(f"pooled ({len(SEEDS)} seeds)")
+    assert cells is not None, f"{REASONING_MD}: no pooled row over {len(SEEDS)} seeds"
+    difference, z, n = float(cells[2]), float(cells[4]), int(cells[7])
+    assert n >= 500 and difference > 0 and z >= 2, f"pooled RL - SFT {difference:+.4f}, z {z}"
 
 
 def test_thinking_budget_is_honoured(reasoning: dict) -> None:

@@ -13,6 +13,7 @@ from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.paths import find_project_root
 from openrecipe.recipe import load_recipe, write_resolved
 from openrecipe.registry import STAGES, checkpoint_stages, stages_where
+from openrecipe.seeds import align_seeds, stage_dir as seed_stage_dir
 
 PROJECT = find_project_root(Path(workflow.basedir))
 _CONFIGFILES = [Path(p) for p in workflow.configfiles] or [PROJECT / "recipes" / "default.yaml"]
@@ -26,6 +27,14 @@ RESULTS = f"results/{NAME}"
 SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
 CHECKPOINT_STAGES = checkpoint_stages()
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
+# Alignment seeds (openrecipe.seeds): seed 0 is the sft/rl chain above; each further seed k adds
+# sft_seed<k> -> rl_seed<k> and their evaluations (align.smk), which the report pools.
+EXTRA_SEEDS = [k for k in align_seeds(RECIPE.data) if k != 0]
+SEED_STAGES = [seed_stage_dir(s, k) for k in EXTRA_SEEDS for s in ("sft", "rl")]
+CHECKPOINT_STAGES.update({name: name for name in SEED_STAGES})
+EVAL_CHECKPOINTS += [
+    seed_stage_dir(c, k) for k in EXTRA_SEEDS for c in ("sft", "rl") if c in EVAL_CHECKPOINTS
+]
 
 
 
@@ -180,7 +189,7 @@ def gather_args(stage):
     return input_args(**fixed, **shards)
 
 
-REPORTED_STAGES = stages_where(reported=True)
+REPORTED_STAGES = [*stages_where(reported=True), *SEED_STAGES]
 
 
 def get_report_inputs(wildcards):

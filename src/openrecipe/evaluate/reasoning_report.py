@@ -6,6 +6,10 @@ its primary mode, ``__reasoning_off`` and ``__budget_<N>``) and the rl stage's
 off, accuracy per thinking token (the token-efficiency figure: accuracy / mean thinking tokens,
 undefined when nothing was thought), the thinking-budget table, and reward, accuracy and thinking
 length over the GRPO steps.
+
+With alignment seeds (``align.seeds``, ``openrecipe.seeds``) the tables above are seed 0's, and a
+section per seed compares RL with SFT item by item, then pools the seeds
+(``paired.pooled_paired``): the claim that RL beats SFT is made on the pooled z, not on one seed.
 """
 
 from __future__ import annotations
@@ -15,11 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe.evaluate.evaluate import HELDOUT_TASK
-from openrecipe.evaluate.paired import paired_mean
+from openrecipe.evaluate.paired import paired_mean, pooled_paired
 from openrecipe.manifest import read_manifest
 from openrecipe.registry import checkpoint_stages
+from openrecipe.seeds import seed_of_checkpoint, stage_dir
 
-CHECKPOINT_ORDER = ("base", "sft", "rl")
 _OFF = f"{HELDOUT_TASK}__reasoning_off"
 _BUDGET = f"{HELDOUT_TASK}__budget_"
 
@@ -85,12 +89,111 @@ def paired_difference(earlier: Path, later: Path) -> dict[str, Any] | None:
     result = paired_mean(before, after)
     if result is None:
         return None
+    return {**result, **_discordant(before, after)}
+
+
+def _discordant(before: dict[str, bool], after: dict[str, bool]) -> dict[str, int]:
     diffs = [int(after[i]) - int(before[i]) for i in before.keys() & after.keys()]
     return {
-        **result,
         "only_later_right": sum(d == 1 for d in diffs),
         "only_earlier_right": sum(d == -1 for d in diffs),
     }
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def seed_table(inputs: dict[str, Path]) -> dict[str, Any] | None:
+    """RL - SFT on the held-out items per alignment seed and pooled over the seeds, or None
+    when fewer than two seeds have both evaluations (a single-seed recipe's report is as
+    before). ``{"per_seed": [{seed, sft_accuracy, rl_accuracy, difference, paired_stderr, z,
+    only_later_right, only_earlier_right, n, grpo_accuracy_first, grpo_accuracy_last}],
+    "pooled": pooled_paired(...) + sft/rl accuracy means}``."""
+    seeds = sorted(
+        {found[1] for name in inputs if (found := seed_of_checkpoint(name.removeprefix("eval_")))}
+    )
+    rows, pairs = [], []
+    for seed in seeds:
+        sft, rl = (
+            inputs.get(f"eval_{stage_dir('sft', seed)}"),
+            inputs.get(f"eval_{stage_dir('rl', seed)}"),
+        )
+        if not sft or not rl or not (sft / _SAMPLES).is_file() or not (rl / _SAMPLES).is_file():
+            continue
+        before, after = _correct_by_id(sft), _correct_by_id(rl)
+        result = paired_mean(before, after)
+        if result is None:
+            continue
+        common = sorted(before.keys() & after.keys())
+        row = {
+            "seed": seed,
+            "sft_accuracy": _mean([float(before[i]) for i in common]),
+            "rl_accuracy": _mean([float(after[i]) for i in common]),
+            **result,
+            **_discordant(before, after),
+        }
+        curve = _read_rows(inputs.get(stage_dir("rl", seed)))
+        if curve:
+            window = _window(curve)
+            row["grpo_accuracy_first"] = _mean([r["accuracy"] for r in curve[:window]])
+            row["grpo_accuracy_last"] = _mean([r["accuracy"] for r in curve[-window:]])
+        rows.append(row)
+        pairs.append(({i: float(before[i]) for i in common}, {i: float(after[i]) for i in common}))
+    pooled = pooled_paired(pairs) if len(pairs) >= 2 else None
+    if pooled is None:
+        return None
+    pooled["sft_accuracy"] = _mean([r["sft_accuracy"] for r in rows])
+    pooled["rl_accuracy"] = _mean([r["rl_accuracy"] for r in rows])
+    return {"per_seed": rows, "pooled": pooled}
+
+
+def _read_rows(directory: Path | None) -> list[dict[str, Any]]:
+    """The rl stage's ``metrics.jsonl`` rows (none when absent)."""
+    if directory is None or not (directory / "metrics.jsonl").is_file():
+        return []
+    text = (directory / "metrics.jsonl").read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _seed_md(seeds: dict[str, Any]) -> list[str]:
+    """The per-seed RL - SFT table and its pooled row."""
+    pooled = seeds["pooled"]
+    lines = [
+        "",
+        "## RL - SFT per alignment seed (reasoning on, the same held-out items)",
+        "",
+        "Each seed is its own SFT -> RL chain from the same pretrained model (`align.seeds`). "
+        "Pooled: per item, the RL - SFT difference averaged over the seeds, then a paired test "
+        "over the items (the seeds share the items, so their differences are correlated "
+        "through them; this z holds whatever that correlation). `z if independent` adds the "
+        "per-seed variances as if the seeds were independent samples.",
+        "",
+        "| seed | sft accuracy | rl accuracy | rl - sft | paired standard error | z "
+        "| only rl right | only sft right | n | GRPO train accuracy (first -> last) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in seeds["per_seed"]:
+        curve = (
+            f"{row['grpo_accuracy_first']:.4f} -> {row['grpo_accuracy_last']:.4f}"
+            if "grpo_accuracy_first" in row
+            else "n/a"
+        )
+        lines.append(
+            f"| {row['seed']} | {row['sft_accuracy']:.4f} | {row['rl_accuracy']:.4f} | "
+            f"{row['difference']:+.4f} | {row['paired_stderr']:.4f} | {_fmt(row['z'], '.2f')} | "
+            f"{row['only_later_right']} | {row['only_earlier_right']} | {row['n']} | {curve} |"
+        )
+    lines += [
+        f"| pooled ({pooled['seeds']} seeds) | {pooled['sft_accuracy']:.4f} | "
+        f"{pooled['rl_accuracy']:.4f} | {pooled['difference']:+.4f} | "
+        f"{pooled['paired_stderr']:.4f} | {_fmt(pooled['z'], '.2f')} | | | {pooled['n']} | |",
+        "",
+        f"Pooled over {pooled['seeds']} seeds: RL - SFT = {pooled['difference']:+.4f}, paired "
+        f"standard error {pooled['paired_stderr']:.4f}, z = {_fmt(pooled['z'], '.2f')} "
+        f"(z if independent {_fmt(pooled['z_independent'], '.2f')}).",
+    ]
+    return lines
 
 
 def _fmt(value: Any, spec: str = ".4f") -> str:
@@ -102,8 +205,11 @@ def reasoning_md(
     table: dict[str, Any],
     rl_rows: list[dict[str, Any]],
     pairs: dict[str, dict[str, Any]] | None = None,
+    seeds: dict[str, Any] | None = None,
 ) -> str:
-    checkpoints = sorted(table, key=lambda c: (CHECKPOINT_ORDER + (c,)).index(c))
+    # seed 0's checkpoints (and any other); the further seeds' are in the per-seed section
+    main = [c for c in table if (seed_of_checkpoint(c) or ("", 0))[1] == 0]
+    checkpoints = sorted(main, key=lambda c: [*_CHECKPOINTS, c].index(c))
     lines = [
         f"# {recipe}: reasoning",
         "",
@@ -139,6 +245,8 @@ def reasoning_md(
                 f"{_fmt(pair['z'], '.2f')} | {pair['only_later_right']} | "
                 f"{pair['only_earlier_right']} | {pair['n']} |"
             )
+    if seeds:
+        lines += _seed_md(seeds)
     budgeted = [c for c in checkpoints if table[c]["budgets"]]
     if budgeted:
         lines += [
@@ -249,12 +357,13 @@ def paired_table(inputs: dict[str, Path]) -> dict[str, dict[str, Any]]:
 def write_reasoning(out: Path, recipe: str, inputs: dict[str, Path]) -> dict[str, Any]:
     """Write ``reasoning.md`` and ``rl_curve.png`` into ``out``; return the table (with the
     paired differences under ``"paired"``)."""
-    rl_rows: list[dict[str, Any]] = []
-    if "rl" in inputs and (inputs["rl"] / "metrics.jsonl").is_file():
-        text = (inputs["rl"] / "metrics.jsonl").read_text(encoding="utf-8")
-        rl_rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rl_rows = _read_rows(inputs.get("rl"))
     table = reasoning_table(inputs)
     pairs = paired_table(inputs)
-    (out / "reasoning.md").write_text(reasoning_md(recipe, table, rl_rows, pairs), encoding="utf-8")
+    seeds = seed_table(inputs)
+    (out / "reasoning.md").write_text(
+        reasoning_md(recipe, table, rl_rows, pairs, seeds), encoding="utf-8"
+    )
     plot_rl(rl_rows, out / "rl_curve.png", f"{recipe}: GRPO")
-    return {**table, "paired": pairs} if pairs else table
+    result = {**table, "paired": pairs} if pairs else table
+    return {**result, "seeds": seeds} if seeds else result
