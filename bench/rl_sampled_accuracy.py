@@ -17,10 +17,10 @@ import torch
 
 from openrecipe.data import chat
 from openrecipe.data.reasoning import read_split
-from openrecipe.hashing import derive_seed
-from openrecipe.train.sampling import sample_group
-from openrecipe.train.sft import load_checkpoint
 from openrecipe.evaluate.grader import Verifier
+from openrecipe.hashing import derive_seed
+from openrecipe.train.hf_checkpoint import load_checkpoint
+from openrecipe.train.sampling import sample_group
 
 
 def main() -> None:

@@ -18,8 +18,8 @@ from align_fixtures import PROJECT, tiny_recipe
 
 from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.evaluate import reasoning_report
-from openrecipe.evaluate.paired import pooled_paired
 from openrecipe.evaluate.evaluate import HELDOUT_TASK
+from openrecipe.evaluate.paired import pooled_paired
 from openrecipe.hashing import derive_seed
 from openrecipe.recipe import load_recipe
 from openrecipe.report import _extra_seed
