@@ -1,0 +1,96 @@
+"""What a downstream manifest records about its inputs, and the manifest check on a manifest
+that lists no outputs (mutation campaign, issue 21: behaviours no other test pinned)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from openrecipe.hashing import sha256_file
+from openrecipe.manifest import seal, verified_input, verify_stage_dir
+from openrecipe.recipe import load_recipe
+from openrecipe.stage import StageContext, run_stage
+
+
+def two_files(ctx: StageContext) -> dict:
+    (ctx.out / "a.txt").write_text("first\n")
+    (ctx.out / "sub").mkdir()
+    (ctx.out / "sub" / "b.txt").write_text("second\n")
+    return {}
+
+
+def read_a(ctx: StageContext) -> dict:
+    (ctx.out / "copy.txt").write_text((ctx.input("upstream") / "a.txt").read_text())
+    return {}
+
+
+def test_downstream_manifest_records_the_hash_of_every_input_file(project: Path) -> None:
+    """An input is addressed by the content of each of its files (not just its manifest), so a
+    trace can name the exact bytes a stage read."""
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    up = project / "runs" / "up"
+    run_stage("reasoning", recipe, up, {}, two_files, project=project)
+    expected = {"a.txt": sha256_file(up / "a.txt"), "sub/b.txt": sha256_file(up / "sub" / "b.txt")}
+    assert verified_input("upstream", up)["files"] == expected
+    down = project / "runs" / "down"
+    manifest = run_stage("sft", recipe, down, {"upstream": up}, read_a, project=project)
+    (described,) = manifest["inputs"]
+    assert described["name"] == "upstream"
+    assert described["files"] == expected
+    on_disk = json.loads((down / "manifest.json").read_text(encoding="utf-8"))
+    assert on_disk["inputs"][0]["files"] == expected
+
+
+def test_a_sealed_manifest_without_outputs_reports_every_file_as_unexpected(
+    tmp_path: Path,
+) -> None:
+    """A manifest whose hash is intact but that lists no outputs vouches for nothing: each file
+    beside it is reported (not a crash, not a pass)."""
+    (tmp_path / "a.txt").write_text("first\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_text("second\n")
+    body = seal({"schema_version": 1, "stage": "reasoning"})
+    (tmp_path / "manifest.json").write_text(json.dumps(body), encoding="utf-8")
+    assert verify_stage_dir(tmp_path, strict_extra=False) == []
+    assert verify_stage_dir(tmp_path) == [
+        f"{tmp_path / 'a.txt'}: unexpected file (not in {tmp_path / 'manifest.json'})",
+        f"{tmp_path / 'sub' / 'b.txt'}: unexpected file (not in {tmp_path / 'manifest.json'})",
+    ]
+
+
+def test_an_edited_output_is_named_with_both_short_hashes(project: Path) -> None:
+    """The report names the file and the first 12 hex digits of the hash found and of the hash
+    the manifest recorded (enough to tell them apart, short enough to read)."""
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    up = project / "runs" / "up"
+    manifest = run_stage("reasoning", recipe, up, {}, two_files, project=project)
+    recorded = manifest["outputs"]["a.txt"]["sha256"]
+    (up / "a.txt").write_text("edited\n")
+    found = sha256_file(up / "a.txt")
+    assert verify_stage_dir(up) == [
+        f"{up / 'a.txt'}: sha256 {found[:12]}… does not match manifest {recorded[:12]}…"
+    ]
+
+
+def test_unexpected_files_are_reported_in_the_manifests_key_order(tmp_path: Path) -> None:
+    """Files are listed by their relative POSIX path as a string, the order of the manifest's
+    sorted keys, so a report and the manifest read in the same order ('-' sorts before '/': a
+    path-part order would put sub/ first)."""
+    for rel in ("sub/b.txt", "sub-x.txt", "sub.txt"):
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_text(rel)
+    (tmp_path / "manifest.json").write_text(json.dumps(seal({"outputs": {}})), encoding="utf-8")
+    keys = sorted(["sub/b.txt", "sub-x.txt", "sub.txt"])
+    assert keys == ["sub-x.txt", "sub.txt", "sub/b.txt"]
+    assert verify_stage_dir(tmp_path) == [
+        f"{tmp_path / rel}: unexpected file (not in {tmp_path / 'manifest.json'})" for rel in keys
+    ]
+
+
+def test_sealing_again_replaces_the_recorded_hash() -> None:
+    """Sealing a sealed manifest gives the same seal: the old ``manifest_sha256`` is never part
+    of what the new one hashes."""
+    body = {"schema_version": 1, "stage": "reasoning", "outputs": {}}
+    once = seal(body)
+    assert seal(once) == once
+    assert seal({**once, "manifest_sha256": "0" * 64}) == once
