@@ -52,7 +52,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "data/blend.py": (U + "test_blend.py",),
     "data/pack.py": (U + "test_pack.py",),
     "data/fuzzy_dedup.py": (U + "test_fuzzy_dedup.py",),
-    "model/precision/formats.py": (U + "test_nvfp4.py", U + "test_fp8.py"),
+    "model/precision/formats.py": (
+        U + "test_nvfp4.py",
+        U + "test_fp8.py",
+        U + "test_formats_mutants.py",
+    ),
     "model/precision/nvfp4.py": (U + "test_nvfp4.py",),
     "model/precision/fp8.py": (U + "test_fp8.py", U + "test_fp8_mutants.py"),
     "model/precision/linear.py": (U + "test_precision_linear.py",),
@@ -71,6 +75,21 @@ _EMPTY_AMAX_DTYPE = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.model.precision.formats.x__step__mutmut_7": (
+        "`mag < 2` -> `mag <= 2`: only |x| = 2 exactly changes binade, spacing 1 -> 0.5; "
+        "round gives round(2 / 0.5) * 0.5 = 2 = round(2 / 1) * 1, and stochastic rounding has "
+        "low = 2 = |x| in both, so it never rounds up (u * h < 0 is false)."
+    ),
+    "openrecipe.model.precision.formats.x__step__mutmut_16": (
+        "`mag < 4` -> `mag <= 4`: only |x| = 4 exactly changes spacing 2 -> 1; both give 4 "
+        "(round(4 / 1) * 1 = round(4 / 2) * 2), and stochastic rounding has low = 4 = |x|."
+    ),
+    "openrecipe.model.precision.formats.x_stochastic_round_e2m1__mutmut_27": (
+        "`u * h < mag - low` -> `<=`: they differ only when the fp32 uniform u (a multiple of "
+        "2^-24) equals (|x| - low) / h exactly, probability 2^-24 per element; a test that "
+        "meets it needs ~2^24 draws per element (or a hand-built Mersenne-Twister state), "
+        "and the hardware it emulates rounds with 1/256 granularity anyway (see the docstring)."
+    ),
     "openrecipe.model.precision.fp8.x_current_scale__mutmut_10": "`one` " + _CPU_SCALAR,
     "openrecipe.model.precision.fp8.x_current_scale__mutmut_13": "`one` " + _CPU_SCALAR,
     "openrecipe.model.precision.fp8.x_current_scale__mutmut_18": "`fp8_max` " + _CPU_SCALAR,
