@@ -44,7 +44,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_stage.py",
         U + "test_manifest_mutants.py",
     ),
-    "stage.py": (U + "test_stage.py", U + "test_manifest.py"),
+    "stage.py": (U + "test_stage.py", U + "test_manifest.py", U + "test_stage_out.py"),
     "lineage/certify.py": (U + "test_audit.py", U + "test_certify_counts.py"),
     "lineage/verify.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
@@ -75,6 +75,9 @@ _EMPTY_AMAX_DTYPE = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.manifest.x_read_manifest__mutmut_9": (
+        'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
+    ),
     "openrecipe.model.precision.formats.x__step__mutmut_7": (
         "`mag < 2` -> `mag <= 2`: only |x| = 2 exactly changes binade, spacing 1 -> 0.5; "
         "round gives round(2 / 0.5) * 0.5 = 2 = round(2 / 1) * 1, and stochastic rounding has "

@@ -4,12 +4,20 @@ that lists no outputs (mutation campaign, issue 21: behaviours no other test pin
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
+
+from openrecipe.errors import StageInputError
 from openrecipe.hashing import sha256_file
-from openrecipe.manifest import seal, verified_input, verify_stage_dir
+from openrecipe.manifest import read_manifest, seal, verified_input, verify_stage_dir
 from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def two_files(ctx: StageContext) -> dict:
@@ -94,3 +102,75 @@ def test_sealing_again_replaces_the_recorded_hash() -> None:
     once = seal(body)
     assert seal(once) == once
     assert seal({**once, "manifest_sha256": "0" * 64}) == once
+
+
+def test_every_listed_output_is_checked_after_a_missing_one(project: Path) -> None:
+    """A missing file does not end the check: the files listed after it are still rehashed."""
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    up = project / "runs" / "up"
+    run_stage("reasoning", recipe, up, {}, two_files, project=project)
+    (up / "a.txt").unlink()
+    (up / "sub" / "b.txt").write_text("edited\n")
+    problems = verify_stage_dir(up)
+    assert problems[0] == f"{up / 'a.txt'}: missing (listed in {up / 'manifest.json'})"
+    assert len(problems) == 2 and problems[1].startswith(f"{up / 'sub' / 'b.txt'}: sha256 ")
+
+
+def test_a_truncated_manifest_is_refused_with_its_name(project: Path) -> None:
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    up = project / "runs" / "up"
+    run_stage("reasoning", recipe, up, {}, two_files, project=project)
+    path = up / "manifest.json"
+    path.write_text(path.read_text(encoding="utf-8")[:40], encoding="utf-8")
+    with pytest.raises(StageInputError) as refused:
+        read_manifest(up)
+    message = str(refused.value)
+    assert message.startswith(f"{path}: not valid JSON (")
+    assert message.endswith("); the manifest was altered or truncated")
+    assert verify_stage_dir(up) == [message]
+
+
+_READ_IN_C_LOCALE = """
+import sys
+from pathlib import Path
+from openrecipe.manifest import read_manifest, verify_stage_dir
+print(read_manifest(Path(sys.argv[1]))["summary"]["note"].encode("unicode_escape").decode())
+print(ascii(verify_stage_dir(Path(sys.argv[1]))))
+"""
+
+
+def test_a_manifest_with_non_ascii_text_reads_the_same_in_the_c_locale(project: Path) -> None:
+    """Manifests are UTF-8 (written with ensure_ascii=False) and read as UTF-8 whatever the
+    locale: a job started under LC_ALL=C (cron, a bare container) reads the same manifest."""
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    up = project / "runs" / "up"
+
+    def accented(ctx: StageContext) -> dict:
+        (ctx.out / "menu.txt").write_text("crème\n", encoding="utf-8")
+        return {"note": "naïve café"}
+
+    run_stage("reasoning", recipe, up, {}, accented, project=project)
+    assert "naïve café" in (up / "manifest.json").read_text(encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LC_")}
+    env |= {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    env["PYTHONPATH"] = str(REPO / "src")
+    done = subprocess.run(
+        [sys.executable, "-c", _READ_IN_C_LOCALE, str(up)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["na\\xefve caf\\xe9", "[]"]
+
+
+def test_each_output_is_recorded_with_its_hash_and_size(project: Path) -> None:
+    recipe = load_recipe(project / "recipes" / "tiny.yaml", project=project)
+    up = project / "runs" / "up"
+    manifest = run_stage("reasoning", recipe, up, {}, two_files, project=project)
+    assert manifest["outputs"] == {
+        "a.txt": {"sha256": sha256_file(up / "a.txt"), "bytes": len("first\n")},
+        "sub/b.txt": {"sha256": sha256_file(up / "sub" / "b.txt"), "bytes": len("second\n")},
+    }
