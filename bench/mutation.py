@@ -75,6 +75,9 @@ _EMPTY_AMAX_DTYPE = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.manifest.x_write_json_atomic__mutmut_26": (
+        'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
+    ),
     "openrecipe.manifest.x_read_manifest__mutmut_9": (
         'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
     ),

@@ -13,7 +13,13 @@ import pytest
 
 from openrecipe.errors import StageInputError
 from openrecipe.hashing import sha256_file
-from openrecipe.manifest import read_manifest, seal, verified_input, verify_stage_dir
+from openrecipe.manifest import (
+    read_manifest,
+    seal,
+    verified_input,
+    verify_stage_dir,
+    write_json_atomic,
+)
 from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
 
@@ -133,7 +139,8 @@ def test_a_truncated_manifest_is_refused_with_its_name(project: Path) -> None:
 _READ_IN_C_LOCALE = """
 import sys
 from pathlib import Path
-from openrecipe.manifest import read_manifest, verify_stage_dir
+from openrecipe.manifest import read_manifest, verify_stage_dir, write_json_atomic
+write_json_atomic(Path(sys.argv[2]), {"note": "na\\u00efve"})
 print(read_manifest(Path(sys.argv[1]))["summary"]["note"].encode("unicode_escape").decode())
 print(ascii(verify_stage_dir(Path(sys.argv[1]))))
 """
@@ -155,7 +162,7 @@ def test_a_manifest_with_non_ascii_text_reads_the_same_in_the_c_locale(project: 
     env |= {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
     env["PYTHONPATH"] = str(REPO / "src")
     done = subprocess.run(
-        [sys.executable, "-c", _READ_IN_C_LOCALE, str(up)],
+        [sys.executable, "-c", _READ_IN_C_LOCALE, str(up), str(project / "written.json")],
         capture_output=True,
         text=True,
         encoding="utf-8",
@@ -164,6 +171,8 @@ def test_a_manifest_with_non_ascii_text_reads_the_same_in_the_c_locale(project: 
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["na\\xefve caf\\xe9", "[]"]
+    written = (project / "written.json").read_bytes()
+    assert written == '{\n  "note": "naïve"\n}\n'.encode()
 
 
 def test_each_output_is_recorded_with_its_hash_and_size(project: Path) -> None:
@@ -174,3 +183,26 @@ def test_each_output_is_recorded_with_its_hash_and_size(project: Path) -> None:
         "a.txt": {"sha256": sha256_file(up / "a.txt"), "bytes": len("first\n")},
         "sub/b.txt": {"sha256": sha256_file(up / "sub" / "b.txt"), "bytes": len("second\n")},
     }
+
+
+def test_written_json_is_the_same_bytes_whatever_the_key_order(tmp_path: Path) -> None:
+    """A manifest is written indented by 2, keys sorted, text as UTF-8 (not \\u escapes), with a
+    final newline: the same object gives the same bytes, however its dicts were built."""
+    first, second = tmp_path / "first.json", tmp_path / "second.json"
+    write_json_atomic(first, {"stage": "café", "outputs": {"b": 1, "a": [1, 2]}})
+    write_json_atomic(second, {"outputs": {"a": [1, 2], "b": 1}, "stage": "café"})
+    expected = (
+        '{\n  "outputs": {\n    "a": [\n      1,\n      2\n    ],\n    "b": 1\n  },\n'
+        '  "stage": "café"\n}\n'
+    )
+    assert first.read_bytes() == expected.encode("utf-8")
+    assert second.read_bytes() == first.read_bytes()
+
+
+def test_canonical_json_is_written_on_request_only(tmp_path: Path) -> None:
+    path = tmp_path / "x.json"
+    obj = {"b": "é", "a": {"d": 1, "c": 2}}
+    write_json_atomic(path, obj, canonical=True)
+    assert path.read_bytes() == '{"a":{"c":2,"d":1},"b":"é"}\n'.encode()
+    write_json_atomic(path, obj)
+    assert path.read_text(encoding="utf-8").startswith('{\n  "a": {\n    "c": 2,')
