@@ -75,6 +75,10 @@ _EMPTY_AMAX_DTYPE = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.manifest.x_write_json_atomic__mutmut_9": (
+        "ensure_ascii=False -> None: json.dumps only tests the flag's truth (`if ensure_ascii:` "
+        "in json.encoder), and None is false like False."
+    ),
     "openrecipe.manifest.x_write_json_atomic__mutmut_26": (
         'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
     ),
