@@ -137,3 +137,75 @@ def test_the_manifest_records_part_inputs_and_origins_relative_to_the_project(pr
     origins = second["config_origins"]
     assert sorted(origins) == sorted(second["config_view"])
     assert origins["sft.steps"].startswith("recipes/tiny.yaml:")
+
+
+def test_cfg_walks_a_subtree_several_levels_down(tmp_path: Path) -> None:
+    ctx = StageContext(
+        stage="sft",
+        recipe=None,
+        config={"sft.data": {"mix": {"code": {"weight": 0.25}}}},
+        config_hash="0" * 64,
+        seed=1,
+        inputs={},
+        out=tmp_path,
+        project=tmp_path,
+    )
+    assert ctx.cfg("sft.data.mix.code.weight") == 0.25
+    assert ctx.cfg("sft.data.mix") == {"code": {"weight": 0.25}}
+    with pytest.raises(KeyError):
+        ctx.cfg("sft.data.mix.text.weight")
+
+
+def test_rerunning_a_stage_replaces_its_output_whole(project: Path, recipe) -> None:
+    """A second run into the same --out swaps the new directory in and removes the old one: no
+    file of the first run survives, and no .old- directory is left beside it."""
+    out = project / "runs" / "tiny" / "reasoning"
+
+    def first(ctx: StageContext) -> dict:
+        (ctx.out / "first.txt").write_text("1")
+        return {}
+
+    def second(ctx: StageContext) -> dict:
+        (ctx.out / "second.txt").write_text("2")
+        return {}
+
+    run_stage("reasoning", recipe, out, {}, first, project=project)
+    run_stage("reasoning", recipe, out, {}, second, project=project)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "run_info.json", "second.txt"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["reasoning"]
+
+
+def test_an_input_outside_the_project_keeps_its_absolute_path(
+    project: Path, recipe, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Only paths inside the project are made project-relative; another path is recorded as
+    it is (cutting a prefix off it would name a different directory)."""
+    outside = tmp_path_factory.mktemp("elsewhere") / "up"
+
+    def write(ctx: StageContext) -> dict:
+        (ctx.out / "x.txt").write_text("x")
+        return {}
+
+    run_stage("reasoning", recipe, outside, {}, write, project=project)
+    manifest = run_stage(
+        "sft", recipe, project / "runs" / "down", {"up": outside}, write, project=project
+    )
+    assert manifest["inputs"][0]["path"] == outside.as_posix()
+
+
+def test_leftovers_of_dead_runs_are_removed_and_those_of_live_ones_kept(tmp_path: Path) -> None:
+    """Beside --out, a .tmp-/.old- folder of this process or of a PID that cannot be alive (dead,
+    or past any PID) is removed; one of a live process (the parent here) or of another stage
+    stays."""
+    from openrecipe.stage import remove_leftovers
+
+    dead, huge = 2**22 + 4321, 2**70
+    gone = [f".stage.tmp-{os.getpid()}", f".stage.tmp-{dead}", f".stage.old-{huge}"]
+    kept = [f".stage.old-{os.getppid()}", f".other.tmp-{dead}", ".stage.tmp-x", "stage"]
+    for name in gone + kept:
+        (tmp_path / name).mkdir()
+    (tmp_path / f".stage.old-{dead + 1}").write_text("a file, not a folder")
+    gone.append(f".stage.old-{dead + 1}")
+    assert sorted(remove_leftovers(tmp_path / "stage")) == sorted(gone)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    assert remove_leftovers(tmp_path / "missing" / "stage") == []
