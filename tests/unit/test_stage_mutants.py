@@ -209,3 +209,19 @@ def test_leftovers_of_dead_runs_are_removed_and_those_of_live_ones_kept(tmp_path
     assert sorted(remove_leftovers(tmp_path / "stage")) == sorted(gone)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
     assert remove_leftovers(tmp_path / "missing" / "stage") == []
+
+
+def test_out_may_not_be_the_project_a_parent_of_it_or_the_root(project: Path, recipe) -> None:
+    from openrecipe.errors import RecipeError
+
+    def write(ctx: StageContext) -> dict:
+        (ctx.out / "x.txt").write_text("x")
+        return {}
+
+    for out in (project, project.parent, Path("/")):
+        with pytest.raises(RecipeError) as refused:
+            run_stage("reasoning", recipe, out, {}, write, project=project)
+        assert str(refused.value) == (
+            f"--out {out}: would replace {out.resolve()}, which holds the project; refused"
+        )
+    assert (project / "Snakefile").is_file()
