@@ -16,6 +16,15 @@ rest, the survivors (mutmut's name and diff), the equivalent mutants argued in `
 entry from the previous file, each with its own date, so a campaign can be run piecewise;
 ``partial`` is true while any module of ``MODULES`` has no entry.
 
+``--rerun`` runs, for each module named, only the mutants its entry lists as surviving, timed out
+or not checked (an interrupted run records the names it did not reach), and folds their new
+results into the entry (``reruns`` says when and how many): the way to resume a module and to
+measure it again after adding tests, without paying for the mutants already killed (tests are
+only ever added, so a killed mutant stays killed).
+
+mutmut's per-mutant limit is wall-clock time; ``TIMEOUT_MULTIPLIER`` is raised from its default
+so that a niced campaign on a shared machine does not count starved mutants as caught.
+
 Runs outside ``make test`` and CI (the tests of one module run once per mutant).
 """
 
