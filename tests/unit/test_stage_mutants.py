@@ -225,3 +225,40 @@ def test_out_may_not_be_the_project_a_parent_of_it_or_the_root(project: Path, re
             f"--out {out}: would replace {out.resolve()}, which holds the project; refused"
         )
     assert (project / "Snakefile").is_file()
+
+
+def test_a_per_item_stage_sees_and_hashes_only_its_item(project: Path, recipe) -> None:
+    """acquire --part brown sees only brown's source entry, and its config hash is that of
+    this narrowed view: the workflow's expected hash for the part passes, the whole stage's
+    hash is refused as stale (naming both 12-digit prefixes)."""
+    seen = {}
+
+    def body(ctx: StageContext) -> dict:
+        seen["config"] = ctx.config
+        (ctx.out / "x.txt").write_text("x")
+        return {}
+
+    narrowed = recipe.view_hash("acquire", "brown")
+    assert narrowed != recipe.view_hash("acquire")
+    out = project / "runs" / "acq"
+    manifest = run_stage(
+        "acquire", recipe, out, {}, body, project=project, part="brown", expect_config_hash=narrowed
+    )
+    assert [s["name"] for s in seen["config"]["data.sources"]] == ["brown"]
+    assert manifest["config_hash"] == narrowed
+    whole = recipe.view_hash("acquire")
+    with pytest.raises(StageInputError) as stale:
+        run_stage(
+            "acquire",
+            recipe,
+            out,
+            {},
+            body,
+            project=project,
+            part="brown",
+            expect_config_hash=whole,
+        )
+    assert str(stale.value) == (
+        f"stage acquire: config view hash {narrowed[:12]}… differs from the workflow's "
+        f"{whole[:12]}…; the resolved recipe is stale, rerun snakemake"
+    )
