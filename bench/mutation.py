@@ -84,6 +84,18 @@ _EMPTY_AMAX_DTYPE = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.stage.x_run_stage__mutmut_49": (
+        "`recipe.get('resources.threads') or 2` -> `or 3`: the fallback is unreachable, the "
+        "schema gives resources.threads a default (2) and a minimum of 1 and load_recipe fills "
+        "defaults, so the value read is never false."
+    ),
+    "openrecipe.stage.x_run_stage__mutmut_69": (
+        "`tmp.mkdir(parents=True)` -> `parents=None`: tmp's parent is out.parent, made on the "
+        "line before, so there is never a missing parent to create."
+    ),
+    "openrecipe.stage.x_run_stage__mutmut_70": (
+        "`tmp.mkdir(parents=True)` -> `parents=False`: as _69, out.parent exists already."
+    ),
     "openrecipe.manifest.x_write_json_atomic__mutmut_9": (
         "ensure_ascii=False -> None: json.dumps only tests the flag's truth (`if ensure_ascii:` "
         "in json.encoder), and None is false like False."

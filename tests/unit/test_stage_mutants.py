@@ -262,3 +262,25 @@ def test_a_per_item_stage_sees_and_hashes_only_its_item(project: Path, recipe) -
         f"stage acquire: config view hash {narrowed[:12]}… differs from the workflow's "
         f"{whole[:12]}…; the resolved recipe is stale, rerun snakemake"
     )
+
+
+def test_a_body_runs_with_the_recipes_threads_recipe_and_config_hash(
+    project: Path, recipe, torch_state
+) -> None:
+    """The body runs with torch set to the recipe's thread count (tiny: 1, not the fallback
+    2) and sees the recipe and the hash of its own view (resume keys are built from it)."""
+    seen = {}
+
+    def body(ctx: StageContext) -> dict:
+        seen["threads"] = torch.get_num_threads()
+        seen["recipe"] = ctx.recipe
+        seen["config_hash"] = ctx.config_hash
+        (ctx.out / "x.txt").write_text("x")
+        return {}
+
+    assert recipe.get("resources.threads") == 1
+    torch.set_num_threads(2)
+    manifest = run_stage("sft", recipe, project / "runs" / "a", {}, body, project=project)
+    assert seen["threads"] == 1
+    assert seen["recipe"] is recipe
+    assert seen["config_hash"] == manifest["config_hash"] == recipe.view_hash("sft")
