@@ -275,6 +275,7 @@ def test_a_body_runs_with_the_recipes_threads_recipe_and_config_hash(
         seen["threads"] = torch.get_num_threads()
         seen["recipe"] = ctx.recipe
         seen["config_hash"] = ctx.config_hash
+        seen["project"] = ctx.project
         (ctx.out / "x.txt").write_text("x")
         return {}
 
@@ -282,5 +283,19 @@ def test_a_body_runs_with_the_recipes_threads_recipe_and_config_hash(
     torch.set_num_threads(2)
     manifest = run_stage("sft", recipe, project / "runs" / "a", {}, body, project=project)
     assert seen["threads"] == 1
-    assert seen["recipe"] is recipe
+    assert seen["recipe"] is recipe and seen["project"] == project
     assert seen["config_hash"] == manifest["config_hash"] == recipe.view_hash("sft")
+
+
+def test_a_failing_body_raises_its_own_error_even_if_its_folder_is_gone(project, recipe):
+    """The cleanup of a failed body never hides the body's error (here the body removed its
+    temporary folder itself before failing)."""
+    import shutil
+
+    def body(ctx: StageContext) -> dict:
+        shutil.rmtree(ctx.out)
+        raise RuntimeError("the body's own error")
+
+    with pytest.raises(RuntimeError, match="the body's own error"):
+        run_stage("sft", recipe, project / "runs" / "a", {}, body, project=project)
+    assert not (project / "runs" / "a").exists()
