@@ -239,7 +239,7 @@ def _measure(
         counts = dict.fromkeys(
             ("killed", "survived", "timeouts", "no_tests", "not_checked", "other"), 0
         )
-        survivors, equivalent, unchecked, timed_out, status_of = [], [], [], [], {}
+        survivors, equivalent, unchecked, timed_out, untested, status_of = [], [], [], [], [], {}
         for name, exit_code in sorted(exit_codes.items()):
             status = "not_checked" if exit_code is None else _STATUS.get(exit_code, "other")
             status = "timeouts" if status == "timeout" else status
@@ -252,6 +252,8 @@ def _measure(
                 unchecked.append(name)
             if status == "timeouts":
                 timed_out.append(name)
+            if status == "no_tests":
+                untested.append(name)
             if status == "survived":
                 _, diff = _mutmut(work, ["show", name], 120)
                 survivors.append({"name": name, "diff": diff.strip().splitlines()[1:]})
@@ -269,6 +271,7 @@ def _measure(
             "survivors": survivors,
             "not_checked_names": unchecked,
             "timeout_names": timed_out,
+            "no_tests_names": untested,
             "_status_of": status_of,
         }
     finally:
@@ -286,6 +289,7 @@ def _merge(previous: dict, rerun: dict, names: list[str]) -> dict:
     old = {s["name"]: "survived" for s in previous.get("survivors", [])}
     old |= dict.fromkeys(previous.get("not_checked_names", []), "not_checked")
     old |= dict.fromkeys(previous.get("timeout_names", []), "timeouts")
+    old |= dict.fromkeys(previous.get("no_tests_names", []), "no_tests")
     old |= {e["name"]: "survived" for e in previous.get("equivalent", [])}
     merged = dict(previous)
     for name in names:
@@ -314,6 +318,10 @@ def _merge(previous: dict, rerun: dict, names: list[str]) -> dict:
     merged["timeout_names"] = sorted(
         {n for n in previous.get("timeout_names", []) if n not in names}
         | {n for n in names if status_of.get(n) == "timeouts"}
+    )
+    merged["no_tests_names"] = sorted(
+        {n for n in previous.get("no_tests_names", []) if n not in names}
+        | {n for n in names if status_of.get(n) == "no_tests"}
     )
     merged["not_checked_names"] = sorted(
         {n for n in previous.get("not_checked_names", []) if n not in names}
@@ -364,6 +372,7 @@ def main() -> int:
                 | {e["name"] for e in before.get("equivalent", [])}
                 | set(before.get("not_checked_names", []))
                 | set(before.get("timeout_names", []))
+                | set(before.get("no_tests_names", []))
             )
             if not names:
                 continue
