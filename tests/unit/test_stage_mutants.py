@@ -8,6 +8,8 @@ import json
 import os
 import random
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -199,15 +201,22 @@ def test_leftovers_of_dead_runs_are_removed_and_those_of_live_ones_kept(tmp_path
     stays."""
     from openrecipe.stage import remove_leftovers
 
-    dead, huge = 2**22 + 4321, 2**70
-    gone = [f".stage.tmp-{os.getpid()}", f".stage.tmp-{dead}", f".stage.old-{huge}"]
-    kept = [f".stage.old-{os.getppid()}", f".other.tmp-{dead}", ".stage.tmp-x", "stage"]
-    for name in gone + kept:
-        (tmp_path / name).mkdir()
-    (tmp_path / f".stage.old-{dead + 1}").write_text("a file, not a folder")
-    gone.append(f".stage.old-{dead + 1}")
-    assert sorted(remove_leftovers(tmp_path / "stage")) == sorted(gone)
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    # the live process is a child of the test's own (never a process the test did not start:
+    # a mutated liveness probe may signal it)
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        dead, huge = 2**22 + 4321, 2**70
+        gone = [f".stage.tmp-{os.getpid()}", f".stage.tmp-{dead}", f".stage.old-{huge}"]
+        kept = [f".stage.old-{live.pid}", f".other.tmp-{dead}", ".stage.tmp-x", "stage"]
+        for name in gone + kept:
+            (tmp_path / name).mkdir()
+        (tmp_path / f".stage.old-{dead + 1}").write_text("a file, not a folder")
+        gone.append(f".stage.old-{dead + 1}")
+        assert sorted(remove_leftovers(tmp_path / "stage")) == sorted(gone)
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+    finally:
+        live.kill()
+        live.wait()
     assert remove_leftovers(tmp_path / "missing" / "stage") == []
 
 
