@@ -214,6 +214,9 @@ def test_leftovers_of_dead_runs_are_removed_and_those_of_live_ones_kept(tmp_path
         gone.append(f".stage.old-{dead + 1}")
         assert sorted(remove_leftovers(tmp_path / "stage")) == sorted(gone)
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+        # probing a PID for life (signal 0) never signals the process itself
+        with pytest.raises(subprocess.TimeoutExpired):
+            live.wait(timeout=1)
     finally:
         live.kill()
         live.wait()
