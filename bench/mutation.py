@@ -16,6 +16,15 @@ rest, the survivors (mutmut's name and diff), the equivalent mutants argued in `
 entry from the previous file, each with its own date, so a campaign can be run piecewise;
 ``partial`` is true while any module of ``MODULES`` has no entry.
 
+``--rerun`` runs, for each module named, only the mutants its entry lists as surviving, timed out
+or not checked (an interrupted run records the names it did not reach), and folds their new
+results into the entry (``reruns`` says when and how many): the way to resume a module and to
+measure it again after adding tests, without paying for the mutants already killed (tests are
+only ever added, so a killed mutant stays killed).
+
+mutmut's per-mutant limit is wall-clock time; ``TIMEOUT_MULTIPLIER`` is raised from its default
+so that a niced campaign on a shared machine does not count starved mutants as caught.
+
 Runs outside ``make test`` and CI (the tests of one module run once per mutant).
 """
 
@@ -39,8 +48,12 @@ U = "tests/unit/"
 
 # Module (under src/openrecipe/) -> the unit tests that stand behind it.
 MODULES: dict[str, tuple[str, ...]] = {
-    "manifest.py": (U + "test_manifest.py", U + "test_stage.py"),
-    "stage.py": (U + "test_stage.py", U + "test_manifest.py"),
+    "manifest.py": (
+        U + "test_manifest.py",
+        U + "test_stage.py",
+        U + "test_manifest_mutants.py",
+    ),
+    "stage.py": (U + "test_stage.py", U + "test_manifest.py", U + "test_stage_mutants.py"),
     "lineage/certify.py": (U + "test_audit.py", U + "test_certify_counts.py"),
     "lineage/verify.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
@@ -48,9 +61,13 @@ MODULES: dict[str, tuple[str, ...]] = {
     "data/blend.py": (U + "test_blend.py",),
     "data/pack.py": (U + "test_pack.py",),
     "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
-    "model/precision/formats.py": (U + "test_nvfp4.py", U + "test_fp8.py"),
+    "model/precision/formats.py": (
+        U + "test_nvfp4.py",
+        U + "test_fp8.py",
+        U + "test_formats_mutants.py",
+    ),
     "model/precision/nvfp4.py": (U + "test_nvfp4.py",),
-    "model/precision/fp8.py": (U + "test_fp8.py",),
+    "model/precision/fp8.py": (U + "test_fp8.py", U + "test_fp8_mutants.py"),
     "model/precision/linear.py": (U + "test_precision_linear.py",),
     "train/schedule.py": (U + "test_schedule.py",),
     "train/sft.py": (U + "test_sft.py",),
@@ -61,7 +78,57 @@ MODULES: dict[str, tuple[str, ...]] = {
 
 # mutmut mutant name -> why no test can tell it from the original (left out of the score).
 # The names are mutmut 3.8.1's numbering of the code as it stands; recheck them after an edit.
+_CPU_SCALAR = "a 0-dim tensor made on the CPU instead of on amax's device: torch treats a 0-dim CPU tensor as a scalar in arithmetic and torch.where with a tensor of any device, so the scale comes out on amax's device with the same value either way (checked on the meta device; the only cost is a host tensor)."
+_EMPTY_AMAX_DTYPE = (
+    "the zero amax of an empty tensor made in torch's default dtype instead of fp32: "
+    "current_scale starts with amax.float(), so the scale is fp32 either way, and amax itself "
+    "is never returned."
+)
+
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.stage.x_run_stage__mutmut_49": (
+        "`recipe.get('resources.threads') or 2` -> `or 3`: the fallback is unreachable, the "
+        "schema gives resources.threads a default (2) and a minimum of 1 and load_recipe fills "
+        "defaults, so the value read is never false."
+    ),
+    "openrecipe.stage.x_run_stage__mutmut_69": (
+        "`tmp.mkdir(parents=True)` -> `parents=None`: tmp's parent is out.parent, made on the "
+        "line before, so there is never a missing parent to create."
+    ),
+    "openrecipe.stage.x_run_stage__mutmut_70": (
+        "`tmp.mkdir(parents=True)` -> `parents=False`: as _69, out.parent exists already."
+    ),
+    "openrecipe.manifest.x_write_json_atomic__mutmut_9": (
+        "ensure_ascii=False -> None: json.dumps only tests the flag's truth (`if ensure_ascii:` "
+        "in json.encoder), and None is false like False."
+    ),
+    "openrecipe.manifest.x_write_json_atomic__mutmut_26": (
+        'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
+    ),
+    "openrecipe.manifest.x_read_manifest__mutmut_9": (
+        'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
+    ),
+    "openrecipe.model.precision.formats.x__step__mutmut_7": (
+        "`mag < 2` -> `mag <= 2`: only |x| = 2 exactly changes binade, spacing 1 -> 0.5; "
+        "round gives round(2 / 0.5) * 0.5 = 2 = round(2 / 1) * 1, and stochastic rounding has "
+        "low = 2 = |x| in both, so it never rounds up (u * h < 0 is false)."
+    ),
+    "openrecipe.model.precision.formats.x__step__mutmut_16": (
+        "`mag < 4` -> `mag <= 4`: only |x| = 4 exactly changes spacing 2 -> 1; both give 4 "
+        "(round(4 / 1) * 1 = round(4 / 2) * 2), and stochastic rounding has low = 4 = |x|."
+    ),
+    "openrecipe.model.precision.formats.x_stochastic_round_e2m1__mutmut_27": (
+        "`u * h < mag - low` -> `<=`: they differ only when the fp32 uniform u (a multiple of "
+        "2^-24) equals (|x| - low) / h exactly, probability 2^-24 per element; a test that "
+        "meets it needs ~2^24 draws per element (or a hand-built Mersenne-Twister state), "
+        "and the hardware it emulates rounds with 1/256 granularity anyway (see the docstring)."
+    ),
+    "openrecipe.model.precision.fp8.x_current_scale__mutmut_10": "`one` " + _CPU_SCALAR,
+    "openrecipe.model.precision.fp8.x_current_scale__mutmut_13": "`one` " + _CPU_SCALAR,
+    "openrecipe.model.precision.fp8.x_current_scale__mutmut_18": "`fp8_max` " + _CPU_SCALAR,
+    "openrecipe.model.precision.fp8.x_current_scale__mutmut_21": "`fp8_max` " + _CPU_SCALAR,
+    "openrecipe.model.precision.fp8.x_quantize_fp8__mutmut_17": _EMPTY_AMAX_DTYPE,
+    "openrecipe.model.precision.fp8.x_quantize_fp8__mutmut_20": _EMPTY_AMAX_DTYPE,
     "openrecipe.manifest.x_find_stage_dir__mutmut_3": (
         "`path if path.is_dir() else path.parent` -> always `path`: for a file (or a path that "
         "does not exist) the extra first candidate is path itself, and path/manifest.json is "
@@ -79,6 +146,8 @@ _STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "timeout", -24: "timeout
 _STATUS |= {152: "timeout", 255: "timeout", 5: "no_tests", 33: "no_tests", 34: "skipped"}
 _STATUS |= {37: "killed", -11: "other", -9: "other", 2: "not_checked"}
 
+TIMEOUT_MULTIPLIER = 60.0
+
 COPIED = ("src", "tests", "workflow/schemas", "recipes", "Snakefile")
 
 
@@ -95,6 +164,10 @@ def _pyproject(module: str, tests: tuple[str, ...]) -> str:
             'pytest_add_cli_args = ["-p", "no:cacheprovider", "-m", "not e2e and not gpu"]',
             f"also_copy = {toml_list(COPIED[2:])}",
             'process_isolation = "forkserver"',
+            # mutmut's per-mutant limit is wall-clock, (test time + constant) * multiplier * 2;
+            # a niced run on a busy machine is starved for minutes, so its default 15 marked
+            # mutants "timeout" (= caught) that had merely waited for a core.
+            f"timeout_multiplier = {TIMEOUT_MULTIPLIER}",
             "use_git_change_detection = false",
             "use_setproctitle = false",
             "",
@@ -148,12 +221,18 @@ def _mutmut(work: Path, args: list[str], timeout: float | None) -> tuple[int | N
         return None, output
 
 
-def _measure(module: str, timeout: float | None, children: int, keep: bool) -> dict:
+def _measure(
+    module: str, timeout: float | None, children: int, keep: bool, names: list[str] | None = None
+) -> dict:
+    """Mutate ``module`` and run its tests against every mutant, or only against ``names``
+    (the others are then reported as not checked; ``_merge`` folds them into the previous
+    entry)."""
     tests = MODULES[module]
     work = _workspace(module, tests)
     start = time.perf_counter()
     try:
-        code, output = _mutmut(work, ["run", "--max-children", str(children)], timeout)
+        args = ["run", "--max-children", str(children), *(names or [])]
+        code, output = _mutmut(work, args, timeout)
         wall = time.perf_counter() - start
         meta_path = work / "mutants" / "src" / "openrecipe" / (module + ".meta")
         if not meta_path.is_file():
@@ -162,14 +241,21 @@ def _measure(module: str, timeout: float | None, children: int, keep: bool) -> d
         counts = dict.fromkeys(
             ("killed", "survived", "timeouts", "no_tests", "not_checked", "other"), 0
         )
-        survivors, equivalent = [], []
+        survivors, equivalent, unchecked, timed_out, untested, status_of = [], [], [], [], [], {}
         for name, exit_code in sorted(exit_codes.items()):
             status = "not_checked" if exit_code is None else _STATUS.get(exit_code, "other")
             status = "timeouts" if status == "timeout" else status
+            status_of[name] = status
             if status == "survived" and name in EQUIVALENT:
                 equivalent.append({"name": name, "why": EQUIVALENT[name]})
                 continue
             counts[status] += 1
+            if status == "not_checked":
+                unchecked.append(name)
+            if status == "timeouts":
+                timed_out.append(name)
+            if status == "no_tests":
+                untested.append(name)
             if status == "survived":
                 _, diff = _mutmut(work, ["show", name], 120)
                 survivors.append({"name": name, "diff": diff.strip().splitlines()[1:]})
@@ -185,6 +271,10 @@ def _measure(module: str, timeout: float | None, children: int, keep: bool) -> d
             "wall_s": round(wall, 1),
             "date": datetime.now(UTC).strftime("%Y-%m-%d"),
             "survivors": survivors,
+            "not_checked_names": unchecked,
+            "timeout_names": timed_out,
+            "no_tests_names": untested,
+            "_status_of": status_of,
         }
     finally:
         if keep:
@@ -193,12 +283,81 @@ def _measure(module: str, timeout: float | None, children: int, keep: bool) -> d
             shutil.rmtree(work, ignore_errors=True)
 
 
+def _merge(previous: dict, rerun: dict, names: list[str]) -> dict:
+    """``previous`` with the mutants ``names`` (its survivors and unchecked mutants) replaced by
+    their result in ``rerun``. Sound because a rerun only follows added tests: a mutant the
+    previous run killed stays killed (the tests that killed it are still there)."""
+    status_of = rerun["_status_of"]
+    old = {s["name"]: "survived" for s in previous.get("survivors", [])}
+    old |= dict.fromkeys(previous.get("not_checked_names", []), "not_checked")
+    old |= dict.fromkeys(previous.get("timeout_names", []), "timeouts")
+    old |= dict.fromkeys(previous.get("no_tests_names", []), "no_tests")
+    old |= {e["name"]: "survived" for e in previous.get("equivalent", [])}
+    merged = dict(previous)
+    for name in names:
+        before, after = old[name], status_of.get(name, "not_checked")
+        if before == "survived" and any(e["name"] == name for e in previous.get("equivalent", [])):
+            merged["equivalent"] = [e for e in merged["equivalent"] if e["name"] != name]
+        else:
+            merged[before] -= 1
+        if after == "survived" and name in EQUIVALENT:
+            merged["equivalent"] = [
+                *merged.get("equivalent", []),
+                {"name": name, "why": EQUIVALENT[name]},
+            ]
+        else:
+            merged[after] += 1
+    rerun_survivors = {s["name"]: s for s in rerun["survivors"]}
+    merged["survivors"] = [
+        rerun_survivors[s["name"]] if s["name"] in names else s
+        for s in previous.get("survivors", [])
+        if s["name"] not in names or s["name"] in rerun_survivors
+    ] + [
+        s
+        for n, s in rerun_survivors.items()
+        if n not in {p["name"] for p in previous.get("survivors", [])}
+    ]
+    merged["timeout_names"] = sorted(
+        {n for n in previous.get("timeout_names", []) if n not in names}
+        | {n for n in names if status_of.get(n) == "timeouts"}
+    )
+    merged["no_tests_names"] = sorted(
+        {n for n in previous.get("no_tests_names", []) if n not in names}
+        | {n for n in names if status_of.get(n) == "no_tests"}
+    )
+    merged["not_checked_names"] = sorted(
+        {n for n in previous.get("not_checked_names", []) if n not in names}
+        | {n for n in names if status_of.get(n, "not_checked") == "not_checked"}
+    )
+    caught = merged["killed"] + merged["timeouts"]
+    checked = caught + merged["survived"]
+    merged["score"] = round(caught / checked, 4) if checked else None
+    merged["finished"] = merged["not_checked"] == 0
+    merged["tests"] = rerun["tests"]
+    merged["reruns"] = [
+        *previous.get("reruns", []),
+        {
+            "date": rerun["date"],
+            "mutants": len(names),
+            "killed_now": sum(status_of.get(n) in ("killed", "timeouts") for n in names),
+            "wall_s": rerun["wall_s"],
+        },
+    ]
+    merged["date"] = rerun["date"]
+    return merged
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", nargs="*", help="modules, as keys of MODULES (default: all)")
     parser.add_argument("--timeout", type=float, help="seconds per module, then interrupt")
     parser.add_argument("--max-children", type=int, default=2, help="mutants run in parallel")
     parser.add_argument("--keep", action="store_true", help="keep the scratch copies")
+    parser.add_argument(
+        "--rerun",
+        action="store_true",
+        help="run only each module's previous survivors and unchecked mutants (after adding tests)",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     unknown = sorted(set(args.only or ()) - set(MODULES))
@@ -208,7 +367,22 @@ def main() -> int:
     modules = dict(previous.get("modules", {}))
     for module in args.only or list(MODULES):
         print(f"mutating src/openrecipe/{module} ...", flush=True)
-        modules[module] = _measure(module, args.timeout, args.max_children, args.keep)
+        before = modules.get(module, {})
+        if args.rerun and "mutants" in before:
+            names = sorted(
+                {s["name"] for s in before.get("survivors", [])}
+                | {e["name"] for e in before.get("equivalent", [])}
+                | set(before.get("not_checked_names", []))
+                | set(before.get("timeout_names", []))
+                | set(before.get("no_tests_names", []))
+            )
+            if not names:
+                continue
+            row = _measure(module, args.timeout, args.max_children, args.keep, names)
+            modules[module] = _merge(before, row, names) if "mutants" in row else row
+        else:
+            modules[module] = _measure(module, args.timeout, args.max_children, args.keep)
+        modules[module].pop("_status_of", None)
         row = modules[module]
         print(
             f"  {row.get('mutants')} mutants: {row.get('killed')} killed, "
