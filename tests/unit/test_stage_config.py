@@ -35,6 +35,7 @@ from openrecipe.stage_config import (
     view_paths,
 )
 from openrecipe.train.pretrain import PretrainConfig
+from openrecipe.train.sft import SftConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TYPED = {
@@ -51,6 +52,7 @@ TYPED = {
     "report": ReportConfig,
     "plan": PlanConfig,
     "pretrain": PretrainConfig,
+    "sft": SftConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -208,6 +210,7 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
             [{"name": "p", "fraction": 1, "weights": {"web": "1"}}],
             r"data\.phases\[0\]\.weights\.web: expected float, found '1'",
         ),
+        ("sft", "sft.batch_size", None, 2.0, r"sft\.batch_size: expected int, found 2\.0"),
     ],
 )
 def test_a_wrong_typed_field_is_named(
