@@ -35,6 +35,7 @@ from openrecipe.stage_config import (
     view_paths,
 )
 from openrecipe.train.pretrain import PretrainConfig
+from openrecipe.train.rl import RlConfig
 from openrecipe.train.sft import SftConfig
 
 REPO = Path(__file__).resolve().parents[2]
@@ -53,6 +54,7 @@ TYPED = {
     "plan": PlanConfig,
     "pretrain": PretrainConfig,
     "sft": SftConfig,
+    "rl": RlConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -211,6 +213,8 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
             r"data\.phases\[0\]\.weights\.web: expected float, found '1'",
         ),
         ("sft", "sft.batch_size", None, 2.0, r"sft\.batch_size: expected int, found 2\.0"),
+        ("rl", "rl", "clip_high", "0.28", r"rl\.clip_high: expected float, found '0\.28'"),
+        ("rl", "rl", "algorithm", "ppo", r"rl\.algorithm: 'ppo' is not one of \['grpo'\]"),
     ],
 )
 def test_a_wrong_typed_field_is_named(
