@@ -13,7 +13,9 @@ from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe
 from openrecipe.data import chat
 from openrecipe.evaluate.grader import Verifier
 from openrecipe.hashing import sha256_file
+from openrecipe.recipe import Recipe
 from openrecipe.stage import run_stage
+from openrecipe.stage_config import decode_value
 from openrecipe.train import grpo_loss, rl
 from openrecipe.train.hf_checkpoint import load_checkpoint
 from openrecipe.train.sampling import Rollout, sample_group
@@ -37,6 +39,11 @@ SMALL = {
         "length_penalty": 0.01,
     },
 }
+
+
+def _params(recipe: Recipe, **change: object) -> rl.RlParams:
+    """The recipe's ``rl`` section with ``change`` applied, typed as the stage reads it."""
+    return decode_value(rl.RlParams, {**recipe.get("rl"), **change}, "rl")
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +164,7 @@ def test_update_moves_toward_the_rewarded_completion(upstream) -> None:
         "<think>7+2=9.</think>9<|im_end|>",
     ]
     completions, before, rollouts, think = _scripted_rollouts(model, tokenizer, prompt, texts)
-    config = {**recipe.get("rl"), "generations_per_prompt": 3, "length_penalty": 0.0}
+    config = _params(recipe, generations_per_prompt=3, length_penalty=0.0)
     # plain SGD, small step: checks the direction of the policy gradient itself
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
     with Verifier() as verifier:
@@ -203,13 +210,9 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
         Rollout(r.tokens, [lp - math.log(ratio) for lp in r.logprobs], True)
         for r, ratio in zip(fresh, ratios, strict=True)
     ]
-    config = {
-        **recipe.get("rl"),
-        "generations_per_prompt": 3,
-        "length_penalty": 0.0,
-        "clip_low": 0.2,
-        "clip_high": 0.28,
-    }
+    config = _params(
+        recipe, generations_per_prompt=3, length_penalty=0.0, clip_low=0.2, clip_high=0.28
+    )
     n_tokens = [len(c) for c in completions]
     adv = grpo_loss.group_advantages(torch.tensor([[1.0, 0.0, 0.0]]))[0].tolist()
     # per token: -min(ratio * A, clamp(ratio, 0.8, 1.28) * A)
@@ -306,7 +309,7 @@ def test_groups_without_reward_variance_are_not_trained(upstream) -> None:
     prompt = chat.encode_prompt(tokenizer, record["question"])
     wrong = ["<think>7-2=5.</think>5<|im_end|>", "<think>7+1=8.</think>8<|im_end|>"]
     _, _, rollouts, think = _scripted_rollouts(model, tokenizer, prompt, wrong)
-    config = {**recipe.get("rl"), "generations_per_prompt": 2, "length_penalty": 0.0}
+    config = _params(recipe, generations_per_prompt=2, length_penalty=0.0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
     with Verifier() as verifier:

@@ -21,6 +21,7 @@ from openrecipe.data.stages.quality import QualityConfig
 from openrecipe.data.tokenizer import TokenizerConfig
 from openrecipe.errors import RecipeError
 from openrecipe.evaluate.eval_data import EvalDataConfig
+from openrecipe.evaluate.evaluate import EvaluateConfig
 from openrecipe.hashing import hash_obj
 from openrecipe.model.megatron_plan import PlanConfig, compile_plan, encode_recipe
 from openrecipe.recipe import load_recipe
@@ -35,6 +36,8 @@ from openrecipe.stage_config import (
     view_paths,
 )
 from openrecipe.train.pretrain import PretrainConfig
+from openrecipe.train.rl import RlConfig
+from openrecipe.train.sft import SftConfig
 
 REPO = Path(__file__).resolve().parents[2]
 TYPED = {
@@ -51,6 +54,9 @@ TYPED = {
     "report": ReportConfig,
     "plan": PlanConfig,
     "pretrain": PretrainConfig,
+    "sft": SftConfig,
+    "rl": RlConfig,
+    "evaluate": EvaluateConfig,
 }
 RECIPES = sorted(p.name for p in (REPO / "recipes").glob("*.yaml"))
 
@@ -208,6 +214,17 @@ def _wrong(stage: str, recipe_file: str, path: str, key: str | None, value: obje
             [{"name": "p", "fraction": 1, "weights": {"web": "1"}}],
             r"data\.phases\[0\]\.weights\.web: expected float, found '1'",
         ),
+        ("sft", "sft.batch_size", None, 2.0, r"sft\.batch_size: expected int, found 2\.0"),
+        ("rl", "rl", "clip_high", "0.28", r"rl\.clip_high: expected float, found '0\.28'"),
+        ("rl", "rl", "algorithm", "ppo", r"rl\.algorithm: 'ppo' is not one of \['grpo'\]"),
+        ("evaluate", "eval", "thinking_budgets", [8, "16"], r"thinking_budgets\[1\]: expected int"),
+        (
+            "evaluate",
+            "eval",
+            "tasks",
+            [{"name": "piqa", "limit": 0, "num_fewshot": 0.5}],
+            r"eval\.tasks\[0\]\.num_fewshot: expected int, found 0\.5",
+        ),
     ],
 )
 def test_a_wrong_typed_field_is_named(
@@ -250,3 +267,13 @@ def test_only_optional_keys_may_be_absent() -> None:
         RecipeError, match=r"toy\.maybe: unknown keys \[\], missing keys \['count'\]"
     ):
         decode_view(Holder, {"toy.maybe": {"note": "x"}}, "toy")
+
+
+def test_an_eval_task_without_limit_or_shots_round_trips() -> None:
+    """Sections patched in memory (tests, benches) may leave a task's limit and shots out; the
+    stage reads 0 for them, as before, and the view encodes back without them."""
+    view = dict(load_recipe(REPO / "recipes" / "tiny.yaml", project=REPO).view("evaluate"))
+    view["eval"] = {**view["eval"], "tasks": [{"name": "piqa"}, {"name": "mmlu", "limit": 5}]}
+    config = decode_view(EvaluateConfig, view, "evaluate")
+    assert [(t.limit, t.num_fewshot) for t in config.eval.tasks] == [(None, None), (5, None)]
+    assert encode_view(config) == view

@@ -22,16 +22,19 @@ import os
 import re
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from openrecipe.data.chat import CHAT_TEMPLATE, system_prompt
 from openrecipe.errors import StageInputError
 from openrecipe.evaluate import benchmarks, suite
 from openrecipe.evaluate.answers import extract_answer, thinking_span
+from openrecipe.evaluate.eval_data import EvalDataParams
 from openrecipe.evaluate.suite import render_suite
 from openrecipe.hashing import sha256_bytes, sha256_file
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, optional_key, view_field
 
 HELDOUT_FIELDS = ("id", "question", "thinking", "answer")
 HELDOUT_TASK = "openrecipe_reasoning_heldout"  # the generative task: reasoning modes and budgets
@@ -50,6 +53,67 @@ _VOLATILE_KEYS = (
 _ADDRESS = re.compile(r" at 0x[0-9a-f]+")  # "<function f at 0x7f...>" in lm-eval's config dumps
 # Standard-error draws for metrics without a closed form (ours all have one or none).
 _BOOTSTRAP_ITERS = 1000
+
+
+@dataclass(frozen=True)
+class EvalTask:
+    """One ``eval.tasks`` entry: a task of the local suite, its item limit and shots. The schema
+    fills both (0: all items, no shots); a section built in memory may leave them out, read 0."""
+
+    name: str
+    limit: int | None = optional_key()
+    num_fewshot: int | None = optional_key()
+
+
+@dataclass(frozen=True)
+class EvalParams:
+    """``eval``: the tasks, the decoding and reasoning settings, the seed, and the eval_data
+    stage's pinned wheel (read by that stage; here only part of the view)."""
+
+    tasks: tuple[EvalTask, ...]
+    checkpoints: tuple[Literal["base", "sft", "rl"], ...]
+    """The checkpoints evaluated, one job each (evaluate.smk)."""
+    batch_size: int
+    max_new_tokens: int
+    reasoning: Literal["on", "off", "both"]
+    thinking_budgets: tuple[int, ...]
+    thinking_budget: int
+    seed: int
+    data: EvalDataParams | None = optional_key()
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    """The evaluate stage's view, typed."""
+
+    eval: EvalParams = view_field("eval")
+    threads: int = view_field("resources.threads")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run evaluates, from ``eval``: (name, limit, shots) per task, the primary
+    reasoning mode and whether the held-out task runs with reasoning off too (``both``)."""
+
+    tasks: list[tuple[str, int, int]]
+    reasoning: str
+    both: bool
+
+    @classmethod
+    def of(cls, cfg: EvalParams) -> _Plan:
+        both = cfg.reasoning == "both"
+        tasks = [(t.name, t.limit or 0, t.num_fewshot or 0) for t in cfg.tasks]
+        return cls(tasks, "on" if both else cfg.reasoning, both)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    """The evaluation's results, scores, rendered task hashes and the model's chat template."""
+
+    results: dict[str, Any]
+    scores: dict[str, dict[str, float]]
+    task_hashes: Any
+    chat_template: str
 
 
 def _runs(
@@ -195,20 +259,11 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
-    cfg = ctx.cfg("eval")
+    cfg = decode_view(EvaluateConfig, ctx.config, ctx.stage).eval
+    plan = _Plan.of(cfg)
     model_dir = checkpoint_dir(ctx.input("model"))
     heldout = ctx.input("reasoning") / "heldout.jsonl"
     n_heldout = check_heldout(heldout)
-    tasks = [
-        (t["name"], int(t.get("limit") or 0), int(t.get("num_fewshot") or 0)) for t in cfg["tasks"]
-    ]
-    both = cfg.get("reasoning", "on") == "both"
-    reasoning = "on" if both else cfg.get("reasoning", "on")  # the primary mode
-    budget = int(cfg.get("thinking_budget") or 0)
-    budgets = [int(b) for b in cfg.get("thinking_budgets") or []]
-    seed = int(cfg.get("seed") or 0)
-    batch_size = int(cfg.get("batch_size") or 8)
-    max_new_tokens = int(cfg["max_new_tokens"])
     eval_data = ctx.inputs.get("eval_data")  # needed only by the standard benchmarks
 
     # Offline, and every datasets cache in a scratch dir beside the output, deleted afterwards.
@@ -217,114 +272,146 @@ def run(ctx: StageContext) -> dict[str, Any]:
     scratch = Path(tempfile.mkdtemp(prefix=".evaluate-scratch-", dir=ctx.out.parent))
     os.environ["HF_DATASETS_CACHE"] = str(scratch / "hf_datasets")
     try:
-        import lm_eval
-        from lm_eval.api.registry import get_model
-        from lm_eval.tasks import TaskManager
-
-        from openrecipe.evaluate import hflm  # noqa: F401  (registers "openrecipe-hf")
-
-        include = scratch / "tasks"
-        task_hashes = render_suite(
-            [name for name, _, _ in tasks],
-            include,
-            data_file=heldout,
-            cache_dir=scratch / "hf_datasets",
-            max_gen_toks=max_new_tokens,
-            reasoning=reasoning,
-            eval_data=eval_data,
-        )
-        manager = TaskManager(include_path=str(include), include_defaults=False)
-        lm = get_model("openrecipe-hf").create_from_arg_obj(
-            {
-                "pretrained": str(model_dir),
-                "dtype": "float32",
-                "add_bos_token": False,
-                "thinking_budget": budget,
-            },
-            {"batch_size": batch_size, "device": "cpu"},
-        )
-        chat_template = lm.tokenizer.chat_template
-        if not chat_template:
-            raise StageInputError(f"{model_dir}: the tokenizer has no chat_template")
-        replacements = {
-            str(heldout): "<reasoning>/heldout.jsonl",
-            str(model_dir): "<model>",
-            str(scratch): "<scratch>",
-            **({str(eval_data): "<eval_data>"} if eval_data else {}),
-            str(ctx.project): "<project>",
-        }
-
-        results: dict[str, Any] = {}
-        scores: dict[str, dict[str, float]] = {}
-        for key, name, limit, num_fewshot, mode, lm.thinking_budget in _runs(
-            tasks, reasoning, both, budget, budgets
-        ):
-            chat = benchmarks.uses_chat_template(name)
-            lm_name = benchmarks.lm_eval_task(name)
-            raw = lm_eval.simple_evaluate(
-                model=lm,
-                tasks=[lm_name],
-                task_manager=manager,
-                # 0 shots: leave it to lm-eval, which then sets 0 itself (the task templates
-                # name none) instead of warning that it overrides the template's default
-                num_fewshot=num_fewshot or None,
-                limit=limit or None,
-                log_samples=True,
-                bootstrap_iters=_BOOTSTRAP_ITERS,
-                system_instruction=system_prompt(mode == "on") if chat else None,
-                apply_chat_template=chat,
-                fewshot_as_multiturn=chat,
-                random_seed=seed,
-                numpy_random_seed=seed,
-                torch_random_seed=seed,
-                fewshot_random_seed=seed,
-            )
-            samples = raw["samples"][lm_name]
-            results[key] = clean_results(raw, replacements)
-            scores[key] = metric_values(raw["results"][lm_name])
-            if name == HELDOUT_TASK:
-                rows = heldout_rows(samples, lm.tokenizer)
-                thinking = [r["thinking_tokens"] for r in rows]
-                scores[key]["thinking_tokens_mean"] = sum(thinking) / len(thinking)
-            elif name in benchmarks.BENCHMARKS:
-                rows = benchmarks.sample_rows(name, samples)
-            else:
-                rows = bpb_rows(samples)
-            scores[key]["n"] = len(rows)
-            _write_jsonl(ctx.out / f"samples_{key}.jsonl", scrub(rows, replacements))
+        outcome = _evaluate(ctx, cfg, plan, model_dir, heldout, eval_data, scratch)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    _write_json(ctx.out / "results.json", results)
-    _write_json(ctx.out / "scores.json", scores)
+    _write_json(ctx.out / "results.json", outcome.results)
+    _write_json(ctx.out / "scores.json", outcome.scores)
+    return _run_info(cfg, plan, outcome, heldout, n_heldout, eval_data)
+
+
+def _evaluate(
+    ctx: StageContext,
+    cfg: EvalParams,
+    plan: _Plan,
+    model_dir: Path,
+    heldout: Path,
+    eval_data: Path | None,
+    scratch: Path,
+) -> _Outcome:
+    """Render the suite into ``scratch``, load the model once and run each task's
+    ``simple_evaluate`` (``_runs``), writing its ``samples_<key>.jsonl``."""
+    import lm_eval
+    from lm_eval.api.registry import get_model
+    from lm_eval.tasks import TaskManager
+
+    from openrecipe.evaluate import hflm  # noqa: F401  (registers "openrecipe-hf")
+
+    include = scratch / "tasks"
+    task_hashes = render_suite(
+        [name for name, _, _ in plan.tasks],
+        include,
+        data_file=heldout,
+        cache_dir=scratch / "hf_datasets",
+        max_gen_toks=cfg.max_new_tokens,
+        reasoning=plan.reasoning,
+        eval_data=eval_data,
+    )
+    manager = TaskManager(include_path=str(include), include_defaults=False)
+    lm = get_model("openrecipe-hf").create_from_arg_obj(
+        {
+            "pretrained": str(model_dir),
+            "dtype": "float32",
+            "add_bos_token": False,
+            "thinking_budget": cfg.thinking_budget,
+        },
+        {"batch_size": cfg.batch_size, "device": "cpu"},
+    )
+    chat_template = lm.tokenizer.chat_template
+    if not chat_template:
+        raise StageInputError(f"{model_dir}: the tokenizer has no chat_template")
+    replacements = {
+        str(heldout): "<reasoning>/heldout.jsonl",
+        str(model_dir): "<model>",
+        str(scratch): "<scratch>",
+        **({str(eval_data): "<eval_data>"} if eval_data else {}),
+        str(ctx.project): "<project>",
+    }
+
+    results: dict[str, Any] = {}
+    scores: dict[str, dict[str, float]] = {}
+    seed = cfg.seed
+    for key, name, limit, num_fewshot, mode, lm.thinking_budget in _runs(
+        plan.tasks, plan.reasoning, plan.both, cfg.thinking_budget, list(cfg.thinking_budgets)
+    ):
+        chat = benchmarks.uses_chat_template(name)
+        lm_name = benchmarks.lm_eval_task(name)
+        raw = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=[lm_name],
+            task_manager=manager,
+            # 0 shots: leave it to lm-eval, which then sets 0 itself (the task templates
+            # name none) instead of warning that it overrides the template's default
+            num_fewshot=num_fewshot or None,
+            limit=limit or None,
+            log_samples=True,
+            bootstrap_iters=_BOOTSTRAP_ITERS,
+            system_instruction=system_prompt(mode == "on") if chat else None,
+            apply_chat_template=chat,
+            fewshot_as_multiturn=chat,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+        samples = raw["samples"][lm_name]
+        results[key] = clean_results(raw, replacements)
+        scores[key] = metric_values(raw["results"][lm_name])
+        if name == HELDOUT_TASK:
+            rows = heldout_rows(samples, lm.tokenizer)
+            thinking = [r["thinking_tokens"] for r in rows]
+            scores[key]["thinking_tokens_mean"] = sum(thinking) / len(thinking)
+        elif name in benchmarks.BENCHMARKS:
+            rows = benchmarks.sample_rows(name, samples)
+        else:
+            rows = bpb_rows(samples)
+        scores[key]["n"] = len(rows)
+        _write_jsonl(ctx.out / f"samples_{key}.jsonl", scrub(rows, replacements))
+    return _Outcome(results, scores, task_hashes, chat_template)
+
+
+def _run_info(
+    cfg: EvalParams,
+    plan: _Plan,
+    outcome: _Outcome,
+    heldout: Path,
+    n_heldout: int,
+    eval_data: Path | None,
+) -> dict[str, Any]:
+    """The manifest's run info: versions and hashes of everything the scores depend on, the
+    sampling settings, the tasks and the scores."""
+    import lm_eval
+
+    tasks = plan.tasks
     return {
         "lm_eval_version": lm_eval.__version__,
-        "task_config_sha256": task_hashes,
+        "task_config_sha256": outcome.task_hashes,
         "task_utils_sha256": {
             name: sha256_file(suite.TASKS_DIR / name)
             for name in ("utils.py", benchmarks.UTILS_FILE)
         },
         "dataset_sha256": benchmarks.dataset_pins([name for name, _, _ in tasks], eval_data),
         "chat_template_tasks": sorted(n for n, _, _ in tasks if benchmarks.uses_chat_template(n)),
-        "chat_template_sha256": sha256_bytes(chat_template.encode("utf-8")),
-        "system_prompt_sha256": sha256_bytes(system_prompt(reasoning == "on").encode("utf-8")),
-        "chat_template_is_openrecipe": chat_template == CHAT_TEMPLATE,
+        "chat_template_sha256": sha256_bytes(outcome.chat_template.encode("utf-8")),
+        "system_prompt_sha256": sha256_bytes(system_prompt(plan.reasoning == "on").encode("utf-8")),
+        "chat_template_is_openrecipe": outcome.chat_template == CHAT_TEMPLATE,
         "heldout_sha256": sha256_file(heldout),
         "heldout_items": n_heldout,
         "sampling": {
             "decoding": "greedy",
             "until": ["<|im_end|>"],
-            "max_gen_toks": max_new_tokens,
-            "reasoning": "both" if both else reasoning,
-            "thinking_budget": budget,
-            "thinking_budgets": budgets,
-            "batch_size": batch_size,
-            "seed": seed,
+            "max_gen_toks": cfg.max_new_tokens,
+            "reasoning": "both" if plan.both else plan.reasoning,
+            "thinking_budget": cfg.thinking_budget,
+            "thinking_budgets": list(cfg.thinking_budgets),
+            "batch_size": cfg.batch_size,
+            "seed": cfg.seed,
             "dtype": "float32",
             "add_bos_token": False,
         },
         "tasks": {
             name: {"limit": limit, "num_fewshot": num_fewshot} for name, limit, num_fewshot in tasks
         },
-        "scores": scores,
+        "scores": outcome.scores,
     }

@@ -33,7 +33,8 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import torch
 from transformers import PreTrainedModel
@@ -43,6 +44,7 @@ from openrecipe.data.reasoning import read_split
 from openrecipe.evaluate.grader import Verifier
 from openrecipe.hashing import derive_seed
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 from openrecipe.train.grpo_loss import clipped_surrogate, completion_logprobs, group_advantages
 from openrecipe.train.hf_checkpoint import load_checkpoint, save_checkpoint
 from openrecipe.train.resume import Resumable
@@ -57,39 +59,54 @@ def thinking_tokens(tokens: list[int], open_id: int, close_id: int) -> int:
     return max(0, end - start)
 
 
+@dataclass(frozen=True)
+class RlParams:
+    """``rl``: GRPO's batch shape, learning rate, clipping, KL, sampling, reward and checkpoints
+    (the schema's descriptions say the same)."""
+
+    algorithm: Literal["grpo"]
+    steps: int
+    prompts_per_step: int
+    generations_per_prompt: int
+    lr: float
+    clip_low: float
+    clip_high: float
+    kl_coef: float
+    temperature: float
+    max_new_tokens: int
+    length_penalty: float
+    """Reward subtracted per generated thinking token."""
+    checkpoint_every: int
+
+
+@dataclass(frozen=True)
+class RlConfig:
+    """The rl stage's view, typed. ``seed`` is the recipe's; rollouts are seeded from
+    ``ctx.seed``, derived from it and the part (``--part seed<k>``, ``openrecipe.seeds``)."""
+
+    seed: int = view_field("seed")
+    rl: RlParams = view_field("rl")
+    threads: int = view_field("resources.threads")
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
-    rl = ctx.cfg("rl")
+    rl = decode_view(RlConfig, ctx.config, ctx.stage).rl
     policy, tokenizer = load_checkpoint(ctx.input("sft"))
-    reference = copy.deepcopy(policy).eval().requires_grad_(False) if rl["kl_coef"] > 0 else None
+    reference = copy.deepcopy(policy).eval().requires_grad_(False) if rl.kl_coef > 0 else None
     records = read_split(ctx.input("reasoning"), "train")
     ids = tokenizer.convert_tokens_to_ids
     stop_id, open_id, close_id = ids(chat.IM_END), ids(chat.THINK_OPEN), ids(chat.THINK_CLOSE)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=rl["lr"], weight_decay=0.0)
-    n_prompts, n_gen = rl["prompts_per_step"], rl["generations_per_prompt"]
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=rl.lr, weight_decay=0.0)
+    n_prompts, n_gen = rl.prompts_per_step, rl.generations_per_prompt
     # After the reference copy: a resumed run restores the policy, never the reference. The
     # data position and each rollout generator are functions of the step, so the step is enough.
-    resume = Resumable(ctx, rl["checkpoint_every"])
+    resume = Resumable(ctx, rl.checkpoint_every)
     state: dict[str, Any] = resume.load(policy, optimizer) or {"step": 0, "rows": []}
     history: list[dict[str, Any]] = state["rows"]
     with Verifier() as verifier:
-        for step in range(state["step"], rl["steps"]):
+        for step in range(state["step"], rl.steps):
             batch = [records[(step * n_prompts + i) % len(records)] for i in range(n_prompts)]
-            prompts, rollouts = [], []
-            for i, record in enumerate(batch):
-                prompt = chat.encode_prompt(tokenizer, record["question"], reasoning=True)
-                generator = torch.Generator().manual_seed(
-                    derive_seed(ctx.seed, "rollout", str(step), str(i))
-                )
-                rollouts += sample_group(
-                    policy,
-                    prompt,
-                    n_gen,
-                    max_new_tokens=rl["max_new_tokens"],
-                    temperature=rl["temperature"],
-                    stop_id=stop_id,
-                    generator=generator,
-                )
-                prompts += [prompt] * n_gen
+            prompts, rollouts = _rollouts(policy, tokenizer, rl, batch, ctx.seed, step, stop_id)
             row = _step(
                 policy,
                 reference,
@@ -105,7 +122,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
             row["step"] = step
             history.append(row)
             state["step"] = step + 1
-            resume.maybe_save(state["step"], rl["steps"], policy, optimizer, state)
+            resume.maybe_save(state["step"], rl.steps, policy, optimizer, state)
     (ctx.out / "metrics.jsonl").write_text(
         "".join(json.dumps(r, sort_keys=True) + "\n" for r in history), encoding="utf-8"
     )
@@ -113,8 +130,8 @@ def run(ctx: StageContext) -> dict[str, Any]:
     resume.clear()
     return {
         **resume.run_info(),
-        "steps": rl["steps"],
-        "rollouts": rl["steps"] * n_prompts * n_gen,
+        "steps": rl.steps,
+        "rollouts": rl.steps * n_prompts * n_gen,
         "first_accuracy": history[0]["accuracy"],
         "last_accuracy": history[-1]["accuracy"],
         "mean_accuracy": round(sum(h["accuracy"] for h in history) / len(history), 6),
@@ -123,20 +140,49 @@ def run(ctx: StageContext) -> dict[str, Any]:
     }
 
 
+def _rollouts(
+    policy: PreTrainedModel,
+    tokenizer: Any,
+    rl: RlParams,
+    batch: list[dict[str, str]],
+    seed: int,
+    step: int,
+    stop_id: int,
+) -> tuple[list[list[int]], list[Rollout]]:
+    """The step's group of ``generations_per_prompt`` rollouts per prompt (reasoning on), each
+    group from its own generator seeded by (seed, step, prompt index); with each its prompt."""
+    prompts: list[list[int]] = []
+    rollouts: list[Rollout] = []
+    for i, record in enumerate(batch):
+        prompt = chat.encode_prompt(tokenizer, record["question"], reasoning=True)
+        generator = torch.Generator().manual_seed(derive_seed(seed, "rollout", str(step), str(i)))
+        rollouts += sample_group(
+            policy,
+            prompt,
+            rl.generations_per_prompt,
+            max_new_tokens=rl.max_new_tokens,
+            temperature=rl.temperature,
+            stop_id=stop_id,
+            generator=generator,
+        )
+        prompts += [prompt] * rl.generations_per_prompt
+    return prompts, rollouts
+
+
 def _step(
     policy: PreTrainedModel,
     reference: PreTrainedModel | None,
     optimizer: torch.optim.Optimizer,
     verifier: Verifier,
     tokenizer: Any,
-    rl: dict[str, Any],
+    rl: RlParams,
     batch: list[dict[str, str]],
     prompts: list[list[int]],
     rollouts: list[Rollout],
     think_ids: tuple[int, int],
 ) -> dict[str, Any]:
     """Score the rollouts and apply one clipped policy-gradient update; returns the step's metrics."""
-    n_gen = rl["generations_per_prompt"]
+    n_gen = rl.generations_per_prompt
     texts = [tokenizer.decode(r.tokens, skip_special_tokens=False) for r in rollouts]
     golds = [record["answer"] for record in batch for _ in range(n_gen)]
     correct = [
@@ -145,7 +191,7 @@ def _step(
     ]
     thinking = [thinking_tokens(r.tokens, *think_ids) for r in rollouts]
     rewards = torch.tensor(
-        [float(c) - rl["length_penalty"] * t for c, t in zip(correct, thinking, strict=True)]
+        [float(c) - rl.length_penalty * t for c, t in zip(correct, thinking, strict=True)]
     )
     advantages = group_advantages(rewards.view(-1, n_gen)).view(-1, 1)
     # A group whose rewards are all equal has zero advantage everywhere and adds nothing to the
@@ -189,7 +235,7 @@ def _update(
     reference: PreTrainedModel | None,
     optimizer: torch.optim.Optimizer,
     tokenizer: Any,
-    rl: dict[str, Any],
+    rl: RlParams,
     row: dict[str, Any],
     prompts: list[list[int]],
     rollouts: list[Rollout],
@@ -200,24 +246,24 @@ def _update(
     completions = [r.tokens for r in rollouts]
     policy.train()
     new_logp, mask = completion_logprobs(
-        policy, prompts, completions, tokenizer.pad_token_id, rl["temperature"]
+        policy, prompts, completions, tokenizer.pad_token_id, rl.temperature
     )
     old_logp = torch.zeros_like(new_logp)
     for index, rollout in enumerate(rollouts):
         old_logp[index, : len(rollout.logprobs)] = torch.tensor(rollout.logprobs)
     loss, clipped = clipped_surrogate(
-        new_logp, old_logp, advantages, mask, rl["clip_low"], rl["clip_high"]
+        new_logp, old_logp, advantages, mask, rl.clip_low, rl.clip_high
     )
     if reference is not None:
         with torch.no_grad():
             ref_logp, _ = completion_logprobs(
-                reference, prompts, completions, tokenizer.pad_token_id, rl["temperature"]
+                reference, prompts, completions, tokenizer.pad_token_id, rl.temperature
             )
         delta = ref_logp - new_logp
         kl = (
             (torch.exp(delta) - delta - 1) * mask
         ).sum() / mask.sum()  # k3 estimator (Schulman 2020)
-        loss = loss + rl["kl_coef"] * kl
+        loss = loss + rl.kl_coef * kl
         row["kl"] = round(kl.item(), 6)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from openrecipe.data.reasoning import read_split
 from openrecipe.stage import StageContext
+from openrecipe.stage_config import decode_view, view_field
 from openrecipe.train.hf_checkpoint import load_checkpoint, save_checkpoint
 from openrecipe.train.resume import Resumable
 from openrecipe.train.sft_samples import encode, sample_stream
@@ -65,21 +67,34 @@ def collate(
     return {"input_ids": input_ids, "labels": labels, "attention_mask": mask}
 
 
+@dataclass(frozen=True)
+class SftConfig:
+    """The sft stage's view, typed (``sft`` in the schema says what each field means). ``seed``
+    is the recipe's; the stage trains with ``ctx.seed``, derived from it and the part
+    (``--part seed<k>``, ``openrecipe.seeds``)."""
+
+    seed: int = view_field("seed")
+    steps: int = view_field("sft.steps")
+    lr: float = view_field("sft.lr")
+    batch_size: int = view_field("sft.batch_size")
+    seq_length: int = view_field("sft.seq_length")
+    warmup_fraction: float = view_field("sft.warmup_fraction")
+    reasoning_off_fraction: float = view_field("sft.reasoning_off_fraction")
+    truncate_fraction: float = view_field("sft.truncate_fraction")
+    checkpoint_every: int = view_field("sft.checkpoint_every")
+    threads: int = view_field("resources.threads")
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
-    steps, batch_size, seq_length = (
-        ctx.cfg("sft.steps"),
-        ctx.cfg("sft.batch_size"),
-        ctx.cfg("sft.seq_length"),
-    )
+    config = decode_view(SftConfig, ctx.config, ctx.stage)
+    steps, batch_size = config.steps, config.batch_size
     model, tokenizer = load_checkpoint(ctx.input("pretrain"))
     records = read_split(ctx.input("reasoning"), "train")
     stream = sample_stream(
-        records, ctx.seed, ctx.cfg("sft.reasoning_off_fraction"), ctx.cfg("sft.truncate_fraction")
+        records, ctx.seed, config.reasoning_off_fraction, config.truncate_fraction
     )
-    base_lr = ctx.cfg("sft.lr")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=base_lr, weight_decay=WEIGHT_DECAY)
-    warmup = round(ctx.cfg("sft.warmup_fraction") * steps)
-    resume = Resumable(ctx, ctx.cfg("sft.checkpoint_every"))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=WEIGHT_DECAY)
+    resume = Resumable(ctx, config.checkpoint_every)
     state: dict[str, Any] = resume.load(model, optimizer) or {
         "step": 0,
         "rows": [],
@@ -89,30 +104,11 @@ def run(ctx: StageContext) -> dict[str, Any]:
     # already consumed puts it (epoch order and reasoning-mode RNG alike) exactly where it was
     for _ in range(state["step"] * batch_size):
         next(stream)
-    counts = state["counts"]
     model.train()
     for step in range(state["step"], steps):
-        # the schedule is a pure function of the step (LambdaLR's base_lr * lambda(step))
-        lr = base_lr * warmup_cosine(step, steps, warmup)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        samples = []
-        for record, mode in (next(stream) for _ in range(batch_size)):
-            counts[mode.split(":")[0]] += 1
-            ids, labels = encode(tokenizer, record, mode)
-            counts["over_length"] += len(ids) > seq_length
-            samples.append((ids, labels))
-        batch = collate(samples, seq_length, tokenizer.pad_token_id)
-        counts["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
-        loss = model(**batch).loss
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
-        optimizer.step()
-        state["rows"].append({"step": step, "loss": round(loss.item(), 6), "lr": lr})
-        state["step"] = step + 1
+        _train_step(model, optimizer, tokenizer, stream, config, step, state)
         resume.maybe_save(state["step"], steps, model, optimizer, state)
-    rows = state["rows"]
+    rows, counts = state["rows"], state["counts"]
     (ctx.out / "metrics.jsonl").write_text(
         "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows), encoding="utf-8"
     )
@@ -129,3 +125,37 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "samples_over_seq_length": counts["over_length"],
         "loss_tokens": counts["loss_tokens"],
     }
+
+
+def _train_step(
+    model: Any,
+    optimizer: torch.optim.Optimizer,
+    tokenizer: Any,
+    stream: Any,
+    config: SftConfig,
+    step: int,
+    state: dict[str, Any],
+) -> None:
+    """One optimizer step on the stream's next batch; appends its row to ``state`` and counts
+    the samples' reasoning modes and lengths there."""
+    counts = state["counts"]
+    # the schedule is a pure function of the step (LambdaLR's base_lr * lambda(step))
+    warmup = round(config.warmup_fraction * config.steps)
+    lr = config.lr * warmup_cosine(step, config.steps, warmup)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    samples = []
+    for record, mode in (next(stream) for _ in range(config.batch_size)):
+        counts[mode.split(":")[0]] += 1
+        ids, labels = encode(tokenizer, record, mode)
+        counts["over_length"] += len(ids) > config.seq_length
+        samples.append((ids, labels))
+    batch = collate(samples, config.seq_length, tokenizer.pad_token_id)
+    counts["loss_tokens"] += int((batch["labels"][:, 1:] != -100).sum())
+    loss = model(**batch).loss
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+    optimizer.step()
+    state["rows"].append({"step": step, "loss": round(loss.item(), 6), "lr": lr})
+    state["step"] = step + 1
