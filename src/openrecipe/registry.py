@@ -227,6 +227,16 @@ STAGES: dict[str, Stage] = {
             family="evaluate",
             cluster={"runtime": 30},
         ),
+        # The run's lm-eval task directory for stock lm-eval; its own stage so that a template
+        # edit reruns what scores, not decontamination (which reads eval_data's sets).
+        Stage(
+            "eval_tasks",
+            "openrecipe.evaluate.eval_tasks",
+            view=("name",),
+            inputs={"eval_data": "eval_data"},
+            family="evaluate",
+            reported=True,
+        ),
         Stage(
             "evaluate",
             "openrecipe.evaluate.evaluate",

