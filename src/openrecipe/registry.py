@@ -230,8 +230,8 @@ STAGES: dict[str, Stage] = {
         # The run's lm-eval task directory for stock lm-eval; its own stage so that a template
         # edit reruns what scores, not decontamination (which reads eval_data's sets).
         Stage(
-            "eval_tasks",
-            "openrecipe.evaluate.eval_tasks",
+            "lm_eval_tasks",
+            "openrecipe.evaluate.lm_eval_tasks",
             view=("name",),
             inputs={"eval_data": "eval_data"},
             family="evaluate",

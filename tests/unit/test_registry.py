@@ -106,6 +106,9 @@ def test_every_entry_is_wired() -> None:
     assert ancestors("pack")[-1] == "tokenizer" and "curate" in ancestors("pack")
     assert list(checkpoint_stages()) == ["base", "sft", "rl"]
     assert stages_where(scatter=True) == ["langid", "fuzzy_dedup", "quality", "decontam"]
+    # The report reads its inputs named eval_<checkpoint> as evaluations, so no stage it reads
+    # may be named like one (a stage called eval_tasks once became a checkpoint "tasks").
+    assert not [s for s in stages_where(reported=True) if s.startswith("eval_")]
 
 
 def test_the_cli_has_a_verb_per_stage() -> None:

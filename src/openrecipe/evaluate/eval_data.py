@@ -14,7 +14,7 @@ fields unchanged (ARC test: rebuilt from OLMES request dumps, see ``arc_from_olm
 and, for the math sets, a ``gold`` answer. Records are in a seeded random order
 (``eval.data.seed``), so an lm-eval ``limit: N`` takes a random N-item subsample rather than the
 first N (which for MMLU would be one subject). ``index.json`` lists each file's source
-member, rows and sha256. The ``eval_tasks`` stage renders the lm-eval task directory that
+member, rows and sha256. The ``lm_eval_tasks`` stage renders the lm-eval task directory that
 points stock lm-eval at these sets.
 """
 

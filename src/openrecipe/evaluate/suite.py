@@ -4,9 +4,9 @@ Two renderings of the same templates:
 - ``render_suite`` (the evaluate stage): every task of the recipe, into a temporary include dir
   handed to ``TaskManager(include_path=..., include_defaults=False)``, with absolute paths (the
   held-out file's path is only known when the stage runs).
-- ``export_benchmarks`` (the eval_tasks stage): the log-likelihood benchmarks into the run's
-  ``eval_tasks/``, data paths relative to the repository root, so that stock
-  ``lm_eval --model hf --include_path runs/<r>/eval_tasks --tasks openrecipe_arc_easy ...``
+- ``export_benchmarks`` (the lm_eval_tasks stage): the log-likelihood benchmarks into the run's
+  ``lm_eval_tasks/``, data paths relative to the repository root, so that stock
+  ``lm_eval --model hf --include_path runs/<r>/lm_eval_tasks --tasks openrecipe_arc_easy ...``
   run from the root scores the same items with the same prompts, without openrecipe.
 
 The hash recorded for a task is that of its text as used except for the run-time paths (left as

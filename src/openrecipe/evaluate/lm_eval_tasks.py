@@ -1,10 +1,10 @@
-"""The ``eval_tasks`` stage: the run's lm-eval task directory, rendered for stock lm-eval.
+"""The ``lm_eval_tasks`` stage: the run's lm-eval task directory, rendered for stock lm-eval.
 
-``runs/<recipe>/eval_tasks/`` holds one concrete task YAML per log-likelihood benchmark
+``runs/<recipe>/lm_eval_tasks/`` holds one concrete task YAML per log-likelihood benchmark
 (``suite.export_benchmarks``: data paths point at the ``eval_data`` stage's sets, relative to the
 repository root), ``bench_utils.py`` and a README with the command, so that
 
-    lm_eval --model hf --include_path runs/<recipe>/eval_tasks --tasks openrecipe_arc_easy ...
+    lm_eval --model hf --include_path runs/<recipe>/lm_eval_tasks --tasks openrecipe_arc_easy ...
 
 scores the same items with the same prompts as the evaluate stage, without openrecipe installed.
 
@@ -29,7 +29,7 @@ from openrecipe.stage_config import decode_view, view_field
 
 @dataclass(frozen=True)
 class EvalTasksConfig:
-    """The eval_tasks stage's view, typed: the recipe name, since the rendered data paths name
+    """The lm_eval_tasks stage's view, typed: the recipe name, since the rendered data paths name
     the run's directory (``runs/<name>/eval_data``)."""
 
     name: str = view_field("name")
