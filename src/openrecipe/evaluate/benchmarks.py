@@ -19,13 +19,12 @@ answer format and source split the report prints beside its score. lm-eval knows
 
 from __future__ import annotations
 
-import atexit
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from openrecipe.errors import StageInputError
-from openrecipe.evaluate.grader import Verifier, extract_answer
+from openrecipe.evaluate.grader import extract_answer
 from openrecipe.hashing import sha256_file
 
 TASKS_DIR = Path(__file__).parent / "tasks"
@@ -128,26 +127,6 @@ def dataset_pins(tasks: list[str], eval_data: Path | None) -> dict[str, dict[str
 def utils_sha256() -> str:
     """Hash of the task functions file: scoring code is part of a task's definition."""
     return sha256_file(TASKS_DIR / UTILS_FILE)
-
-
-# ------------------------------------------------------------------------------------------
-# grading, called from tasks/bench_utils.py inside lm-eval
-
-_VERIFIER: Verifier | None = None
-
-
-def _verifier() -> Verifier:
-    """One Verifier per process: its math-verify worker is spawned once, on the first symbolic
-    answer, and shut down at exit (lm-eval calls process_results once per document)."""
-    global _VERIFIER
-    if _VERIFIER is None:
-        _VERIFIER = Verifier(workers=1)
-        atexit.register(_VERIFIER.__exit__, None, None, None)
-    return _VERIFIER
-
-
-def math_correct(generation: str, gold: str) -> bool:
-    return _verifier().score([generation], [gold])[0]
 
 
 # ------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ LaTeX parsing works (``\\frac{1}{2}`` = ``0.5``; ``x^2+2x+1`` = ``(x+1)^2``).
 
 from __future__ import annotations
 
+import atexit
 import multiprocessing
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -130,3 +131,25 @@ class Verifier:
             for index, ok in zip(pending, checked, strict=True):
                 verdicts[index] = ok
         return [bool(v) for v in verdicts]
+
+
+# One grader per process, for lm-eval's per-document process_results (tasks/bench_utils.py).
+# Here rather than in benchmarks.py: bench_utils importing benchmarks put the whole task-template
+# directory into the code identity of every stage that imports bench_utils (eval_data does), so a
+# template edit reran eval_data, decontamination and the training after it.
+_VERIFIER: Verifier | None = None
+
+
+def _verifier() -> Verifier:
+    """One Verifier per process: its math-verify worker is spawned once, on the first symbolic
+    answer, and shut down at exit (lm-eval calls process_results once per document)."""
+    global _VERIFIER
+    if _VERIFIER is None:
+        _VERIFIER = Verifier(workers=1)
+        atexit.register(_VERIFIER.__exit__, None, None, None)
+    return _VERIFIER
+
+
+def math_correct(generation: str, gold: str) -> bool:
+    """The grader's verdict on ``generation``'s final answer against ``gold``."""
+    return _verifier().score([generation], [gold])[0]

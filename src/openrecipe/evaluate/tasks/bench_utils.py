@@ -103,7 +103,7 @@ def winogrande_choices(doc: dict[str, Any]) -> list[str]:
 
 def process_math(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
     """exact_match: the Verifier's verdict on the generation's final answer against ``gold``."""
-    from openrecipe.evaluate.benchmarks import math_correct
+    from openrecipe.evaluate.grader import math_correct
 
     return {"exact_match": float(math_correct(results[0], str(doc["gold"])))}
 
