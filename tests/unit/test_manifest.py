@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from manifest_bodies import read_a, two_files
 
 from openrecipe.errors import LineageError, StageInputError
 from openrecipe.manifest import (
@@ -20,21 +21,9 @@ from openrecipe.manifest import (
     write_json_atomic,
 )
 from openrecipe.recipe import load_recipe
-from openrecipe.stage import StageContext, run_stage
+from openrecipe.stage import run_stage
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def two_files(ctx: StageContext) -> dict:
-    (ctx.out / "a.txt").write_text("first\n")
-    (ctx.out / "sub").mkdir()
-    (ctx.out / "sub" / "b.txt").write_text("second\n")
-    return {}
-
-
-def read_a(ctx: StageContext) -> dict:
-    (ctx.out / "copy.txt").write_text((ctx.input("upstream") / "a.txt").read_text())
-    return {}
 
 
 @pytest.fixture

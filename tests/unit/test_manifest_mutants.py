@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from manifest_bodies import read_a, two_files
 
 from openrecipe.errors import StageInputError
 from openrecipe.hashing import sha256_file
@@ -24,18 +25,6 @@ from openrecipe.recipe import load_recipe
 from openrecipe.stage import StageContext, run_stage
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def two_files(ctx: StageContext) -> dict:
-    (ctx.out / "a.txt").write_text("first\n")
-    (ctx.out / "sub").mkdir()
-    (ctx.out / "sub" / "b.txt").write_text("second\n")
-    return {}
-
-
-def read_a(ctx: StageContext) -> dict:
-    (ctx.out / "copy.txt").write_text((ctx.input("upstream") / "a.txt").read_text())
-    return {}
 
 
 def test_downstream_manifest_records_the_hash_of_every_input_file(project: Path) -> None:
