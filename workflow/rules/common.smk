@@ -216,7 +216,11 @@ def get_final_targets():
     # HF-checkpoint stages after pretraining need a Megatron-to-HF conversion first).
     if RECIPE.data["backend"] == "megatron":
         return [f"{RUN}/plan/manifest.json", f"{RUN}/pretrain_megatron/latest_checkpointed_iteration.txt"]
-    return [f"{RESULTS}/manifest.json"]
+    # The run's own stage manifests are targets too, not only the report: results/<recipe>/ is
+    # committed, so on a fresh clone the report exists while runs/<recipe>/ does not, and a
+    # report-only target would leave Snakemake with nothing to do. Naming what the report is
+    # computed from makes it build the run, and the fresh inputs then rerun the report (mtime).
+    return [f"{RESULTS}/manifest.json", *get_report_inputs(None)]
 
 
 def slurm_resources(rule_name, key, default):

@@ -36,7 +36,9 @@ class Resumable:
 
     def __init__(self, ctx: StageContext, every: int) -> None:
         inputs = {name: read_manifest(path)["manifest_sha256"] for name, path in ctx.inputs.items()}
-        key = hash_obj([ctx.config_hash, sorted(inputs.items())])[:16]
+        # The part (an alignment seed) is in the key as well as in --out's name (seeds.check_part),
+        # so two seeds' checkpoints never share a key even if their outputs shared a directory.
+        key = hash_obj([ctx.config_hash, sorted(inputs.items()), ctx.part])[:16]
         self.dir = resume_root(ctx.out) / key
         self.every = every
         self.stage = ctx.stage
