@@ -49,6 +49,7 @@ CONFIRMED_FLAGS = frozenset(
         "--attention-dropout",
         "--bf16",
         "--clip-grad",
+        "--data-cache-path",
         "--data-path",
         "--disable-bias-linear",
         "--eval-iters",
@@ -287,6 +288,19 @@ def _layout_args(
     _flag(args, "--max-position-embeddings", pretrain["seq_length"])
 
 
+def megatron_dir(name: str) -> str:
+    """Megatron-LM's own directory in the run: its checkpoints (``--save``/``--load``) and its
+    dataset index cache. Not a stage: ``verify`` skips it (``NOT_STAGE_DIRS``)."""
+    return f"runs/{name}/pretrain_megatron"
+
+
+def data_cache_dir(name: str) -> str:
+    """Where Megatron writes its dataset index cache (``--data-cache-path``). Without the flag,
+    megatron-core's GPTDataset writes ``cache/GPTDataset_indices/`` beside the ``.bin`` it reads,
+    inside the sealed pack directory, and ``verify`` then reports those files as unexpected."""
+    return f"{megatron_dir(name)}/data_cache"
+
+
 def _run_args(name: str, pretrain: dict[str, Any], seed: int, args: list[str]) -> None:
     """Seed, data, tokenizer, checkpoint and logging flags; data and tokenizer come from this
     recipe's own pack and tokenizer stages."""
@@ -294,10 +308,11 @@ def _run_args(name: str, pretrain: dict[str, Any], seed: int, args: list[str]) -
     _flag(args, "--tokenizer-type", "HuggingFaceTokenizer")
     _flag(args, "--tokenizer-model", f"runs/{name}/tokenizer")
     _flag(args, "--data-path", f"runs/{name}/pack/train")
+    _flag(args, "--data-cache-path", data_cache_dir(name))
     _flag(args, "--split", "100,0,0")
     _flag(args, "--eval-iters", 0)
-    _flag(args, "--save", f"runs/{name}/pretrain_megatron")
-    _flag(args, "--load", f"runs/{name}/pretrain_megatron")
+    _flag(args, "--save", megatron_dir(name))
+    _flag(args, "--load", megatron_dir(name))
     _flag(args, "--save-interval", max(1, pretrain["steps"] // 100))
     _flag(args, "--log-interval", pretrain["log_every"])
 
