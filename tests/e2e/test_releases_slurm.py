@@ -50,6 +50,7 @@ def test_slurm_dry_run_lists_the_full_job_plan(project: Path, name: str) -> None
     assert done.returncode == 0, output[-4000:]
     recipe = load_recipe(project / "recipes" / f"{name}.yaml", project=project).data
     expected = {"acquire": len(recipe["data"]["sources"]), "plan": 1, "pretrain_megatron": 1}
+    expected["megatron_data"] = 1  # the pack split into one Megatron dataset per phase
     expected.update(dict.fromkeys(DATA_STAGES, 1))
     # decontamination reads the benchmark sets the eval section names, extracted by eval_data
     if any(not t["name"].startswith("openrecipe_") for t in recipe["eval"]["tasks"]):

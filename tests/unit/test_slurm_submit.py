@@ -53,7 +53,8 @@ def test_megatron_job_requests_the_plans_nodes_gpus_and_tasks(name: str) -> None
     # one task per node: the batch step runs launch.sh, whose srun starts one torchrun per node
     assert flags.get("--ntasks-per-node") == "1", words
     assert "--ntasks" not in flags and "--ntasks-per-gpu" not in flags, words
-    assert f"--ntasks-per-node=1 --gpus-per-node={plan['gpus_per_node']}" in plan["srun"]
+    for phase in plan["phases"]:
+        assert f"--ntasks-per-node=1 --gpus-per-node={plan['gpus_per_node']}" in phase["srun"]
     assert flags["-t"] == str(recipe["resources"]["slurm"]["pretrain_megatron"]["runtime"])
     # the node's CPUs for its torchrun's ranks, not the profile's default 8
     assert flags["--cpus-per-task"] == str(8 * plan["gpus_per_node"]), words

@@ -1,6 +1,7 @@
 # Pretraining. The pretrain stage (reference backend) has a generic rule (stages.smk), and so
 # has the scale backend's plan (backend: megatron): the recipe compiled to a Megatron-LM launch
-# plan. Here: the SLURM job that runs that plan.
+# plan, and megatron_data, the pack split into one dataset per phase. Here: the SLURM job that
+# runs that plan (launch.sh: one Megatron job per phase, in order, resumable).
 # `snakemake -n --profile workflow/profiles/slurm --configfile recipes/<full>.yaml` lists both.
 #
 # Its resources are named as snakemake-executor-plugin-slurm reads them (2.8.0: `gres`, `nodes`,
@@ -37,7 +38,7 @@ MEGATRON_NODES, MEGATRON_GPUS = (
 rule pretrain_megatron:
     input:
         f"{RUN}/plan/manifest.json",
-        f"{RUN}/pack/manifest.json",
+        f"{RUN}/megatron_data/manifest.json",  # one dataset per phase (launch.sh's --data-path)
         f"{RUN}/tokenizer/manifest.json",
         launch=f"{RUN}/plan/launch.sh",
     output:
