@@ -66,11 +66,14 @@ typing.override = getattr(typing, "override", typing_extensions.override)
 sys.path.insert(0, sys.argv[1])
 from megatron.training.arguments import add_megatron_arguments
 parser = add_megatron_arguments(argparse.ArgumentParser(allow_abbrev=False))
+deprecated = sorted(o for a in parser._actions for o in a.option_strings
+                    if "deprecated" in (a.help or "").lower())
 results = []
 for args in json.loads(sys.argv[2]):
     namespace, unknown = parser.parse_known_args(args)
-    results.append({"unknown": unknown, "parsed": {k: v for k, v in vars(namespace).items()
-                    if isinstance(v, (int, float, str, list, bool, type(None)))}})
+    results.append({"unknown": unknown, "deprecated": deprecated,
+                    "parsed": {k: v for k, v in vars(namespace).items()
+                               if isinstance(v, (int, float, str, list, bool, type(None)))}})
 print(json.dumps(results))
 """
 
@@ -105,7 +108,8 @@ def gpt_dataset(python: str, flags: dict[str, Any], cwd: Path) -> dict[str, list
 
 
 def parse_megatron_args(python: str, checkout: str, arg_lists: list[list[str]]) -> list[dict]:
-    """Megatron-LM's parser's verdict on each argument list: unknown flags and parsed values."""
+    """Megatron-LM's parser's verdict on each argument list: the flags it does not know, its
+    deprecated flags, and the parsed values."""
     return _run(python, ARGPARSE, checkout, json.dumps(arg_lists))
 
 

@@ -13,7 +13,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from megatron_side import flag_values, gpt_dataset, mcore_python
+from megatron_side import (
+    flag_values,
+    gpt_dataset,
+    mcore_python,
+    megatron_lm,
+    parse_megatron_args,
+)
 from test_pack import ctx, make_blend
 
 from openrecipe.data import pack, tokenizer
@@ -21,7 +27,7 @@ from openrecipe.data.indexed import IndexedDataset
 from openrecipe.errors import StageInputError
 from openrecipe.lineage.verify import NOT_STAGE_DIRS, unsealed_dirs
 from openrecipe.model import megatron_data
-from openrecipe.model.megatron_plan import compile_plan, launch_script
+from openrecipe.model.megatron_plan import CONFIRMED_FLAGS, compile_plan, launch_script
 from openrecipe.recipe import get_dotted, load_recipe
 from openrecipe.registry import STAGES
 from openrecipe.releases import release_rows
@@ -244,3 +250,26 @@ def test_megatron_trains_each_phase_only_on_its_own_data(small_pack: Path) -> No
         for tokens, labels in zip(got["tokens"], got["labels"], strict=True):
             assert tokens[1:] == labels[:-1]
             assert _from_phase([*tokens, labels[-1]], expected[phase["name"]]), phase["name"]
+
+
+def test_megatron_lm_parses_every_argument_the_plan_writes() -> None:
+    """Every phase job's arguments, for every full-size recipe, through Megatron-LM's own
+    parser (megatron.training.arguments at MEGATRON_LM_COMMIT): no unknown flag, none it marks
+    deprecated, and the values it reads back are the plan's."""
+    python, checkout = mcore_python(), megatron_lm()
+    if python is None or checkout is None:
+        pytest.skip("needs OPENRECIPE_MCORE_PYTHON and OPENRECIPE_MEGATRON_LM (a checkout)")
+    jobs = [(name, phase) for name in FULL for phase in compile_plan(_recipe(name))["phases"]]
+    verdicts = parse_megatron_args(python, checkout, [phase["args"] for _, phase in jobs])
+    for (name, phase), verdict in zip(jobs, verdicts, strict=True):
+        assert verdict["unknown"] == [], (name, phase["name"])
+        used = {a for a in phase["args"] if a.startswith("--")}
+        assert not used & set(verdict["deprecated"]), (name, used & set(verdict["deprecated"]))
+        assert used <= CONFIRMED_FLAGS, used - CONFIRMED_FLAGS
+        parsed, flags = verdict["parsed"], flag_values(phase["args"])
+        assert parsed["data_path"] == [phase["data_path"]]
+        assert parsed["data_cache_path"] == flags["--data-cache-path"]
+        assert parsed["train_samples"] == int(flags["--train-samples"])
+        assert parsed["phase_transition_iterations"] == flags.get("--phase-transition-iterations")
+        assert parsed["lr_wsd_decay_samples"] == int(flags["--lr-wsd-decay-samples"])
+        assert parsed["seq_length"] == int(flags["--seq-length"])

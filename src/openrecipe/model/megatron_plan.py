@@ -131,7 +131,6 @@ CONFIRMED_FLAGS = frozenset(
         "--train-samples",
         "--untie-embeddings-and-output-weights",
         "--use-distributed-optimizer",
-        "--use-mcore-models",
         "--weight-decay",
     ]
 )
@@ -169,7 +168,6 @@ def _model_args(model: dict[str, Any], args: list[str]) -> None:
     pattern = model["hybrid_override_pattern"]
     heads = model["num_attention_heads"]
     _flag(args, "--is-hybrid-model")
-    _flag(args, "--use-mcore-models")
     _flag(args, "--hybrid-layer-pattern", pattern)
     _flag(args, "--num-layers", len(pattern))
     _flag(args, "--hidden-size", model["hidden_size"])
