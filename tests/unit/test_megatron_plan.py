@@ -28,6 +28,7 @@ from openrecipe.data.indexed import IndexedDataset, write_indexed
 from openrecipe.errors import StageInputError
 from openrecipe.lineage.verify import NOT_STAGE_DIRS, unsealed_dirs
 from openrecipe.model import megatron_data
+from openrecipe.model.megatron_phases import megatron_epochs
 from openrecipe.model.megatron_plan import CONFIRMED_FLAGS, compile_plan, launch_script
 from openrecipe.recipe import get_dotted, load_recipe
 from openrecipe.registry import STAGES
@@ -318,3 +319,20 @@ def test_megatron_reads_overlapping_windows_one_for_one(small_pack: Path, tmp_pa
         samples = [[*t, labels[-1]] for t, labels in zip(got["tokens"], got["labels"], strict=True)]
         assert sorted(samples) == sorted(windows)
         assert samples != windows  # shuffled: the order is Megatron's, not the pack's
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="blend budgets steps x micro_batch_size x grad_accum sequences, not x global batch",
+)
+@pytest.mark.parametrize("name", ["nemotron_nano_9b_v2", "nemotron_3_nano_30b_a3b"])
+def test_a_full_size_pack_holds_what_megatron_trains_on(name: str) -> None:
+    """The blend's token budget (blend.BlendConfig.total_tokens, as the recipe sets it) against
+    the samples the plan trains on: megatron_data refuses a phase Megatron would repeat."""
+    recipe = _recipe(name)
+    pretrain = recipe["pretrain"]
+    sequences = pretrain["steps"] * pretrain["micro_batch_size"] * pretrain["grad_accum"]
+    for phase, spec in zip(compile_plan(recipe)["phases"], recipe["data"]["phases"], strict=True):
+        packed = round(sequences * spec["fraction"])
+        size = pretrain["seq_length"] + 1
+        assert megatron_epochs(phase["train_samples"], packed, size, pretrain["seq_length"]) == 1
