@@ -24,16 +24,7 @@ def test_a_committed_report_without_its_run_plans_the_run_and_the_report(tmp_pat
     assert not (project / "runs").exists()
 
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "snakemake",
-            "-n",
-            "--cores",
-            "1",
-            "--configfile",
-            "recipes/tiny.yaml",
-        ],
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "recipes/tiny.yaml"],
         cwd=project,
         env={**os.environ, "PYTHONPATH": str(REPO / "src")},
         capture_output=True,
