@@ -175,11 +175,29 @@ STAGES: dict[str, Stage] = {
         Stage(
             "plan",
             "openrecipe.model.megatron_plan",
-            view=("name", "seed", "model", "pretrain", "parallelism"),
+            view=("name", "seed", "model", "pretrain", "data.phases", "parallelism"),
             outputs=("megatron_plan.json", "launch.sh"),
             backend="megatron",
             family="pretrain",
             cluster={"runtime": 10},
+        ),
+        # The pack split into one Megatron dataset per phase (Megatron-LM trains phase by phase).
+        Stage(
+            "megatron_data",
+            "openrecipe.model.megatron_data",
+            view=(
+                "data.phases",
+                "pretrain.seq_length",
+                "pretrain.steps",
+                "pretrain.global_batch_size",
+                "pretrain.micro_batch_size",
+                "pretrain.grad_accum",
+            ),
+            inputs={"pack": "pack"},
+            outputs=("phases.json",),
+            backend="megatron",
+            family="pretrain",
+            cluster={"runtime": 240},
         ),
         Stage(
             "reasoning",

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from unit.slurm_submit import job_resources, sbatch_command
 
 from openrecipe.recipe import load_recipe
 from openrecipe.registry import ancestors
@@ -49,12 +50,24 @@ def test_slurm_dry_run_lists_the_full_job_plan(project: Path, name: str) -> None
     assert done.returncode == 0, output[-4000:]
     recipe = load_recipe(project / "recipes" / f"{name}.yaml", project=project).data
     expected = {"acquire": len(recipe["data"]["sources"]), "plan": 1, "pretrain_megatron": 1}
+    expected["megatron_data"] = 1  # the pack split into one Megatron dataset per phase
     expected.update(dict.fromkeys(DATA_STAGES, 1))
     # decontamination reads the benchmark sets the eval section names, extracted by eval_data
     if any(not t["name"].startswith("openrecipe_") for t in recipe["eval"]["tasks"]):
         expected["eval_data"] = 1
     assert job_counts(output) == expected
-    slurm = recipe["resources"]["slurm"]["pretrain_megatron"]
-    assert f"nodes={slurm['nodes']}, gpus={slurm['gpus']}" in output
+    # the sbatch line the executor plugin builds from the job's resources asks for the plan's
+    # nodes, its GPUs on each node, one task per node and the recipe's time
+    [(resources, threads)] = job_resources(output, "pretrain_megatron")
+    words = sbatch_command(resources, threads, "pretrain_megatron")
+    par, slurm = recipe["parallelism"], recipe["resources"]["slurm"]["pretrain_megatron"]
+    for word in (
+        f"--nodes={par['nodes']}",
+        f"--gres=gpu:{par['gpus_per_node']}",
+        "--ntasks-per-node=1",
+    ):
+        assert word in words, (word, words)
+    assert words[words.index("-t") + 1] == str(slurm["runtime"])
+    assert not any(w.startswith(("--ntasks=", "--gpus=")) for w in words), words
     assert "This was a dry-run" in output
     assert not (project / "runs" / name / "plan").exists()  # nothing ran

@@ -263,7 +263,7 @@ PLAN = {
         "--lr": "0.00045",
         "--min-lr": "4.5e-06",
         "--lr-decay-style": "WSD",
-        "--lr-warmup-iters": "1327",
+        "--lr-warmup-samples": str(1327 * 736),  # 1327 iterations of 736 sequences
     },
     "nemotron_nano_9b_v2": {
         "--num-layers": "56",
@@ -300,8 +300,8 @@ PLAN = {
         "--adam-beta1": "0.9",
         "--adam-beta2": "0.95",
         "--weight-decay": "0.1",
-        "--lr-wsd-decay-iters": "198682",
-        "--train-iters": "993411",
+        "--lr-wsd-decay-samples": str(198682 * 3072),  # iterations x global batch
+        "--train-samples": str(993411 * 3072),
     },
     "nemotron_3_super_120b_a12b": {
         "--num-layers": "88",
@@ -403,8 +403,9 @@ def test_plan_matches_published_config(name: str) -> None:
     assert plan["nodes"] * plan["gpus_per_node"] == plan["data_parallel_size"] * int(
         args["--tensor-model-parallel-size"]
     ) * int(args["--pipeline-model-parallel-size"]) * int(args["--context-parallel-size"])
-    assert plan["srun"].startswith(f"srun --nodes={plan['nodes']} ")
-    assert "pretrain_hybrid.py" in plan["torchrun"]
+    for phase in plan["phases"]:
+        assert phase["srun"].startswith(f"srun --nodes={plan['nodes']} ")
+        assert "pretrain_hybrid.py" in phase["torchrun"]
 
 
 def test_plan_refuses_an_impossible_layout() -> None:
@@ -417,6 +418,7 @@ def test_plan_refuses_an_impossible_layout() -> None:
 def test_plan_stage_writes_plan_and_launch_deterministically(tmp_path: Path) -> None:
     recipe = _recipe("nemotron_3_super_120b_a12b")
     view = {k: recipe[k] for k in ("name", "seed", "model", "pretrain", "parallelism")}
+    view["data.phases"] = recipe["data"]["phases"]
     outputs = []
     for attempt in ("a", "b"):
         out = tmp_path / attempt

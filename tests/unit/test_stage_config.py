@@ -23,6 +23,7 @@ from openrecipe.errors import RecipeError
 from openrecipe.evaluate.eval_data import EvalDataConfig
 from openrecipe.evaluate.evaluate import EvaluateConfig
 from openrecipe.hashing import hash_obj
+from openrecipe.model.megatron_data import MegatronDataConfig
 from openrecipe.model.megatron_plan import PlanConfig, compile_plan, encode_recipe
 from openrecipe.recipe import load_recipe
 from openrecipe.registry import STAGES
@@ -53,6 +54,7 @@ TYPED = {
     "eval_data": EvalDataConfig,
     "report": ReportConfig,
     "plan": PlanConfig,
+    "megatron_data": MegatronDataConfig,
     "pretrain": PretrainConfig,
     "sft": SftConfig,
     "rl": RlConfig,
@@ -73,6 +75,7 @@ def test_the_megatron_plan_of_the_typed_config_is_the_plan_of_the_view(recipe_fi
     if recipe.get("backend") != "megatron":
         pytest.skip("the plan stage runs for the megatron backend only")
     raw = {path: view[path] for path in ("name", "seed", "model", "pretrain", "parallelism")}
+    raw["data"] = {"phases": view["data.phases"]}
     assert compile_plan(encode_recipe(decode_view(PlanConfig, view, "plan"))) == compile_plan(raw)
 
 

@@ -10,6 +10,14 @@ Flag names were checked by parsing every generated argument list with Megatron-L
 parser (``megatron.training.arguments.add_megatron_arguments``) at ``MEGATRON_LM_COMMIT``; a flag
 emitted that is not in ``CONFIRMED_FLAGS`` is listed in the plan's ``unconfirmed_flags``.
 
+Pretraining phases (``data.phases``) run as Megatron-LM runs them: one resumed job per phase
+(``openrecipe.model.megatron_phases``). Every phase's job has the same arguments but its
+``--data-path`` (its own dataset, written by the ``megatron_data`` stage); training is
+sample-based so that ``--phase-transition-iterations`` can end each job at its phase's last
+iteration, and the one WSD schedule (``--lr-*-samples``) continues across the jobs. launch.sh
+runs the phases in order and skips a phase the checkpoint has already passed, so resubmitting
+the job resumes where it stopped.
+
 Outputs (in ``ctx.out``): ``megatron_plan.json`` (sorted keys) and ``launch.sh``.
 """
 
@@ -21,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from openrecipe.errors import RecipeError
+from openrecipe.model.megatron_phases import PhaseRun, PhaseSpec, data_prefix, phase_runs
 from openrecipe.model.recipe_config import ModelParams, ParallelismParams, PretrainParams
 from openrecipe.stage import StageContext
 from openrecipe.stage_config import decode_view, plain, view_field
@@ -29,12 +38,13 @@ from openrecipe.stage_config import decode_view, plain, view_field
 @dataclass(frozen=True)
 class PlanConfig:
     """The plan stage's view, typed: the recipe's name and seed, the model, the pretraining
-    run and its Megatron layout."""
+    run, its phases and its Megatron layout."""
 
     name: str = view_field("name")
     seed: int = view_field("seed")
     model: ModelParams = view_field("model")
     pretrain: PretrainParams = view_field("pretrain")
+    phases: tuple[PhaseSpec, ...] = view_field("data.phases")
     parallelism: ParallelismParams = view_field("parallelism")
 
 
@@ -49,6 +59,7 @@ CONFIRMED_FLAGS = frozenset(
         "--attention-dropout",
         "--bf16",
         "--clip-grad",
+        "--data-cache-path",
         "--data-path",
         "--disable-bias-linear",
         "--eval-iters",
@@ -71,9 +82,10 @@ CONFIRMED_FLAGS = frozenset(
         "--load",
         "--log-interval",
         "--lr",
+        "--lr-decay-samples",
         "--lr-decay-style",
-        "--lr-warmup-iters",
-        "--lr-wsd-decay-iters",
+        "--lr-warmup-samples",
+        "--lr-wsd-decay-samples",
         "--lr-wsd-decay-style",
         "--mamba-head-dim",
         "--mamba-num-groups",
@@ -102,6 +114,7 @@ CONFIRMED_FLAGS = frozenset(
         "--num-layers-at-end-in-bf16",
         "--num-layers-at-start-in-bf16",
         "--num-query-groups",
+        "--phase-transition-iterations",
         "--pipeline-model-parallel-size",
         "--position-embedding-type",
         "--save",
@@ -115,10 +128,9 @@ CONFIRMED_FLAGS = frozenset(
         "--tensor-model-parallel-size",
         "--tokenizer-model",
         "--tokenizer-type",
-        "--train-iters",
+        "--train-samples",
         "--untie-embeddings-and-output-weights",
         "--use-distributed-optimizer",
-        "--use-mcore-models",
         "--weight-decay",
     ]
 )
@@ -156,7 +168,6 @@ def _model_args(model: dict[str, Any], args: list[str]) -> None:
     pattern = model["hybrid_override_pattern"]
     heads = model["num_attention_heads"]
     _flag(args, "--is-hybrid-model")
-    _flag(args, "--use-mcore-models")
     _flag(args, "--hybrid-layer-pattern", pattern)
     _flag(args, "--num-layers", len(pattern))
     _flag(args, "--hidden-size", model["hidden_size"])
@@ -225,16 +236,23 @@ def _precision_args(pretrain: dict[str, Any], args: list[str]) -> None:
         _flag(args, "--num-layers-at-end-in-bf16", pretrain["bf16_last_layers"])
 
 
-def _schedule_args(pretrain: dict[str, Any], args: list[str]) -> None:
+def _schedule_args(
+    pretrain: dict[str, Any], gbs: int, phases: list[PhaseRun], args: list[str]
+) -> None:
+    """The optimizer and one WSD schedule over the whole run, in samples (Megatron-LM's phase
+    transitions need sample-based training); warmup and decay keep their iteration counts."""
     steps = pretrain["steps"]
     opt, sched = pretrain["optimizer"], pretrain["schedule"]
-    _flag(args, "--train-iters", steps)
+    _flag(args, "--train-samples", steps * gbs)
+    if len(phases) > 1:
+        _flag(args, "--phase-transition-iterations", ",".join(str(p.end) for p in phases[:-1]))
     _flag(args, "--lr", opt["lr"])
     _flag(args, "--min-lr", opt["min_lr"])
     _flag(args, "--lr-decay-style", "WSD")
-    _flag(args, "--lr-warmup-iters", round(sched["warmup_fraction"] * steps))
+    _flag(args, "--lr-decay-samples", steps * gbs)
+    _flag(args, "--lr-warmup-samples", round(sched["warmup_fraction"] * steps) * gbs)
     _flag(args, "--lr-wsd-decay-style", _WSD_STYLE[sched["decay_shape"]])
-    _flag(args, "--lr-wsd-decay-iters", round(sched["decay_fraction"] * steps))
+    _flag(args, "--lr-wsd-decay-samples", round(sched["decay_fraction"] * steps) * gbs)
     _flag(args, "--weight-decay", opt["weight_decay"])
     _flag(args, "--adam-beta1", opt["betas"][0])
     _flag(args, "--adam-beta2", opt["betas"][1])
@@ -287,17 +305,30 @@ def _layout_args(
     _flag(args, "--max-position-embeddings", pretrain["seq_length"])
 
 
+def megatron_dir(name: str) -> str:
+    """Megatron-LM's own directory in the run: its checkpoints (``--save``/``--load``) and its
+    dataset index cache. Not a stage: ``verify`` skips it (``NOT_STAGE_DIRS``)."""
+    return f"runs/{name}/pretrain_megatron"
+
+
+def data_cache_dir(name: str) -> str:
+    """Where Megatron writes its dataset index cache (``--data-cache-path``). Without the flag,
+    megatron-core's GPTDataset writes ``cache/GPTDataset_indices/`` beside the ``.bin`` it reads,
+    inside the sealed pack directory, and ``verify`` then reports those files as unexpected."""
+    return f"{megatron_dir(name)}/data_cache"
+
+
 def _run_args(name: str, pretrain: dict[str, Any], seed: int, args: list[str]) -> None:
-    """Seed, data, tokenizer, checkpoint and logging flags; data and tokenizer come from this
-    recipe's own pack and tokenizer stages."""
+    """Seed, tokenizer, data cache, checkpoint and logging flags (the tokenizer is this
+    recipe's own tokenizer stage; each phase adds its own ``--data-path``)."""
     _flag(args, "--seed", seed)
     _flag(args, "--tokenizer-type", "HuggingFaceTokenizer")
     _flag(args, "--tokenizer-model", f"runs/{name}/tokenizer")
-    _flag(args, "--data-path", f"runs/{name}/pack/train")
+    _flag(args, "--data-cache-path", data_cache_dir(name))
     _flag(args, "--split", "100,0,0")
     _flag(args, "--eval-iters", 0)
-    _flag(args, "--save", f"runs/{name}/pretrain_megatron")
-    _flag(args, "--load", f"runs/{name}/pretrain_megatron")
+    _flag(args, "--save", megatron_dir(name))
+    _flag(args, "--load", megatron_dir(name))
     _flag(args, "--save-interval", max(1, pretrain["steps"] // 100))
     _flag(args, "--log-interval", pretrain["log_every"])
 
@@ -331,22 +362,48 @@ def _commands(args: list[str], nodes: int, gpus: int) -> tuple[str, str]:
     return torchrun, srun
 
 
+def _phase_plans(
+    name: str, args: list[str], runs: list[PhaseRun], nodes: int, gpus: int
+) -> list[dict[str, Any]]:
+    """Per phase, in order: its iterations and samples, its dataset, and its job's full
+    argument list, torchrun and srun lines (the shared arguments plus its ``--data-path``)."""
+    phases = []
+    for run in runs:
+        phase_args = [*args, "--data-path", data_prefix(name, run.name)]
+        torchrun, srun = _commands(phase_args, nodes, gpus)
+        phases.append(
+            {
+                "name": run.name,
+                "iterations": [run.start, run.end],
+                "train_samples": run.samples,
+                "data_path": data_prefix(name, run.name),
+                "loads": megatron_dir(name) if run.start else None,
+                "args": phase_args,
+                "torchrun": torchrun,
+                "srun": srun,
+            }
+        )
+    return phases
+
+
 def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
     """The launch plan of a resolved recipe (deterministic: a pure function of the recipe)."""
     name = recipe["name"]
     model, pretrain = recipe["model"], recipe["pretrain"]
     par, dp = _layout(recipe)
     gbs = pretrain.get("global_batch_size", pretrain["micro_batch_size"] * pretrain["grad_accum"])
+    specs = [PhaseSpec(p["name"], p["fraction"], p["weights"]) for p in recipe["data"]["phases"]]
+    runs = phase_runs(specs, pretrain["steps"], gbs)
     args: list[str] = []
     _model_args(model, args)
     _precision_args(pretrain, args)
     _layout_args(model, pretrain, par, gbs, args)
-    _schedule_args(pretrain, args)
+    _schedule_args(pretrain, gbs, runs, args)
     _run_args(name, pretrain, recipe["seed"], args)
 
-    flags = sorted({a for a in args if a.startswith("--")})
     nodes, gpus = par["nodes"], par["gpus_per_node"]
-    torchrun, srun = _commands(args, nodes, gpus)
+    phases = _phase_plans(name, args, runs, nodes, gpus)
+    flags = sorted({a for p in phases for a in p["args"] if a.startswith("--")})
     notes = [
         f"data-parallel size {dp}; {gbs // (pretrain['micro_batch_size'] * dp)} micro-batches "
         "per step per rank",
@@ -358,8 +415,9 @@ def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
         "entry_point": "pretrain_hybrid.py",
         "megatron_lm_commit_checked": MEGATRON_LM_COMMIT,
         "args": args,
-        "torchrun": torchrun,
-        "srun": srun,
+        "phases": phases,
+        "checkpoint_dir": megatron_dir(name),
+        "train_iterations": pretrain["steps"],
         "nodes": nodes,
         "gpus_per_node": gpus,
         "data_parallel_size": dp,
@@ -369,8 +427,27 @@ def compile_plan(recipe: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _phase_lines(plan: dict[str, Any], phase: dict[str, Any], count: str) -> list[str]:
+    """One phase's job: run it unless the checkpoint has passed its end, then check it got
+    there (Megatron exits at the transition iteration after saving)."""
+    start, end = phase["iterations"]
+    where = f"phase {phase['name']} ({phase['iterations'][0]}..{end})"
+    return [
+        "",
+        f"# Phase {phase['name']} ({count}): iterations {start}..{end}, {phase['train_samples']} "
+        f"samples from {phase['data_path']}" + (f", resuming {phase['loads']}" if start else ""),
+        f'if [ "$(checkpointed)" -lt {end} ]; then',
+        f"  {phase['srun']}",
+        "fi",
+        f'[ "$(checkpointed)" -ge {end} ] || {{ echo "{where} stopped at iteration '
+        f'$(checkpointed)" >&2; exit 1; }}',
+    ]
+
+
 def launch_script(plan: dict[str, Any]) -> str:
-    """The batch step ``pretrain_megatron`` runs inside its SLURM allocation."""
+    """The batch step ``pretrain_megatron`` runs inside its SLURM allocation: each phase's job
+    in order, resumable (a phase the checkpoint has passed is skipped)."""
+    marker = shlex.quote(f"{plan['checkpoint_dir']}/latest_checkpointed_iteration.txt")
     lines = [
         "#!/bin/bash",
         f"# Megatron-LM launch of recipe {plan['recipe']} (generated by openrecipe plan).",
@@ -379,19 +456,25 @@ def launch_script(plan: dict[str, Any]) -> str:
         'export MASTER_ADDR="${MASTER_ADDR:-$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n1)}"',
         'export MASTER_PORT="${MASTER_PORT:-29500}"',
         *(f'export {k}="{v}"' for k, v in sorted(plan["env"].items())),
-        plan["srun"],
-        "",
+        "# The iteration of Megatron's latest checkpoint (0 before the first).",
+        f"checkpointed() {{ if [ -f {marker} ]; then cat {marker}; else echo 0; fi; }}",
     ]
+    total = len(plan["phases"])
+    for index, phase in enumerate(plan["phases"], start=1):
+        lines += _phase_lines(plan, phase, f"{index}/{total}")
+    lines.append("")
     return "\n".join(lines)
 
 
 def encode_recipe(config: PlanConfig) -> dict[str, Any]:
-    """``compile_plan``'s input: {name, seed, model, pretrain, parallelism} as written."""
+    """``compile_plan``'s input: {name, seed, model, pretrain, data.phases, parallelism} as
+    written."""
     return {
         "name": config.name,
         "seed": config.seed,
         "model": plain(config.model),
         "pretrain": plain(config.pretrain),
+        "data": {"phases": plain(config.phases)},
         "parallelism": plain(config.parallelism),
     }
 
@@ -408,5 +491,6 @@ def run(ctx: StageContext) -> dict[str, Any]:
         "gpus_per_node": plan["gpus_per_node"],
         "data_parallel_size": plan["data_parallel_size"],
         "n_args": len(plan["args"]),
+        "phases": {p["name"]: p["iterations"] for p in plan["phases"]},
         "unconfirmed_flags": plan["unconfirmed_flags"],
     }
