@@ -31,8 +31,21 @@ run: setup
 	$(SMK) --configfile $(RECIPE)
 	$(SMK) --configfile $(RECIPE) --report runs/$(notdir $(basename $(RECIPE)))/report.html
 
-test: setup
-	@$(BIN)/python -m pytest -q -ra; rc=$$?; \
+# megatron-core is a GPU-cluster extra, never a CPU requirement, but its dataset code runs on CPU:
+# the tests hand it what the Megatron plan generates (tests/unit/megatron_side.py). It gets its own
+# venv layered over .venv (a .pth line puts .venv's packages, torch included, on its path).
+MEGATRON_VENV := .venv-megatron
+PURELIB := import sysconfig; print(sysconfig.get_paths()["purelib"])
+
+$(MEGATRON_VENV)/.installed: constraints.txt $(VENV)/.installed
+	$(PYTHON) -m venv $(MEGATRON_VENV)
+	$(BIN)/python -c '$(PURELIB)' > "$$($(MEGATRON_VENV)/bin/python -c '$(PURELIB)')/openrecipe-venv.pth"
+	$(MEGATRON_VENV)/bin/pip install -q -c constraints.txt --no-deps megatron-core==0.16.1
+	touch $@
+
+test: setup $(MEGATRON_VENV)/.installed
+	@OPENRECIPE_MCORE_PYTHON=$${OPENRECIPE_MCORE_PYTHON:-$(MEGATRON_VENV)/bin/python} \
+	$(BIN)/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # Remake a committed result from scratch (a scratch copy of the project) and require every hash
@@ -51,7 +64,6 @@ lint: setup
 # Narrow it with MUTATION_ARGS="--only train/schedule.py --timeout 900".
 MUTATION_VENV := .venv-mutation
 MUTATION_ARGS ?=
-PURELIB := import sysconfig; print(sysconfig.get_paths()["purelib"])
 
 $(MUTATION_VENV)/.installed: requirements-mutation.txt constraints.txt $(VENV)/.installed
 	$(PYTHON) -m venv $(MUTATION_VENV)

@@ -1,7 +1,8 @@
 """Megatron's own code, run from a side environment, on what the Megatron plan hands it.
 
 megatron-core is not a CPU requirement, so it lives in a separate venv named by
-``OPENRECIPE_MCORE_PYTHON`` (``python3.11 -m venv /tmp/mcore && /tmp/mcore/bin/pip install -c
+``OPENRECIPE_MCORE_PYTHON`` (``make test`` builds one, .venv-megatron, and names it; by hand:
+``python3.11 -m venv /tmp/mcore && /tmp/mcore/bin/pip install -c
 constraints.txt megatron-core==0.16.1 numpy torch==2.13.0``); Megatron-LM's argument parser also
 needs a checkout of Megatron-LM at the plan's ``MEGATRON_LM_COMMIT``, named by
 ``OPENRECIPE_MEGATRON_LM`` (its training package imports triton: ``pip install triton`` in the

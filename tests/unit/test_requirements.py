@@ -24,7 +24,6 @@ CODE_DIRS = ("src", "tests", "bench", "workflow")
 NOT_IMPORTED = {
     # Tools run as commands (the Makefile, the workflow, subprocess calls), not imported.
     "ruff": "CLI: `make lint`",
-    "snakemake-executor-plugin-slurm": "loaded by snakemake for workflow/profiles/slurm",
     # Imported on our behalf: lm_eval.models.huggingface (the HFLM evaluate/hflm.py subclasses)
     # imports it at module load; checked below, so the entry goes stale loudly.
     "accelerate": "imported by lm_eval.models.huggingface",
@@ -129,3 +128,13 @@ def test_pyproject_declares_every_distribution_src_imports() -> None:
     imported = _imported_modules(("src",))
     needed = {name for name in pinned if modules.get(name, set()) & imported}
     assert needed <= declared, f"imported by src/ but not in pyproject: {needed - declared}"
+
+
+def test_megatron_test_venv_installs_the_megatron_extra() -> None:
+    """``make test`` runs the Megatron tests against the megatron-core the ``megatron`` extra pins
+    (a cluster installs that extra); the two pins cannot drift apart."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    (extra,) = project["optional-dependencies"]["megatron"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    installs = re.findall(r"\$\(MEGATRON_VENV\)/bin/pip install .*", makefile)
+    assert installs and all(line.split()[-1] == extra for line in installs), (installs, extra)

@@ -226,3 +226,20 @@ def get_final_targets():
 def slurm_resources(rule_name, key, default):
     """Per-rule cluster resources from the recipe (resources.slurm.<rule>.<key>)."""
     return RECIPE.data.get("resources", {}).get("slurm", {}).get(rule_name, {}).get(key, default)
+
+
+def megatron_layout():
+    """(nodes, GPUs per node) of the Megatron launch: the recipe's parallelism, which the plan
+    compiles launch.sh for. resources.slurm.pretrain_megatron.{nodes,gpus} may restate them but
+    not differ (a job sized unlike its launch would wait for, or strand, nodes)."""
+    parallelism = RECIPE.data.get("parallelism") or {}
+    layout = {"nodes": parallelism.get("nodes"), "gpus": parallelism.get("gpus_per_node")}
+    for key, value in layout.items():
+        stated = slurm_resources("pretrain_megatron", key, value)
+        if stated != value:
+            sys.exit(
+                f"openrecipe: error: recipe {NAME}: resources.slurm.pretrain_megatron.{key} "
+                f"= {stated} but the Megatron launch is compiled for {value} "
+                f"(parallelism.{'nodes' if key == 'nodes' else 'gpus_per_node'})"
+            )
+    return layout["nodes"], layout["gpus"]

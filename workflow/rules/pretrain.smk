@@ -12,23 +12,6 @@
 # plugin's own functions.
 
 
-def megatron_layout():
-    """(nodes, GPUs per node) of the Megatron launch: the recipe's parallelism, which the plan
-    compiles launch.sh for. resources.slurm.pretrain_megatron.{nodes,gpus} may restate them but
-    not differ (a job sized unlike its launch would wait for, or strand, nodes)."""
-    parallelism = RECIPE.data.get("parallelism") or {}
-    layout = {"nodes": parallelism.get("nodes"), "gpus": parallelism.get("gpus_per_node")}
-    for key, value in layout.items():
-        stated = slurm_resources("pretrain_megatron", key, value)
-        if stated != value:
-            sys.exit(
-                f"openrecipe: error: recipe {NAME}: resources.slurm.pretrain_megatron.{key} "
-                f"= {stated} but the Megatron launch is compiled for {value} "
-                f"(parallelism.{'nodes' if key == 'nodes' else 'gpus_per_node'})"
-            )
-    return layout["nodes"], layout["gpus"]
-
-
 # Reference recipes have no Megatron layout; their DAG never holds pretrain_megatron.
 MEGATRON_NODES, MEGATRON_GPUS = (
     megatron_layout() if RECIPE.data["backend"] == "megatron" else (1, 8)
