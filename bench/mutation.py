@@ -84,6 +84,29 @@ _EMPTY_AMAX_DTYPE = (
     "current_scale starts with amax.float(), so the scale is fp32 either way, and amax itself "
     "is never returned."
 )
+_WIDTH_ZIP = (
+    "the zip that sizes the batch made non-strict: completion_logprobs zips prompts and "
+    "completions twice, and the loop's strict zip raises the same ValueError (zip() argument 2 "
+    "is shorter/longer than argument 1) before anything is returned, so a length mismatch fails "
+    "alike."
+)
+_LOOP_ZIP = (
+    "the loop's zip made non-strict: the strict zip that sizes the batch (width) has already "
+    "raised the same ValueError on a length mismatch, so the loop only ever sees equal lengths."
+)
+_ASCII_JSON = (
+    "json.dumps escapes every non-ASCII character (ensure_ascii defaults to True), so the text "
+    "is ASCII and the locale's default encoding (an ASCII superset) writes the same bytes."
+)
+_PAD_DTYPE = (
+    "the padded id matrix made without dtype=torch.long: torch.full infers int64 from an int "
+    "fill value, and pad_id is the tokenizer's int pad_token_id, so the tensor is the same."
+)
+_NO_ATTENTION_MASK = (
+    "the attention mask not passed to the model: sequences are right-padded and the model is "
+    "causal (attention and Mamba scan), so every real position sees only earlier real tokens "
+    "either way; the mask changes only the pad positions' outputs, which `logp * mask` zeroes."
+)
 
 EQUIVALENT: dict[str, str] = {
     "openrecipe.stage.x_run_stage__mutmut_49": (
@@ -138,6 +161,38 @@ EQUIVALENT: dict[str, str] = {
         "`done <= warmup` -> `done < warmup`: at done == warmup the warmup branch returns "
         "lr * warmup / warmup and the hold branch lr, the same rate (up to the one rounding "
         "of lr * warmup); every other step takes the same branch in both."
+    ),
+    "openrecipe.train.rl.x_run__mutmut_19": (
+        "the reference copy made with requires_grad_(True): the reference only ever runs "
+        "under torch.no_grad() and the optimizer holds the policy's parameters alone, so no "
+        "gradient reaches it either way."
+    ),
+    "openrecipe.train.rl.x_run__mutmut_134": "metrics.jsonl written with encoding=None: "
+    + _ASCII_JSON,
+    "openrecipe.train.rl.x_run__mutmut_136": "metrics.jsonl written without encoding: "
+    + _ASCII_JSON,
+    "openrecipe.train.rl.x_run__mutmut_150": (
+        'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
+    ),
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_6": "strict=None: " + _WIDTH_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_9": "strict dropped: " + _WIDTH_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_10": "strict=False: " + _WIDTH_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_16": "dtype=None: " + _PAD_DTYPE,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_19": "dtype dropped: " + _PAD_DTYPE,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_32": "strict=None: " + _LOOP_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_35": "strict dropped: " + _LOOP_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_36": "strict=False: " + _LOOP_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_57": (
+        "attention_mask=None: " + _NO_ATTENTION_MASK
+    ),
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_59": (
+        "attention_mask dropped: " + _NO_ATTENTION_MASK
+    ),
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
+        "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
+        "completion token index + 1 <= len(prompt + completion) - 1 <= width - 1, and at a pad "
+        "position index is 0, so index + 1 = 1 <= width - 1 (a prompt has at least one token "
+        "and a padded row exists only beside a non-empty completion, so width >= 2)."
     ),
 }
 
