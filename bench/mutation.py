@@ -58,7 +58,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     "lineage/verify.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/lock.py": (U + "test_audit.py",),
-    "data/blend.py": (U + "test_blend.py",),
+    "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
     "data/pack.py": (U + "test_pack.py",),
     "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
     "model/precision/formats.py": (
@@ -66,7 +66,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_fp8.py",
         U + "test_formats_mutants.py",
     ),
-    "model/precision/nvfp4.py": (U + "test_nvfp4.py",),
+    "model/precision/nvfp4.py": (U + "test_nvfp4.py", U + "test_nvfp4_mutants.py"),
     "model/precision/fp8.py": (U + "test_fp8.py", U + "test_fp8_mutants.py"),
     "model/precision/linear.py": (U + "test_precision_linear.py",),
     "train/schedule.py": (U + "test_schedule.py",),
@@ -174,6 +174,41 @@ EQUIVALENT: dict[str, str] = {
     "openrecipe.train.rl.x_run__mutmut_150": (
         'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
     ),
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_1": "every fp32 constant of the scale arithmetic: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_7": "the 1 of S_dec = 1 / S_enc: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_14": "the 1 of fl(1/6): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_19": "the 6 of fl(1/6): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_33": "the 1 of the reciprocal scale: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_dequant_scale__mutmut_4": "the 1 of fl(1/2688): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_dequant_scale__mutmut_9": "the 2688 of fl(1/2688): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_encode_scale__mutmut_3": "`one`: " + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_encode_scale__mutmut_14": "the 2688 of S_enc: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__pad_to_block__mutmut_25": "`F.pad(x, pad) if any(pad) else x` -> always F.pad: an all-zero pad returns a tensor equal to x, and no caller writes into it or relies on its identity.",
+    "openrecipe.model.precision.nvfp4.x_dequantize__mutmut_40": "`slice(0, n)` -> `slice(None, n)`: the same slice.",
+    "openrecipe.model.precision.nvfp4.x_dequantize__mutmut_42": "`slice(0, n)` -> `slice(n)`: the same slice.",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_14": "`range(4)` -> `range(5)`: i & j < 16 has no bit 4, so the added term is 0 and the popcount the same.",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_24": "the sign vector built as int64 instead of fp32: `signs[:, None] * h` promotes to the fp32 of h, with the same values +-1.",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_26": "as _24 (dtype dropped: int64 signs, promoted by the fp32 h).",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_32": "`signs * h` -> `signs / h`: every entry of h is +1 or -1, and x / +-1 == x * +-1 exactly.",
+    "openrecipe.model.precision.nvfp4.x_random_hadamard_transform__mutmut_12": "`reshape(*shape[:-1], -1, 16)` -> `reshape(-1, 16)`: either way the chunks are the same consecutive 16-element runs of the contiguous last dim, each multiplied alone, and the product is reshaped back to xb.shape.",
+    "openrecipe.model.precision.nvfp4.x_random_hadamard_transform__mutmut_15": "`shape[:-1]` -> `shape[:+1]`: as _12, a different grouping of the same 16-element runs.",
+    "openrecipe.model.precision.nvfp4.x_random_hadamard_transform__mutmut_16": "`shape[:-1]` -> `shape[:-2]`: as _12, a different grouping of the same 16-element runs.",
+    "openrecipe.model.precision.nvfp4.x_quantize_nvfp4_2d_weight__mutmut_43": "stochastic=False -> None: _scales_and_values only tests its truth (`if stochastic`), and None is false like False.",
+    "openrecipe.data.blend.x__read_docs__mutmut_8": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.data.blend.x__write_jsonl__mutmut_12": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.data.blend.x_run__mutmut_109": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.data.blend.x__write_jsonl__mutmut_18": "ensure_ascii=False -> None: json.dumps only tests the flag's truth, and None is false like False.",
+    "openrecipe.data.blend.x_run__mutmut_99": "ensure_ascii=False -> None: json.dumps only tests the flag's truth, and None is false like False.",
+    "openrecipe.data.blend.x__write_jsonl__mutmut_4": 'newline="\\n" -> None: None translates "\\n" to os.linesep, which is "\\n" on the POSIX systems the project runs on (Linux; it differs only on Windows).',
+    "openrecipe.data.blend.x__write_jsonl__mutmut_8": 'newline="\\n" dropped: as _4, the default None writes os.linesep, "\\n" on POSIX.',
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_6": "strict=None: " + _WIDTH_ZIP,
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_9": "strict dropped: " + _WIDTH_ZIP,
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_10": "strict=False: " + _WIDTH_ZIP,
