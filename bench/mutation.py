@@ -98,6 +98,15 @@ _ASCII_JSON = (
     "json.dumps escapes every non-ASCII character (ensure_ascii defaults to True), so the text "
     "is ASCII and the locale's default encoding (an ASCII superset) writes the same bytes."
 )
+_VERDICT_ZIP = (
+    "the zip of verdicts and texts made non-strict: Verifier.score returns one verdict per "
+    "text (it zips completions and golds strictly, and golds has one answer per rollout), so "
+    "the two lists always have the same length."
+)
+_REWARD_ZIP = (
+    "the zip of correctness and thinking counts made non-strict: both lists are built one "
+    "entry per rollout, so they always have the same length."
+)
 _PAD_DTYPE = (
     "the padded id matrix made without dtype=torch.long: torch.full infers int64 from an int "
     "fill value, and pad_id is the tokenizer's int pad_token_id, so the tensor is the same."
@@ -162,6 +171,15 @@ EQUIVALENT: dict[str, str] = {
         "lr * warmup / warmup and the hold branch lr, the same rate (up to the one rounding "
         "of lr * warmup); every other step takes the same branch in both."
     ),
+    "openrecipe.train.rl.x__rollouts__mutmut_10": (
+        "reasoning=True dropped from encode_prompt: its default is reasoning=True."
+    ),
+    "openrecipe.train.rl.x__step__mutmut_17": "strict=None: " + _VERDICT_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_20": "strict dropped: " + _VERDICT_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_25": "strict=False: " + _VERDICT_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_37": "strict=None: " + _REWARD_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_40": "strict dropped: " + _REWARD_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_41": "strict=False: " + _REWARD_ZIP,
     "openrecipe.train.rl.x_run__mutmut_19": (
         "the reference copy made with requires_grad_(True): the reference only ever runs "
         "under torch.no_grad() and the optimizer holds the policy's parameters alone, so no "

@@ -245,15 +245,19 @@ def test_update_clips_stale_ratios_at_the_recipe_bounds(upstream) -> None:
     assert row["loss"] == pytest.approx(expect_loss, rel=1e-4)
     open_id, close_id = think
     thinking = [c.index(close_id) - c.index(open_id) - 1 for c in completions]
-    # metrics.jsonl's values, rounded as the stage documents them (6 places, token means 4)
-    assert {k: v for k, v in row.items() if k not in ("loss", "clipped_fraction")} == {
-        "trained_fraction": 1.0,
-        "accuracy": round(1 / 3, 6),
-        "mean_reward": round(1 / 3, 6),
-        "mean_thinking_tokens": round(sum(thinking) / 3, 4),
-        "mean_completion_tokens": round(sum(n_tokens) / 3, 4),
-        "stopped_fraction": round(2 / 3, 6),
-    }
+    # metrics.jsonl's values as written (floats, 6 places, token means 4)
+    shown = {k: v for k, v in row.items() if k not in ("loss", "clipped_fraction")}
+    assert json.dumps(shown, sort_keys=True) == json.dumps(
+        {
+            "trained_fraction": 1.0,
+            "accuracy": round(1 / 3, 6),
+            "mean_reward": round(1 / 3, 6),
+            "mean_thinking_tokens": round(sum(thinking) / 3, 4),
+            "mean_completion_tokens": round(sum(n_tokens) / 3, 4),
+            "stopped_fraction": round(2 / 3, 6),
+        },
+        sort_keys=True,
+    )
     assert row["loss"] * 10**6 == pytest.approx(round(row["loss"] * 10**6), abs=1e-6)
     assert row["clipped_fraction"] == round(sum(n_tokens[1:]) / sum(n_tokens), 6)
     # only the rewarded completion carried gradient, and it moved up
@@ -442,3 +446,76 @@ def test_a_view_that_does_not_fit_is_refused_naming_the_stage(tmp_path) -> None:
     ctx = StageContext("rl", recipe, view, "0" * 64, 0, {}, tmp_path, PROJECT)
     with pytest.raises(RecipeError, match="^stage rl: view paths"):
         rl.run(ctx)
+
+
+def test_kl_term_against_a_different_reference(upstream) -> None:
+    """With a reference that differs from the policy, the update's loss is the clipped
+    surrogate plus kl_coef times the k3 estimate mean(exp(d) - d - 1), d = ref - new, over the
+    completion tokens, and the row records that estimate."""
+    recipe, _, sft_dir = upstream
+    policy, tokenizer = load_checkpoint(sft_dir)
+    reference, _ = load_checkpoint(sft_dir)
+    with torch.no_grad():
+        for p in reference.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    prompt = chat.encode_prompt(tokenizer, "Jo has 7 stickers. Jo uses 2 stickers. How many?")
+    texts = ["<think>7-2=5.</think>5<|im_end|>", "<think>7-2 is 4.</think>4<|im_end|>"]
+    completions, _, rollouts, _ = _scripted_rollouts(policy, tokenizer, prompt, texts)
+    prompts = [prompt] * 2
+    with torch.no_grad():
+        new, mask = grpo_loss.completion_logprobs(
+            policy, prompts, completions, tokenizer.pad_token_id, 1.0
+        )
+        ref, _ = grpo_loss.completion_logprobs(
+            reference, prompts, completions, tokenizer.pad_token_id, 1.0
+        )
+    d = ref - new
+    kl = (((torch.exp(d) - d - 1) * mask).sum() / mask.sum()).item()
+    advantages = torch.tensor([[1.0], [-1.0]])
+    surrogate, _ = grpo_loss.clipped_surrogate(new, new, advantages, mask, 0.2, 0.28)
+    config = _params(recipe, kl_coef=0.5, temperature=1.0, generations_per_prompt=2)
+    row: dict = {}
+    loss, _ = rl._update(
+        policy,
+        reference.eval().requires_grad_(False),
+        torch.optim.SGD(policy.parameters(), lr=0.0),
+        tokenizer,
+        config,
+        row,
+        prompts,
+        rollouts,
+        advantages,
+    )
+    assert kl > 1e-3  # the reference really differs
+    assert row == {"kl": round(kl, 6)}
+    assert loss.item() == pytest.approx(surrogate.item() + 0.5 * kl, rel=1e-5, abs=1e-6)
+
+
+def test_a_step_trains_only_its_groups_with_reward_variance(upstream) -> None:
+    """Three groups of two, only the first with a right and a wrong answer: a third of the
+    rollouts are trained, and metrics.jsonl gets the share as a float rounded to 6 places."""
+    recipe, _, sft_dir = upstream
+    model, tokenizer = load_checkpoint(sft_dir)
+    question = "Jo has 7 stickers. Jo uses 2 stickers. How many?"
+    batch = [{"question": question, "answer": a} for a in ("5", "7", "7")]
+    prompt = chat.encode_prompt(tokenizer, question)
+    texts = ["<think>7-2=5.</think>5<|im_end|>", "<think>7-2=4.</think>4<|im_end|>"] * 3
+    _, _, rollouts, think = _scripted_rollouts(model, tokenizer, prompt, texts)
+    config = _params(recipe, generations_per_prompt=2, length_penalty=0.0)
+    with Verifier() as verifier:
+        row = rl._step(
+            model,
+            None,
+            torch.optim.SGD(model.parameters(), lr=0.05),
+            verifier,
+            tokenizer,
+            config,
+            batch,
+            [prompt] * 6,
+            rollouts,
+            think,
+        )
+    assert json.dumps(row["trained_fraction"]) == "0.333333"
+    assert (
+        json.dumps(row["accuracy"]) == "0.166667" and json.dumps(row["stopped_fraction"]) == "1.0"
+    )
