@@ -54,7 +54,11 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_manifest_mutants.py",
     ),
     "stage.py": (U + "test_stage.py", U + "test_manifest.py", U + "test_stage_mutants.py"),
-    "lineage/certify.py": (U + "test_audit.py", U + "test_certify_counts.py"),
+    "lineage/certify.py": (
+        U + "test_audit.py",
+        U + "test_certify_counts.py",
+        U + "test_certify_markdown.py",
+    ),
     "lineage/verify.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/lock.py": (U + "test_audit.py",),

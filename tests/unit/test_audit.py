@@ -16,7 +16,12 @@ from openrecipe.data.indexed import IndexedDataset, write_indexed
 from openrecipe.errors import AttestationError, LineageError
 from openrecipe.hashing import hash_obj, sha256_file
 from openrecipe.lineage.attestation import read_statement_unverified
-from openrecipe.lineage.certify import certify, verify_certificate, write_certificate
+from openrecipe.lineage.certify import (
+    certify,
+    render_markdown,
+    verify_certificate,
+    write_certificate,
+)
 from openrecipe.lineage.diff import diff_runs
 from openrecipe.lineage.lock import check_lock, write_lock
 from openrecipe.lineage.prov import prov_json
@@ -133,9 +138,11 @@ def test_certificate_is_rechecked_and_tamper_detected(
     chain: Path, project: Path, signing_key, trust
 ) -> None:
     cert = certify("source=drop", chain / "pretrain")
-    out = chain.parent.parent / "certs" / "drop"
+    out = chain.parent.parent / "certs" / "2026" / "drop"  # its folders are made
     json_path, md_path = write_certificate(cert, out, signing_key, project)
+    assert (json_path.name, md_path.name) == ("drop.json", "drop.md")
     assert verify_certificate(json_path, trust) == []
+    assert md_path.read_text(encoding="utf-8") == render_markdown(cert)
     assert cert["certificate_sha256"] in md_path.read_text()
     edited = {**cert, "matched_tokens": 0, "absent": True}
     json_path.write_text(json.dumps(edited))  # unsigned (the format before signing): refused
