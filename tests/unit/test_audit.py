@@ -131,6 +131,15 @@ def test_certify_counts_exactly_what_trained(chain: Path) -> None:
     assert keep["matched_tokens"] + drop["matched_tokens"] == 4 * SEQ
     absent = certify("source=never_packed", chain / "pretrain")
     assert absent["absent"] and absent["matched_tokens"] == 0
+    # a field only the blend streams hold (lang) makes certify read each document's record
+    # there: its id, source and lang decide, none is unknown
+    both = certify("source=drop,lang=en", chain / "pretrain")
+    assert both["matched_tokens"] == drop["matched_tokens"] and both["unknown_tokens"] == 0
+    ids = chain.parent.parent / "drop-x.txt"
+    ids.write_text("drop/x\n")
+    one = certify(f"lang=en,ids={ids}", chain / "pretrain")
+    assert one["matched_tokens"] == drop["matched_tokens"] and one["unknown_tokens"] == 0
+    assert one["training"]["pretrain"]["matched_documents"] == 1  # drop/x: all 4 sequences hold
     assert "runs/tiny/pack/sidecar.jsonl" in absent["relied_on"]
 
 
