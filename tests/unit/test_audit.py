@@ -586,3 +586,39 @@ def test_certify_refuses_a_source_the_lineage_never_acquired(project: Path, smal
         LineageError, match=r"selector source=wikipedia: no such source .*\(sources: austen\)"
     ):
         certify("source=wikipedia", run)
+
+
+def test_verify_certificate_names_each_problem(
+    chain: Path, project: Path, signing_key, trust
+) -> None:
+    """Each way a certificate stops holding gets its own line: the markdown edited, a file it
+    relied on missing or changed (with the sha256 the certificate recorded), a body whose
+    certificate_sha256 is not its hash."""
+    import hashlib
+
+    cert = certify("source=drop", chain / "pretrain")
+    out = project / "certs" / "drop"
+    json_path, md_path = write_certificate(cert, out, signing_key, project)
+    md_path.write_text(md_path.read_text() + "edited\n", encoding="utf-8")
+    assert verify_certificate(json_path, trust) == [
+        f"{md_path}: does not match the certificate JSON"
+    ]
+    write_certificate(cert, out, signing_key, project)
+    rel = "runs/tiny/pack/sidecar.jsonl"
+    sidecar = project / rel
+    recorded = cert["relied_on"][rel]
+    assert recorded == hashlib.sha256(sidecar.read_bytes()).hexdigest()
+    text = sidecar.read_text()
+    sidecar.unlink()
+    assert f"{rel}: missing (relied on by drop.json)" in verify_certificate(json_path, trust)
+    sidecar.write_text(text.replace('"drop/x"', '"keep/x"', 1))
+    problems = verify_certificate(json_path, trust)
+    assert f"{rel}: sha256 differs from the certificate's {recorded[:12]}…" in problems
+    sidecar.write_text(text)
+    assert verify_certificate(json_path, trust) == []
+    forged, _ = write_certificate(
+        {**cert, "certificate_sha256": "0" * 64}, project / "certs" / "forged", signing_key, project
+    )
+    assert verify_certificate(forged, trust)[0] == (
+        f"{forged}: certificate_sha256 does not match its body; it was altered"
+    )
