@@ -17,8 +17,8 @@ entry from the previous file, each with its own date, so a campaign can be run p
 ``partial`` is true while any module of ``MODULES`` has no entry.
 
 ``--rerun`` runs, for each module named, only the mutants its entry lists as surviving, timed out
-or not checked (an interrupted run records the names it did not reach), and folds their new
-results into the entry (``reruns`` says when and how many): the way to resume a module and to
+or not checked (an interrupted run records the names it did not reach; ``--survivors-only``
+leaves those out, to recheck the survivors first), and folds their new results into the entry (``reruns`` says when and how many): the way to resume a module and to
 measure it again after adding tests, without paying for the mutants already killed (tests are
 only ever added, so a killed mutant stays killed).
 
@@ -184,6 +184,14 @@ EQUIVALENT: dict[str, str] = {
     "openrecipe.train.rl.x__step__mutmut_37": "strict=None: " + _REWARD_ZIP,
     "openrecipe.train.rl.x__step__mutmut_40": "strict dropped: " + _REWARD_ZIP,
     "openrecipe.train.rl.x__step__mutmut_41": "strict=False: " + _REWARD_ZIP,
+    "openrecipe.lineage.certify.x__doc_meta__mutmut_15": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_verify_certificate__mutmut_47": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_write_certificate__mutmut_33": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_sft_tokens__mutmut_79": (
+        "`labels[1:n]` -> `labels[2:n]`: labels[1] is a prompt position, and encode_sft masks "
+        "the whole prompt (the chat template makes it at least `<|im_start|>user\\n...`, "
+        "several tokens), so it is always -100 and never counted either way."
+    ),
     "openrecipe.train.rl.x_run__mutmut_19": (
         "the reference copy made with requires_grad_(True): the reference only ever runs "
         "under torch.no_grad() and the optimizer holds the policy's parameters alone, so no "
@@ -470,6 +478,11 @@ def main() -> int:
         action="store_true",
         help="run only each module's previous survivors and unchecked mutants (after adding tests)",
     )
+    parser.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="with --rerun: only the survivors (and timeouts), not the mutants never checked",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     unknown = sorted(set(args.only or ()) - set(MODULES))
@@ -484,7 +497,7 @@ def main() -> int:
             names = sorted(
                 {s["name"] for s in before.get("survivors", [])}
                 | {e["name"] for e in before.get("equivalent", [])}
-                | set(before.get("not_checked_names", []))
+                | set(() if args.survivors_only else before.get("not_checked_names", []))
                 | set(before.get("timeout_names", []))
                 | set(before.get("no_tests_names", []))
             )
