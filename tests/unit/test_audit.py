@@ -135,6 +135,9 @@ def test_certify_counts_exactly_what_trained(chain: Path) -> None:
     # there: its id, source and lang decide, none is unknown
     both = certify("source=drop,lang=en", chain / "pretrain")
     assert both["matched_tokens"] == drop["matched_tokens"] and both["unknown_tokens"] == 0
+    # only then are the blend streams relied on (the sidecar names each document's source)
+    assert any("/blend/streams/" in path for path in both["relied_on"])
+    assert not any("/blend/streams/" in path for path in drop["relied_on"])
     ids = chain.parent.parent / "drop-x.txt"
     ids.write_text("drop/x\n")
     one = certify(f"lang=en,ids={ids}", chain / "pretrain")
@@ -622,3 +625,16 @@ def test_verify_certificate_names_each_problem(
     assert verify_certificate(forged, trust)[0] == (
         f"{forged}: certificate_sha256 does not match its body; it was altered"
     )
+    # signed and self-consistent, but with counts the run does not give
+    body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
+    body = {**body, "matched_tokens": 0, "absent": True}
+    lying, _ = write_certificate(
+        {**body, "certificate_sha256": hash_obj(body)},
+        project / "certs" / "lying",
+        signing_key,
+        project,
+    )
+    assert verify_certificate(lying, trust) == [
+        f"{lying}: recomputing the counts gives {cert['matched_tokens']} matched tokens, "
+        "certificate says 0"
+    ]

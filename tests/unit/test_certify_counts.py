@@ -234,3 +234,32 @@ def test_rl_counter_refuses_a_run_whose_rollouts_do_not_match_its_config(aligned
     write_json_atomic(altered / "manifest.json", seal(manifest))
     with pytest.raises(LineageError, match=r"rl-altered/manifest\.json: rollouts do not match"):
         rl_tokens(Chain(altered), Selector((("source", SOURCE),)))
+
+
+def test_sft_counter_refuses_a_replay_that_differs_from_the_run(aligned) -> None:
+    """An SFT manifest (sealed) whose recorded loss tokens the replay does not give: the
+    tokens cannot be attributed, and the error names the manifest and both counts."""
+    import shutil
+
+    from openrecipe.lineage.certify import LineageError
+    from openrecipe.manifest import seal, write_json_atomic
+
+    sft_dir, _ = aligned
+    replay = sft_tokens(Chain(sft_dir), Selector((("source", SOURCE),)))
+    assert replay["replay_checked"] == [
+        "loss_tokens",
+        "samples_full",
+        "samples_reasoning_off",
+        "samples_truncated",
+    ]
+    altered = sft_dir.with_name("sft-altered")
+    shutil.copytree(sft_dir, altered)
+    manifest = json.loads((altered / "manifest.json").read_text())
+    manifest["summary"]["loss_tokens"] += 1
+    write_json_atomic(altered / "manifest.json", seal(manifest))
+    with pytest.raises(
+        LineageError,
+        match=r"sft-altered/manifest\.json: replaying the SFT sample stream gives .*; the "
+        r"training code changed since, so the tokens cannot be attributed exactly",
+    ):
+        sft_tokens(Chain(altered), Selector((("source", SOURCE),)))

@@ -56,3 +56,17 @@ def test_verdict_words() -> None:
     assert verdict(_cert(0, 0, True)) == "ABSENT"
     assert verdict(_cert(5, 0, False)) == "PRESENT"
     assert verdict(_cert(0, 7, False)) == "UNPROVEN"
+
+
+def test_selector_description_hashes_the_id_list() -> None:
+    """The certificate describes an ids selector by the sha256 and count of its sorted ids
+    (the list itself may be private), and a field selector by its fields."""
+    from openrecipe.hashing import hash_obj
+    from openrecipe.lineage.certify import Selector
+
+    assert Selector((("lang", "en"),)).describe() == {"lang": "en"}
+    assert Selector((("lang", "en"),), frozenset({"b/2", "a/1"})).describe() == {
+        "lang": "en",
+        "ids_sha256": hash_obj(["a/1", "b/2"]),
+        "ids_count": 2,
+    }
