@@ -187,6 +187,14 @@ EQUIVALENT: dict[str, str] = {
     "openrecipe.lineage.certify.x__doc_meta__mutmut_15": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
     "openrecipe.lineage.certify.x_verify_certificate__mutmut_47": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
     "openrecipe.lineage.certify.x_write_certificate__mutmut_33": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_33": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_85": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_88": (
+        "the sidecar zip's strict=False -> None: zip only tests the flag's truth, None is false."
+    ),
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_91": (
+        "the sidecar zip's strict=False dropped: False is zip's default."
+    ),
     "openrecipe.lineage.certify.x_sft_tokens__mutmut_79": (
         "`labels[1:n]` -> `labels[2:n]`: labels[1] is a prompt position, and encode_sft masks "
         "the whole prompt (the chat template makes it at least `<|im_start|>user\\n...`, "
