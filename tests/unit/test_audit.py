@@ -638,3 +638,58 @@ def test_verify_certificate_names_each_problem(
         f"{lying}: recomputing the counts gives {cert['matched_tokens']} matched tokens, "
         "certificate says 0"
     ]
+
+
+def _repack(chain: Path, project: Path, small, docs: dict = DOCS, edit=None) -> None:
+    """Pack again (``docs``; ``edit`` rewrites the sidecar's records) and pretrain on it."""
+
+    def body(ctx: StageContext) -> dict:
+        summary = pack_body(ctx, docs)
+        path = ctx.out / "sidecar.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        if edit:
+            edit(records)
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return summary
+
+    run_stage("pack", small, chain / "pack", {"blend": chain / "blend"}, body, project=project)
+    run_stage(
+        "pretrain",
+        small,
+        chain / "pretrain",
+        {"pack": chain / "pack"},
+        pretrain_body,
+        project=project,
+    )
+
+
+def test_certify_checks_the_sidecar_against_the_packed_data(
+    chain: Path, project: Path, small
+) -> None:
+    """A pack whose sidecar disagrees with train.idx (a record out of order, a segment count
+    off) or that holds fewer sequences than trained is refused, naming the line; one with
+    exactly as many sequences as trained is counted."""
+    exact = {"keep": [("keep/a", range(1, 8))], "drop": [("drop/x", range(100, 109))]}
+    _repack(chain, project, small, exact)  # 16 tokens: the 4 sequences that train
+    assert certify("source=drop", chain / "pretrain")["matched_tokens"] == 9
+    short = {"keep": [("keep/a", range(1, 8))], "drop": [("drop/x", range(100, 105))]}
+    _repack(chain, project, small, short)
+    with pytest.raises(LineageError, match=r"pack/train\.idx: 3 sequences, 4 consumed$"):
+        certify("source=drop", chain / "pretrain")
+
+    def renumber(records: list[dict]) -> None:
+        records[1]["seq"] = 5
+
+    _repack(chain, project, small, edit=renumber)
+    with pytest.raises(LineageError, match=r"sidecar\.jsonl:2: seq 5, expected 1$"):
+        certify("source=drop", chain / "pretrain")
+
+    def miscount(records: list[dict]) -> None:
+        records[0]["segments"][0][3] += 1
+
+    _repack(chain, project, small, edit=miscount)
+    with pytest.raises(
+        LineageError,
+        match=r"sidecar\.jsonl:1: segments hold 5 tokens, train\.idx says sequence 0 has 4$",
+    ):
+        certify("source=drop", chain / "pretrain")
