@@ -178,6 +178,10 @@ EQUIVALENT: dict[str, str] = {
     "openrecipe.train.rl.x__rollouts__mutmut_10": (
         "reasoning=True dropped from encode_prompt: its default is reasoning=True."
     ),
+    "openrecipe.train.rl.x__step__mutmut_6": (
+        "skip_special_tokens=False dropped from tokenizer.decode: False is its default "
+        "(transformers' PreTrainedTokenizerBase.decode)."
+    ),
     "openrecipe.train.rl.x__step__mutmut_17": "strict=None: " + _VERDICT_ZIP,
     "openrecipe.train.rl.x__step__mutmut_20": "strict dropped: " + _VERDICT_ZIP,
     "openrecipe.train.rl.x__step__mutmut_25": "strict=False: " + _VERDICT_ZIP,
