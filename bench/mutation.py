@@ -17,8 +17,8 @@ entry from the previous file, each with its own date, so a campaign can be run p
 ``partial`` is true while any module of ``MODULES`` has no entry.
 
 ``--rerun`` runs, for each module named, only the mutants its entry lists as surviving, timed out
-or not checked (an interrupted run records the names it did not reach), and folds their new
-results into the entry (``reruns`` says when and how many): the way to resume a module and to
+or not checked (an interrupted run records the names it did not reach; ``--survivors-only``
+leaves those out, to recheck the survivors first), and folds their new results into the entry (``reruns`` says when and how many): the way to resume a module and to
 measure it again after adding tests, without paying for the mutants already killed (tests are
 only ever added, so a killed mutant stays killed).
 
@@ -54,11 +54,15 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_manifest_mutants.py",
     ),
     "stage.py": (U + "test_stage.py", U + "test_manifest.py", U + "test_stage_mutants.py"),
-    "lineage/certify.py": (U + "test_audit.py", U + "test_certify_counts.py"),
+    "lineage/certify.py": (
+        U + "test_audit.py",
+        U + "test_certify_counts.py",
+        U + "test_certify_markdown.py",
+    ),
     "lineage/verify.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/lock.py": (U + "test_audit.py",),
-    "data/blend.py": (U + "test_blend.py",),
+    "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
     "data/pack.py": (U + "test_pack.py",),
     "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
     "model/precision/formats.py": (
@@ -66,7 +70,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_fp8.py",
         U + "test_formats_mutants.py",
     ),
-    "model/precision/nvfp4.py": (U + "test_nvfp4.py",),
+    "model/precision/nvfp4.py": (U + "test_nvfp4.py", U + "test_nvfp4_mutants.py"),
     "model/precision/fp8.py": (U + "test_fp8.py", U + "test_fp8_mutants.py"),
     "model/precision/linear.py": (U + "test_precision_linear.py",),
     "train/schedule.py": (U + "test_schedule.py",),
@@ -83,6 +87,38 @@ _EMPTY_AMAX_DTYPE = (
     "the zero amax of an empty tensor made in torch's default dtype instead of fp32: "
     "current_scale starts with amax.float(), so the scale is fp32 either way, and amax itself "
     "is never returned."
+)
+_WIDTH_ZIP = (
+    "the zip that sizes the batch made non-strict: completion_logprobs zips prompts and "
+    "completions twice, and the loop's strict zip raises the same ValueError (zip() argument 2 "
+    "is shorter/longer than argument 1) before anything is returned, so a length mismatch fails "
+    "alike."
+)
+_LOOP_ZIP = (
+    "the loop's zip made non-strict: the strict zip that sizes the batch (width) has already "
+    "raised the same ValueError on a length mismatch, so the loop only ever sees equal lengths."
+)
+_ASCII_JSON = (
+    "json.dumps escapes every non-ASCII character (ensure_ascii defaults to True), so the text "
+    "is ASCII and the locale's default encoding (an ASCII superset) writes the same bytes."
+)
+_VERDICT_ZIP = (
+    "the zip of verdicts and texts made non-strict: Verifier.score returns one verdict per "
+    "text (it zips completions and golds strictly, and golds has one answer per rollout), so "
+    "the two lists always have the same length."
+)
+_REWARD_ZIP = (
+    "the zip of correctness and thinking counts made non-strict: both lists are built one "
+    "entry per rollout, so they always have the same length."
+)
+_PAD_DTYPE = (
+    "the padded id matrix made without dtype=torch.long: torch.full infers int64 from an int "
+    "fill value, and pad_id is the tokenizer's int pad_token_id, so the tensor is the same."
+)
+_NO_ATTENTION_MASK = (
+    "the attention mask not passed to the model: sequences are right-padded and the model is "
+    "causal (attention and Mamba scan), so every real position sees only earlier real tokens "
+    "either way; the mask changes only the pad positions' outputs, which `logp * mask` zeroes."
 )
 
 EQUIVALENT: dict[str, str] = {
@@ -138,6 +174,102 @@ EQUIVALENT: dict[str, str] = {
         "`done <= warmup` -> `done < warmup`: at done == warmup the warmup branch returns "
         "lr * warmup / warmup and the hold branch lr, the same rate (up to the one rounding "
         "of lr * warmup); every other step takes the same branch in both."
+    ),
+    "openrecipe.train.rl.x__rollouts__mutmut_10": (
+        "reasoning=True dropped from encode_prompt: its default is reasoning=True."
+    ),
+    "openrecipe.train.rl.x__step__mutmut_6": (
+        "skip_special_tokens=False dropped from tokenizer.decode: False is its default "
+        "(transformers' PreTrainedTokenizerBase.decode)."
+    ),
+    "openrecipe.train.rl.x__step__mutmut_17": "strict=None: " + _VERDICT_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_20": "strict dropped: " + _VERDICT_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_25": "strict=False: " + _VERDICT_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_37": "strict=None: " + _REWARD_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_40": "strict dropped: " + _REWARD_ZIP,
+    "openrecipe.train.rl.x__step__mutmut_41": "strict=False: " + _REWARD_ZIP,
+    "openrecipe.lineage.certify.x__doc_meta__mutmut_15": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_verify_certificate__mutmut_47": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_write_certificate__mutmut_33": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_33": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_85": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_88": (
+        "the sidecar zip's strict=False -> None: zip only tests the flag's truth, None is false."
+    ),
+    "openrecipe.lineage.certify.x_pretrain_tokens__mutmut_91": (
+        "the sidecar zip's strict=False dropped: False is zip's default."
+    ),
+    "openrecipe.lineage.certify.x_sft_tokens__mutmut_79": (
+        "`labels[1:n]` -> `labels[2:n]`: labels[1] is a prompt position, and encode_sft masks "
+        "the whole prompt (the chat template makes it at least `<|im_start|>user\\n...`, "
+        "several tokens), so it is always -100 and never counted either way."
+    ),
+    "openrecipe.train.rl.x_run__mutmut_19": (
+        "the reference copy made with requires_grad_(True): the reference only ever runs "
+        "under torch.no_grad() and the optimizer holds the policy's parameters alone, so no "
+        "gradient reaches it either way."
+    ),
+    "openrecipe.train.rl.x_run__mutmut_134": "metrics.jsonl written with encoding=None: "
+    + _ASCII_JSON,
+    "openrecipe.train.rl.x_run__mutmut_136": "metrics.jsonl written without encoding: "
+    + _ASCII_JSON,
+    "openrecipe.train.rl.x_run__mutmut_150": (
+        'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
+    ),
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_1": "every fp32 constant of the scale arithmetic: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_7": "the 1 of S_dec = 1 / S_enc: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_14": "the 1 of fl(1/6): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_19": "the 6 of fl(1/6): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__scales_and_values__mutmut_33": "the 1 of the reciprocal scale: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_dequant_scale__mutmut_4": "the 1 of fl(1/2688): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_dequant_scale__mutmut_9": "the 2688 of fl(1/2688): "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_encode_scale__mutmut_3": "`one`: " + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x_encode_scale__mutmut_14": "the 2688 of S_enc: "
+    + _CPU_SCALAR,
+    "openrecipe.model.precision.nvfp4.x__pad_to_block__mutmut_25": "`F.pad(x, pad) if any(pad) else x` -> always F.pad: an all-zero pad returns a tensor equal to x, and no caller writes into it or relies on its identity.",
+    "openrecipe.model.precision.nvfp4.x_dequantize__mutmut_40": "`slice(0, n)` -> `slice(None, n)`: the same slice.",
+    "openrecipe.model.precision.nvfp4.x_dequantize__mutmut_42": "`slice(0, n)` -> `slice(n)`: the same slice.",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_14": "`range(4)` -> `range(5)`: i & j < 16 has no bit 4, so the added term is 0 and the popcount the same.",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_24": "the sign vector built as int64 instead of fp32: `signs[:, None] * h` promotes to the fp32 of h, with the same values +-1.",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_26": "as _24 (dtype dropped: int64 signs, promoted by the fp32 h).",
+    "openrecipe.model.precision.nvfp4.x_hadamard_matrix__mutmut_32": "`signs * h` -> `signs / h`: every entry of h is +1 or -1, and x / +-1 == x * +-1 exactly.",
+    "openrecipe.model.precision.nvfp4.x_random_hadamard_transform__mutmut_12": "`reshape(*shape[:-1], -1, 16)` -> `reshape(-1, 16)`: either way the chunks are the same consecutive 16-element runs of the contiguous last dim, each multiplied alone, and the product is reshaped back to xb.shape.",
+    "openrecipe.model.precision.nvfp4.x_random_hadamard_transform__mutmut_15": "`shape[:-1]` -> `shape[:+1]`: as _12, a different grouping of the same 16-element runs.",
+    "openrecipe.model.precision.nvfp4.x_random_hadamard_transform__mutmut_16": "`shape[:-1]` -> `shape[:-2]`: as _12, a different grouping of the same 16-element runs.",
+    "openrecipe.model.precision.nvfp4.x_quantize_nvfp4_2d_weight__mutmut_43": "stochastic=False -> None: _scales_and_values only tests its truth (`if stochastic`), and None is false like False.",
+    "openrecipe.data.blend.x__read_docs__mutmut_8": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.data.blend.x__write_jsonl__mutmut_12": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.data.blend.x_run__mutmut_109": 'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).',
+    "openrecipe.data.blend.x__write_jsonl__mutmut_18": "ensure_ascii=False -> None: json.dumps only tests the flag's truth, and None is false like False.",
+    "openrecipe.data.blend.x_run__mutmut_99": "ensure_ascii=False -> None: json.dumps only tests the flag's truth, and None is false like False.",
+    "openrecipe.data.blend.x__write_jsonl__mutmut_4": 'newline="\\n" -> None: None translates "\\n" to os.linesep, which is "\\n" on the POSIX systems the project runs on (Linux; it differs only on Windows).',
+    "openrecipe.data.blend.x__write_jsonl__mutmut_8": 'newline="\\n" dropped: as _4, the default None writes os.linesep, "\\n" on POSIX.',
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_6": "strict=None: " + _WIDTH_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_9": "strict dropped: " + _WIDTH_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_10": "strict=False: " + _WIDTH_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_16": "dtype=None: " + _PAD_DTYPE,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_19": "dtype dropped: " + _PAD_DTYPE,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_32": "strict=None: " + _LOOP_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_35": "strict dropped: " + _LOOP_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_36": "strict=False: " + _LOOP_ZIP,
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_57": (
+        "attention_mask=None: " + _NO_ATTENTION_MASK
+    ),
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_59": (
+        "attention_mask dropped: " + _NO_ATTENTION_MASK
+    ),
+    "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
+        "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
+        "completion token index + 1 <= len(prompt + completion) - 1 <= width - 1, and at a pad "
+        "position index is 0, so index + 1 = 1 <= width - 1 (a prompt has at least one token "
+        "and a padded row exists only beside a non-empty completion, so width >= 2)."
     ),
 }
 
@@ -358,6 +490,11 @@ def main() -> int:
         action="store_true",
         help="run only each module's previous survivors and unchecked mutants (after adding tests)",
     )
+    parser.add_argument(
+        "--survivors-only",
+        action="store_true",
+        help="with --rerun: only the survivors (and timeouts), not the mutants never checked",
+    )
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
     unknown = sorted(set(args.only or ()) - set(MODULES))
@@ -372,7 +509,7 @@ def main() -> int:
             names = sorted(
                 {s["name"] for s in before.get("survivors", [])}
                 | {e["name"] for e in before.get("equivalent", [])}
-                | set(before.get("not_checked_names", []))
+                | set(() if args.survivors_only else before.get("not_checked_names", []))
                 | set(before.get("timeout_names", []))
                 | set(before.get("no_tests_names", []))
             )

@@ -16,7 +16,12 @@ from openrecipe.data.indexed import IndexedDataset, write_indexed
 from openrecipe.errors import AttestationError, LineageError
 from openrecipe.hashing import hash_obj, sha256_file
 from openrecipe.lineage.attestation import read_statement_unverified
-from openrecipe.lineage.certify import certify, verify_certificate, write_certificate
+from openrecipe.lineage.certify import (
+    certify,
+    render_markdown,
+    verify_certificate,
+    write_certificate,
+)
 from openrecipe.lineage.diff import diff_runs
 from openrecipe.lineage.lock import check_lock, write_lock
 from openrecipe.lineage.prov import prov_json
@@ -126,6 +131,18 @@ def test_certify_counts_exactly_what_trained(chain: Path) -> None:
     assert keep["matched_tokens"] + drop["matched_tokens"] == 4 * SEQ
     absent = certify("source=never_packed", chain / "pretrain")
     assert absent["absent"] and absent["matched_tokens"] == 0
+    # a field only the blend streams hold (lang) makes certify read each document's record
+    # there: its id, source and lang decide, none is unknown
+    both = certify("source=drop,lang=en", chain / "pretrain")
+    assert both["matched_tokens"] == drop["matched_tokens"] and both["unknown_tokens"] == 0
+    # only then are the blend streams relied on (the sidecar names each document's source)
+    assert any("/blend/streams/" in path for path in both["relied_on"])
+    assert not any("/blend/streams/" in path for path in drop["relied_on"])
+    ids = chain.parent.parent / "drop-x.txt"
+    ids.write_text("drop/x\n")
+    one = certify(f"lang=en,ids={ids}", chain / "pretrain")
+    assert one["matched_tokens"] == drop["matched_tokens"] and one["unknown_tokens"] == 0
+    assert one["training"]["pretrain"]["matched_documents"] == 1  # drop/x: all 4 sequences hold
     assert "runs/tiny/pack/sidecar.jsonl" in absent["relied_on"]
 
 
@@ -133,9 +150,11 @@ def test_certificate_is_rechecked_and_tamper_detected(
     chain: Path, project: Path, signing_key, trust
 ) -> None:
     cert = certify("source=drop", chain / "pretrain")
-    out = chain.parent.parent / "certs" / "drop"
+    out = chain.parent.parent / "certs" / "2026" / "drop"  # its folders are made
     json_path, md_path = write_certificate(cert, out, signing_key, project)
+    assert (json_path.name, md_path.name) == ("drop.json", "drop.md")
     assert verify_certificate(json_path, trust) == []
+    assert md_path.read_text(encoding="utf-8") == render_markdown(cert)
     assert cert["certificate_sha256"] in md_path.read_text()
     edited = {**cert, "matched_tokens": 0, "absent": True}
     json_path.write_text(json.dumps(edited))  # unsigned (the format before signing): refused
@@ -570,3 +589,107 @@ def test_certify_refuses_a_source_the_lineage_never_acquired(project: Path, smal
         LineageError, match=r"selector source=wikipedia: no such source .*\(sources: austen\)"
     ):
         certify("source=wikipedia", run)
+
+
+def test_verify_certificate_names_each_problem(
+    chain: Path, project: Path, signing_key, trust
+) -> None:
+    """Each way a certificate stops holding gets its own line: the markdown edited, a file it
+    relied on missing or changed (with the sha256 the certificate recorded), a body whose
+    certificate_sha256 is not its hash."""
+    import hashlib
+
+    cert = certify("source=drop", chain / "pretrain")
+    out = project / "certs" / "drop"
+    json_path, md_path = write_certificate(cert, out, signing_key, project)
+    md_path.write_text(md_path.read_text() + "edited\n", encoding="utf-8")
+    assert verify_certificate(json_path, trust) == [
+        f"{md_path}: does not match the certificate JSON"
+    ]
+    write_certificate(cert, out, signing_key, project)
+    rel = "runs/tiny/pack/sidecar.jsonl"
+    sidecar = project / rel
+    recorded = cert["relied_on"][rel]
+    assert recorded == hashlib.sha256(sidecar.read_bytes()).hexdigest()
+    text = sidecar.read_text()
+    sidecar.unlink()
+    assert f"{rel}: missing (relied on by drop.json)" in verify_certificate(json_path, trust)
+    sidecar.write_text(text.replace('"drop/x"', '"keep/x"', 1))
+    problems = verify_certificate(json_path, trust)
+    assert f"{rel}: sha256 differs from the certificate's {recorded[:12]}…" in problems
+    sidecar.write_text(text)
+    assert verify_certificate(json_path, trust) == []
+    forged, _ = write_certificate(
+        {**cert, "certificate_sha256": "0" * 64}, project / "certs" / "forged", signing_key, project
+    )
+    assert verify_certificate(forged, trust)[0] == (
+        f"{forged}: certificate_sha256 does not match its body; it was altered"
+    )
+    # signed and self-consistent, but with counts the run does not give
+    body = {k: v for k, v in cert.items() if k != "certificate_sha256"}
+    body = {**body, "matched_tokens": 0, "absent": True}
+    lying, _ = write_certificate(
+        {**body, "certificate_sha256": hash_obj(body)},
+        project / "certs" / "lying",
+        signing_key,
+        project,
+    )
+    assert verify_certificate(lying, trust) == [
+        f"{lying}: recomputing the counts gives {cert['matched_tokens']} matched tokens, "
+        "certificate says 0"
+    ]
+
+
+def _repack(chain: Path, project: Path, small, docs: dict = DOCS, edit=None) -> None:
+    """Pack again (``docs``; ``edit`` rewrites the sidecar's records) and pretrain on it."""
+
+    def body(ctx: StageContext) -> dict:
+        summary = pack_body(ctx, docs)
+        path = ctx.out / "sidecar.jsonl"
+        records = [json.loads(line) for line in path.read_text().splitlines()]
+        if edit:
+            edit(records)
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        return summary
+
+    run_stage("pack", small, chain / "pack", {"blend": chain / "blend"}, body, project=project)
+    run_stage(
+        "pretrain",
+        small,
+        chain / "pretrain",
+        {"pack": chain / "pack"},
+        pretrain_body,
+        project=project,
+    )
+
+
+def test_certify_checks_the_sidecar_against_the_packed_data(
+    chain: Path, project: Path, small
+) -> None:
+    """A pack whose sidecar disagrees with train.idx (a record out of order, a segment count
+    off) or that holds fewer sequences than trained is refused, naming the line; one with
+    exactly as many sequences as trained is counted."""
+    exact = {"keep": [("keep/a", range(1, 8))], "drop": [("drop/x", range(100, 109))]}
+    _repack(chain, project, small, exact)  # 16 tokens: the 4 sequences that train
+    assert certify("source=drop", chain / "pretrain")["matched_tokens"] == 9
+    short = {"keep": [("keep/a", range(1, 8))], "drop": [("drop/x", range(100, 105))]}
+    _repack(chain, project, small, short)
+    with pytest.raises(LineageError, match=r"pack/train\.idx: 3 sequences, 4 consumed$"):
+        certify("source=drop", chain / "pretrain")
+
+    def renumber(records: list[dict]) -> None:
+        records[1]["seq"] = 5
+
+    _repack(chain, project, small, edit=renumber)
+    with pytest.raises(LineageError, match=r"sidecar\.jsonl:2: seq 5, expected 1$"):
+        certify("source=drop", chain / "pretrain")
+
+    def miscount(records: list[dict]) -> None:
+        records[0]["segments"][0][3] += 1
+
+    _repack(chain, project, small, edit=miscount)
+    with pytest.raises(
+        LineageError,
+        match=r"sidecar\.jsonl:1: segments hold 5 tokens, train\.idx says sequence 0 has 4$",
+    ):
+        certify("source=drop", chain / "pretrain")

@@ -206,9 +206,60 @@ def test_rl_counter_counts_prompt_tokens_per_generation(aligned) -> None:
     assert min(expect.values()) > 2 * 10
     everything = rl_tokens(Chain(rl_dir), Selector((("source", SOURCE),)))
     assert everything["prompts"] == 6 and everything["generations_per_prompt"] == 2
+    assert everything["matched_documents"] == 6  # six distinct questions
+    assert everything["note"] == (
+        "prompt tokens x generations; completions are model samples, not data"
+    )
     assert everything["tokens"] == everything["matched_tokens"] == sum(expect.values())
     one = records[4]["id"]
     some = rl_tokens(Chain(rl_dir), Selector((), frozenset({one, records[-1]["id"]})))
     assert some["matched_tokens"] == expect[one] and some["matched_documents"] == 1
     # the policy's own rollouts (completions) are not data and are not counted
     assert some["tokens"] == sum(expect.values())
+
+
+def test_rl_counter_refuses_a_run_whose_rollouts_do_not_match_its_config(aligned) -> None:
+    """A sealed rl manifest whose summary counts a rollout more than steps x prompts x
+    generations: the counts cannot be attributed, and the error names that manifest."""
+    import shutil
+
+    from openrecipe.lineage.certify import LineageError
+    from openrecipe.manifest import seal, write_json_atomic
+
+    _, rl_dir = aligned
+    altered = rl_dir.with_name("rl-altered")
+    shutil.copytree(rl_dir, altered)
+    manifest = json.loads((altered / "manifest.json").read_text())
+    manifest["summary"]["rollouts"] += 1
+    write_json_atomic(altered / "manifest.json", seal(manifest))
+    with pytest.raises(LineageError, match=r"rl-altered/manifest\.json: rollouts do not match"):
+        rl_tokens(Chain(altered), Selector((("source", SOURCE),)))
+
+
+def test_sft_counter_refuses_a_replay_that_differs_from_the_run(aligned) -> None:
+    """An SFT manifest (sealed) whose recorded loss tokens the replay does not give: the
+    tokens cannot be attributed, and the error names the manifest and both counts."""
+    import shutil
+
+    from openrecipe.lineage.certify import LineageError
+    from openrecipe.manifest import seal, write_json_atomic
+
+    sft_dir, _ = aligned
+    replay = sft_tokens(Chain(sft_dir), Selector((("source", SOURCE),)))
+    assert replay["replay_checked"] == [
+        "loss_tokens",
+        "samples_full",
+        "samples_reasoning_off",
+        "samples_truncated",
+    ]
+    altered = sft_dir.with_name("sft-altered")
+    shutil.copytree(sft_dir, altered)
+    manifest = json.loads((altered / "manifest.json").read_text())
+    manifest["summary"]["loss_tokens"] += 1
+    write_json_atomic(altered / "manifest.json", seal(manifest))
+    with pytest.raises(
+        LineageError,
+        match=r"sft-altered/manifest\.json: replaying the SFT sample stream gives .*; the "
+        r"training code changed since, so the tokens cannot be attributed exactly",
+    ):
+        sft_tokens(Chain(altered), Selector((("source", SOURCE),)))
