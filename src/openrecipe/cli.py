@@ -102,13 +102,24 @@ def _trace_metric(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number >= 1 (a bad value is refused by name, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
+    return value
+
+
 def _verify(args: argparse.Namespace) -> int:
     from openrecipe.lineage.code_drift import made_by_other_code
     from openrecipe.lineage.verify import verify_roots
     from openrecipe.paths import find_project_root
 
     root = Path(args.run_dir)
-    result = verify_roots([root])
+    result = verify_roots([root], workers=args.workers)
     for line in result.problems:
         print(line)
     # Code drift is reported, not failed: the bytes above are what they claim to be, but the
@@ -213,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_trace)
     p = sub.add_parser("verify", help="rehash every artifact under a run directory")
     p.add_argument("run_dir", help="a run directory (runs/<name>) or any stage directory")
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="threads hashing files (default: every core this process may use)",
+    )
     p.set_defaults(func=_verify)
     p = sub.add_parser("resolve", help="print (or write) a recipe with extends/overrides resolved")
     p.add_argument("recipe", help="recipe YAML (recipes/<name>.yaml)")

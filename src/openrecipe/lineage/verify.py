@@ -19,10 +19,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from openrecipe.errors import LineageError
+from openrecipe.errors import LineageError, StageInputError
 from openrecipe.hashing import hash_obj
+from openrecipe.lineage.parallel_hash import FileHasher
 from openrecipe.lineage.walk import locate, open_upstream, stage_inputs
-from openrecipe.manifest import MANIFEST_NAME, list_output_files, read_manifest, verify_stage_dir
+from openrecipe.manifest import MANIFEST_NAME, list_output_files, read_manifest
 from openrecipe.paths import find_project_root
 
 # Audit records written beside a finished stage's outputs after it ran (``openrecipe lock``):
@@ -51,14 +52,45 @@ def _audit_file_problems(path: Path) -> list[str]:
     return []
 
 
-def check_stage_dir(stage_dir: Path) -> list[str]:
-    """``verify_stage_dir`` with the extra-file check done here, so audit files pass (after
-    their own hash check) while any other file not in the manifest is reported by name."""
-    problems = verify_stage_dir(stage_dir, strict_extra=False)
+def _listed_outputs(stage_dir: Path) -> dict[str, dict] | None:
+    """The manifest's outputs, or None when the manifest cannot be read (reported by the check)."""
     try:
         listed = read_manifest(stage_dir).get("outputs", {})
-    except Exception:  # an unreadable manifest is already the problem reported
-        return problems
+    except StageInputError:
+        return None
+    return listed if isinstance(listed, dict) else None
+
+
+def prefetch_stage_dir(stage_dir: Path, hasher: FileHasher) -> None:
+    """Start hashing the outputs ``stage_dir``'s manifest lists (those present), so they are
+    hashed on every core while the walk goes on."""
+    listed = _listed_outputs(stage_dir) or {}
+    hasher.prefetch(p for p in (stage_dir / rel for rel in sorted(listed)) if p.is_file())
+
+
+def check_stage_dir(stage_dir: Path, hasher: FileHasher | None = None) -> list[str]:
+    """Every output the manifest lists, rehashed (``manifest.verify_stage_dir``'s check, its
+    messages word for word, hashed on ``hasher``'s threads), then every file the manifest does
+    not list: audit files pass after their own hash check, any other is reported by name."""
+    if hasher is None:
+        with FileHasher() as own:
+            return check_stage_dir(stage_dir, own)
+    try:
+        listed = read_manifest(stage_dir).get("outputs", {})
+    except StageInputError as exc:
+        return [str(exc)]
+    prefetch_stage_dir(stage_dir, hasher)
+    problems = []
+    for rel, meta in sorted(listed.items()):
+        path = stage_dir / rel
+        if not path.is_file():
+            problems.append(f"{path}: missing (listed in {stage_dir / MANIFEST_NAME})")
+            continue
+        actual = hasher.sha256(path)
+        if actual != meta["sha256"]:
+            problems.append(
+                f"{path}: sha256 {actual[:12]}… does not match manifest {meta['sha256'][:12]}…"
+            )
     for path in list_output_files(stage_dir):
         rel = path.relative_to(stage_dir).as_posix()
         if rel in listed:
@@ -125,8 +157,9 @@ def _results_consumer(root: Path, project: Path) -> Path | None:
     return results if (results / MANIFEST_NAME).is_file() else None
 
 
-def verify_roots(roots: list[Path]) -> Verification:
-    """Verify the stage directories under ``roots`` and the closure of their inputs."""
+def verify_roots(roots: list[Path], workers: int | None = None) -> Verification:
+    """Verify the stage directories under ``roots`` and the closure of their inputs, hashing
+    on ``workers`` threads (every core by default; the report is the same for any number)."""
     roots = [root.resolve() for root in roots]
     problems = [f"{root}: no such directory" for root in roots if not root.exists()]
     roots = [root for root in roots if root.exists()]
@@ -139,7 +172,9 @@ def verify_roots(roots: list[Path]) -> Verification:
         if not any(d == root or root in d.parents for d in [*dirs, *unsealed]):
             problems.append(f"{root}: no manifest.json found; not a run directory")
     downstream = [_results_consumer(root, project) for root in roots]
-    walked = _walk(project, dirs, [d for d in downstream if d is not None and d not in dirs])
+    with FileHasher(workers) as hasher:
+        consumers = [d for d in downstream if d is not None and d not in dirs]
+        walked = _walk(project, dirs, consumers, hasher)
     problems += walked.problems
     for directory in sorted(set(walked.missing) | set(unsealed)):
         why = (
@@ -154,22 +189,31 @@ def verify_roots(roots: list[Path]) -> Verification:
 
 @dataclass
 class _Walk:
-    problems: list[str]
+    # a line, or a stage directory whose check (its files hashed meanwhile) goes in its place
+    found: list[str | Path]
     upstream: list[Path]  # stage directories reached outside the roots
     missing: dict[Path, list[str]]  # a named directory without manifest -> ["<manifest> (input X)"]
 
+    @property
+    def problems(self) -> list[str]:
+        return [line for line in self.found if isinstance(line, str)]
 
-def _walk(project: Path, dirs: list[Path], downstream: list[Path]) -> _Walk:
+
+def _walk(project: Path, dirs: list[Path], downstream: list[Path], hasher: FileHasher) -> _Walk:
     """Check ``dirs`` and, breadth-first, every upstream stage their inputs name (opened by the
     recorded manifest hash). ``downstream`` manifests (``results/<r>``) are not checked here;
-    only the stage directories they name that have no manifest are collected."""
+    only the stage directories they name that have no manifest are collected.
+
+    The walk reads manifests only; each stage directory's files are handed to ``hasher`` as it
+    is reached and checked once the whole closure is known, in walk order."""
     walk = _Walk([], [], {})
     queue = [(d, True) for d in dirs] + [(d, False) for d in downstream]
     seen = set(dirs)
     while queue:
         stage_dir, check = queue.pop(0)
         if check:
-            walk.problems.extend(check_stage_dir(stage_dir))
+            prefetch_stage_dir(stage_dir, hasher)
+            walk.found.append(stage_dir)
         try:
             manifest = read_manifest(stage_dir)
         except Exception:  # an unreadable manifest is already the problem reported
@@ -186,12 +230,17 @@ def _walk(project: Path, dirs: list[Path], downstream: list[Path]) -> _Walk:
             try:
                 found = open_upstream(project, item, stage_dir / MANIFEST_NAME)
             except LineageError as exc:
-                walk.problems.append(str(exc))
+                walk.found.append(str(exc))
                 continue
             if found.dir not in seen:
                 seen.add(found.dir)
                 walk.upstream.append(found.dir)
                 queue.append((found.dir, True))
+    walk.found = [
+        line
+        for item in walk.found
+        for line in (check_stage_dir(item, hasher) if isinstance(item, Path) else [item])
+    ]
     return walk
 
 
