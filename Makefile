@@ -44,7 +44,7 @@ $(MEGATRON_VENV)/.installed: constraints.txt $(VENV)/.installed
 	touch $@
 
 test: setup $(MEGATRON_VENV)/.installed
-	@OPENRECIPE_MCORE_PYTHON=$${OPENRECIPE_MCORE_PYTHON:-$(MEGATRON_VENV)/bin/python} \
+	@OPENRECIPE_MCORE_PYTHON=$${OPENRECIPE_MCORE_PYTHON:-$(CURDIR)/$(MEGATRON_VENV)/bin/python} \
 	$(BIN)/python -m pytest -q -ra; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 

@@ -84,7 +84,9 @@ def mcore_python() -> str | None:
     if importlib.util.find_spec("megatron") and importlib.util.find_spec("megatron.core"):
         return sys.executable
     candidate = os.environ.get("OPENRECIPE_MCORE_PYTHON")
-    return candidate if candidate and os.path.exists(candidate) else None
+    # absolute: the tests run it from other working directories (a relative venv path and a
+    # resolved symlink would both break it, so the path is made absolute, not resolved)
+    return os.path.abspath(candidate) if candidate and os.path.exists(candidate) else None
 
 
 def megatron_lm() -> str | None:
