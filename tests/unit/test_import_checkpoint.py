@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -328,3 +329,27 @@ def test_recipes_without_init_have_no_init_section() -> None:
         from openrecipe.recipe import load_recipe
 
         assert "init" not in load_recipe(PROJECT / "recipes" / f"{name}.yaml", project=PROJECT).data
+
+
+def test_import_hashes_prints_the_files_block_the_import_accepts(
+    release: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``openrecipe import-hashes DIR``: the checkpoint files, not the download cache that
+    ``hf download --local-dir`` leaves or the model card, as YAML to paste under ``init:``."""
+    import yaml
+
+    from openrecipe.cli import main
+
+    snapshot = tmp_path / "snapshot"
+    shutil.copytree(release, snapshot)
+    (snapshot / ".cache" / "huggingface").mkdir(parents=True)
+    (snapshot / ".cache" / "huggingface" / "config.json.lock").write_text("")
+    (snapshot / "README.md").write_text("# a model card\n")
+    assert main(["import-hashes", str(snapshot)]) == 0
+    block = yaml.safe_load(capsys.readouterr().out)
+    assert block["files"] == pins(release)
+    do_import(recipe_with(init_section(snapshot, block["files"])), tmp_path / "run" / "import")
+    assert main(["import-hashes", "--all", str(snapshot)]) == 0
+    assert "README.md" in yaml.safe_load(capsys.readouterr().out)["files"]
+    assert main(["import-hashes", str(tmp_path / "absent")]) == 2
+    assert "not a directory" in capsys.readouterr().err

@@ -181,6 +181,36 @@ def download(config: ImportConfig, snapshot: Path) -> None:
     )
 
 
+# What a checkpoint is loaded from (config, weights and index, tokenizer, vocabulary and merges,
+# chat template); a snapshot's model card, pictures and remote code are not.
+CHECKPOINT_SUFFIXES = (".json", ".safetensors", ".jinja", ".model", ".txt", ".tiktoken")
+
+
+def snapshot_pins(directory: Path, everything: bool = False) -> dict[str, str]:
+    """{relative name: sha256} of the checkpoint files in a snapshot directory, sorted: what
+    ``openrecipe import-hashes`` prints for ``init.files``. Hidden entries (the ``.cache/``
+    that ``hf download --local-dir`` writes, ``.gitattributes``) are never listed; other files
+    only with ``everything`` unless their suffix is a checkpoint file's."""
+    from openrecipe.hashing import sha256_file
+
+    if not directory.is_dir():
+        raise StageInputError(f"{directory}: not a directory")
+    pins = {}
+    for path in sorted(directory.rglob("*")):
+        name = path.relative_to(directory).as_posix()
+        if not path.is_file() or not _FILE.fullmatch(name):
+            continue
+        if everything or path.name.endswith(CHECKPOINT_SUFFIXES):
+            pins[name] = sha256_file(path)
+    return pins
+
+
+def pins_yaml(pins: dict[str, str]) -> str:
+    """The ``files:`` block of ``init:``, each hash quoted (YAML would read an all-digit one as
+    a number)."""
+    return "files:\n" + "".join(f'  {name}: "{sha}"\n' for name, sha in pins.items())
+
+
 def run(ctx: StageContext) -> dict[str, Any]:
     config = decode_view(ImportConfig, ctx.config, ctx.stage)
     check_config(config)
