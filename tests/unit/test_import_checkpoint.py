@@ -323,6 +323,12 @@ def test_the_stage_refuses_a_bad_pin_even_without_the_schema() -> None:
         import_checkpoint.check_config(bad)
 
 
+def test_the_stage_refuses_a_recipe_without_init(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="recipe tiny: no init: section"):
+        do_import(tiny_recipe(), tmp_path / "run" / "import")
+    assert not (tmp_path / "run" / "import").exists()
+
+
 def test_recipes_without_init_have_no_init_section() -> None:
     """No default: a recipe that does not name a release pretrains its own base, unchanged."""
     for name in ("tiny", "default"):

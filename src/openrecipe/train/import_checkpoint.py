@@ -212,6 +212,11 @@ def pins_yaml(pins: dict[str, str]) -> str:
 
 
 def run(ctx: StageContext) -> dict[str, Any]:
+    if ctx.recipe.get("init") is None:
+        raise RecipeError(
+            f"recipe {ctx.recipe.name}: no init: section; the import stage copies the released "
+            "checkpoint it names (docs/import.md)"
+        )
     config = decode_view(ImportConfig, ctx.config, ctx.stage)
     check_config(config)
     check_file_set(config.files)
