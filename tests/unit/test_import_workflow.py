@@ -183,3 +183,28 @@ def test_certify_counts_after_the_import_and_says_the_release_is_outside(
     assert f"imported base: `{REPO_ID}`" in text and "NOT CERTIFIED" in text
     with pytest.raises(LineageError, match="outside what certify can certify"):
         certify("source=nonexistent", imported_run["import"])
+
+
+def test_the_lock_names_the_release_files_as_dependencies(imported_run: dict[str, Path]) -> None:
+    """SLSA provenance: the imported files are resolved dependencies (``hf://repo@rev/file``,
+    pinned sha256, Hub URL), and the statement still agrees with the lock it carries."""
+    from openrecipe.lineage.predicates import _lock_in, lock_statement
+    from openrecipe.manifest import read_manifest
+
+    project = imported_run["import"].parent
+    manifest = read_manifest(imported_run["import"])
+    lock = {
+        "recipe": "x",
+        "artifacts": {
+            "import/manifest.json#manifest_sha256": manifest["manifest_sha256"],
+            "runs/x/report.txt": "0" * 64,
+        },
+    }
+    stmt = lock_statement(project, lock)
+    deps = stmt["predicate"]["buildDefinition"]["resolvedDependencies"]
+    pinned = {d["name"]: d["digest"]["sha256"] for d in deps if d["name"].startswith("hf://")}
+    files = pins(imported_run["release"])
+    assert pinned == {f"hf://{REPO_ID}@{REVISION}/{name}": sha for name, sha in files.items()}
+    [config] = [d for d in deps if d["name"].endswith("/config.json")]
+    assert config["uri"] == f"https://huggingface.co/{REPO_ID}/resolve/{REVISION}/config.json"
+    assert _lock_in(stmt, "test") == lock
