@@ -32,7 +32,10 @@ SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
 STAND_INS = stand_ins() if "init" in RECIPE.data else {}
 REPLACED = {stage for old in STAND_INS for stage in (old, *ancestors(old))}
 if STAND_INS and RECIPE.data["backend"] != "reference":
-    sys.exit(f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference backend; backend {RECIPE.data['backend']} pretrains")
+    sys.exit(
+        f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
+        f"backend; backend {RECIPE.data['backend']} pretrains"
+    )
 CHECKPOINT_STAGES = {c: STAND_INS.get(s, s) for c, s in checkpoint_stages().items()}
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 # Alignment seeds (openrecipe.seeds): seed 0 is the sft/rl chain above; each further seed k adds
@@ -155,7 +158,9 @@ RECIPE_INPUTS = {"raw_sources": _raw_sources, "eval_sets": _eval_set_dirs}
 def stage_input_dirs(stage):
     """{input name: directory} of a stage: its fixed upstream stages, then its recipe inputs."""
     entry = STAGES[stage]
-    dirs = {name: f"{RUN}/{STAND_INS.get(upstream, upstream)}" for name, upstream in entry.inputs.items()}
+    dirs = {
+        name: f"{RUN}/{STAND_INS.get(upstream, upstream)}" for name, upstream in entry.inputs.items()
+    }
     if entry.recipe_inputs:
         dirs.update(RECIPE_INPUTS[entry.recipe_inputs]())
     return dirs
