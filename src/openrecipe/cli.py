@@ -184,6 +184,15 @@ def _releases(args: argparse.Namespace) -> int:
     return 0
 
 
+def _import_hashes(args: argparse.Namespace) -> int:
+    from openrecipe.train.import_checkpoint import pins_yaml, snapshot_pins
+
+    pins = snapshot_pins(Path(args.snapshot), everything=args.all)
+    print(f"# sha256 of {len(pins)} files in {args.snapshot}: paste under init: in the recipe")
+    print(pins_yaml(pins), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrecipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -257,6 +266,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("releases", help="released-model recipes, their proxies and status")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
     p.set_defaults(func=_releases)
+    p = sub.add_parser(
+        "import-hashes",
+        help="print the init.files block (name: sha256) of a downloaded checkpoint snapshot",
+    )
+    p.add_argument("snapshot", help="the directory `hf download --local-dir` wrote")
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="every file, not only config, weights, tokenizer and chat template files",
+    )
+    p.set_defaults(func=_import_hashes)
     from openrecipe.lineage.commands import add_audit_verbs
 
     add_audit_verbs(sub)

@@ -57,6 +57,9 @@ class Stage:
     """The report stage reads its directory."""
     checkpoint: str | None = None
     """The checkpoint name (``eval.checkpoints``) of the model this stage trains."""
+    stands_in_for: str | None = None
+    """In a recipe with an ``init`` section (a released checkpoint), this stage's output takes
+    the place of that stage's, which leaves the run with every stage it reads."""
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -199,6 +202,16 @@ STAGES: dict[str, Stage] = {
             family="pretrain",
             cluster={"runtime": 240},
         ),
+        # A released checkpoint (recipe init:) copied and hash-checked: the base that sft
+        # trains from when the recipe starts from a release instead of pretraining its own.
+        Stage(
+            "import",
+            "openrecipe.train.import_checkpoint",
+            view=("init.repo", "init.revision", "init.files"),
+            family="align",
+            cluster={"runtime": 60},
+            stands_in_for="pretrain",
+        ),
         Stage(
             "reasoning",
             "openrecipe.data.reasoning",
@@ -303,6 +316,11 @@ def ancestors(name: str) -> list[str]:
             found.add(upstream)
             todo.extend(stage(upstream).upstream)
     return [s for s in STAGES if s in found]
+
+
+def stand_ins() -> dict[str, str]:
+    """{stage replaced: the stage standing in for it} in a recipe with an ``init`` section."""
+    return {s.stands_in_for: s.name for s in STAGES.values() if s.stands_in_for}
 
 
 def checkpoint_stages() -> dict[str, str]:

@@ -14,15 +14,14 @@ SEED_PATTERN = "|".join(str(k) for k in EXTRA_SEEDS) or "(?!)"
 
 rule sft_seed:
     input:
-        f"{RUN}/pretrain/manifest.json",
-        f"{RUN}/reasoning/manifest.json",
+        stage_input_manifests("sft"),
     output:
         manifest=f"{RUN}/sft_seed{{k}}/manifest.json",
     wildcard_constraints:
         k=SEED_PATTERN,
     params:
         **stage_params("sft"),
-        inputs=input_args(pretrain=f"{RUN}/pretrain", reasoning=f"{RUN}/reasoning"),
+        inputs=stage_args("sft"),
         out=output_dir,
     log:
         f"{RUN}/logs/sft_seed{{k}}.log",

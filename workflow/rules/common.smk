@@ -12,7 +12,7 @@ from openrecipe.errors import RecipeError
 from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.paths import find_project_root
 from openrecipe.recipe import load_recipe, write_resolved
-from openrecipe.registry import STAGES, checkpoint_stages, stages_where
+from openrecipe.registry import STAGES, ancestors, checkpoint_stages, stages_where, stand_ins
 from openrecipe.seeds import align_seeds, stage_dir as seed_stage_dir
 
 PROJECT = find_project_root(Path(workflow.basedir))
@@ -25,7 +25,18 @@ NAME = RECIPE.name
 RUN = f"runs/{NAME}"
 RESULTS = f"results/{NAME}"
 SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
-CHECKPOINT_STAGES = checkpoint_stages()
+# A recipe with `init:` starts post-training from a released checkpoint (docs/import.md): a
+# stage that stands in for another (registry: stands_in_for; import for pretrain) is read in
+# its place, and the replaced stage leaves the run with every stage it reads (curation,
+# tokenizer, pack). The checkpoint it made (base) is then the imported one.
+STAND_INS = stand_ins() if "init" in RECIPE.data else {}
+REPLACED = {stage for old in STAND_INS for stage in (old, *ancestors(old))}
+if STAND_INS and RECIPE.data["backend"] != "reference":
+    sys.exit(
+        f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
+        f"backend; backend {RECIPE.data['backend']} pretrains"
+    )
+CHECKPOINT_STAGES = {c: STAND_INS.get(s, s) for c, s in checkpoint_stages().items()}
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 # Alignment seeds (openrecipe.seeds): seed 0 is the sft/rl chain above; each further seed k adds
 # sft_seed<k> -> rl_seed<k> and their evaluations (align.smk), which the report pools.
@@ -147,7 +158,9 @@ RECIPE_INPUTS = {"raw_sources": _raw_sources, "eval_sets": _eval_set_dirs}
 def stage_input_dirs(stage):
     """{input name: directory} of a stage: its fixed upstream stages, then its recipe inputs."""
     entry = STAGES[stage]
-    dirs = {name: f"{RUN}/{upstream}" for name, upstream in entry.inputs.items()}
+    dirs = {
+        name: f"{RUN}/{STAND_INS.get(upstream, upstream)}" for name, upstream in entry.inputs.items()
+    }
     if entry.recipe_inputs:
         dirs.update(RECIPE_INPUTS[entry.recipe_inputs]())
     return dirs
@@ -189,7 +202,22 @@ def gather_args(stage):
     return input_args(**fixed, **shards)
 
 
-REPORTED_STAGES = [*stages_where(reported=True), *SEED_STAGES]
+REPORTED_STAGES = [
+    *(s for s in stages_where(reported=True) if s not in REPLACED),
+    *STAND_INS.values(),
+    *SEED_STAGES,
+]
+
+
+def report_data_outputs():
+    """The data card and blend plot, drawn from curation and the pack: none in a run that
+    imports its base (the report stage writes them only when it reads those stages)."""
+    if REPLACED:
+        return {}
+    return {
+        "data_card": report(f"{RESULTS}/data_card.md", category="Data"),
+        "blend_plot": report(f"{RESULTS}/blend.png", category="Data"),
+    }
 
 
 def get_report_inputs(wildcards):

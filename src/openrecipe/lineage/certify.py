@@ -14,6 +14,10 @@ Which tokens trained the checkpoint is reconstructed from recorded facts, never 
   counts its tokens as trained (cut at ``seq_length``). The replay is checked against the
   counts the SFT manifest recorded (samples per mode, loss tokens), so a replay that diverged
   from the run is refused rather than believed.
+- An imported base (recipe ``init:``, the ``import`` stage): its weights were trained on data
+  outside this lineage, so nothing about them can be certified. The certificate then counts the
+  training after the import (SFT, RL), says so in an ``imported`` entry (repository, revision,
+  pinned files), and an imported checkpoint itself is refused.
 - RL: prompts are read in file order (``grpo.run``); each prompt's tokens count once per
   generation (every rollout's forward pass holds the prompt). Completions are the model's own
   samples, not data, and are reported apart.
@@ -57,11 +61,18 @@ from openrecipe.lineage.predicates import (
 from openrecipe.lineage.walk import open_upstream, stage_inputs
 from openrecipe.manifest import MANIFEST_NAME, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
-from openrecipe.registry import checkpoint_stages
+from openrecipe.registry import checkpoint_stages, stand_ins
 
 CERTIFICATE_KIND = "openrecipe.absence-certificate"
 CERTIFICATE_VERSION = 1
 TRAINING_ORDER = tuple(checkpoint_stages().values())  # pretrain, then sft, then rl
+# The stage an imported release stands in for (pretrain), and the one standing in (import).
+BASE_STAGE = TRAINING_ORDER[0]
+IMPORT_STAGE = stand_ins().get(BASE_STAGE)
+IMPORTED_SCOPE = (
+    "the imported weights were trained outside this lineage, on data this certificate cannot "
+    "see; it counts only the training after the import"
+)
 
 
 @dataclass(frozen=True)
@@ -292,7 +303,8 @@ def sft_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
     view, summary = manifest["config_view"], manifest["summary"]
     steps, batch, seq_length = view["sft.steps"], view["sft.batch_size"], view["sft.seq_length"]
     records = _records(chain)
-    tokenizer = _tokenizer(chain.stages["pretrain"] / "model", chain)
+    base = chain.stages.get(BASE_STAGE) or chain.stages[str(IMPORT_STAGE)]
+    tokenizer = _tokenizer(base / "model", chain)
     stream = sample_stream(
         records, manifest["seed"], view["sft.reasoning_off_fraction"], view["sft.truncate_fraction"]
     )
@@ -369,12 +381,36 @@ def _refuse_unknown_sources(selector: Selector, chain: Chain, checkpoint: Path) 
             )
 
 
+def imported_base(chain: Chain) -> dict[str, Any] | None:
+    """The released checkpoint the lineage starts from (None: it pretrained its own base)."""
+    if IMPORT_STAGE not in chain.stages:
+        return None
+    manifest = chain.manifest(IMPORT_STAGE)
+    pinned = next(i for i in manifest["inputs"] if i.get("kind") == "hf_model")
+    return {
+        "dir": chain.rel(chain.stages[IMPORT_STAGE]),
+        "manifest_sha256": manifest["manifest_sha256"],
+        "repo": pinned["repo"],
+        "revision": pinned["revision"],
+        "files": pinned["files"],
+        "certified": False,
+        "note": IMPORTED_SCOPE,
+    }
+
+
 def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
     """The certificate body for ``checkpoint`` (a pretrain, sft or rl stage directory)."""
     checkpoint = checkpoint.resolve()
     selector = parse_selector(selector_text, Path.cwd())
     chain = Chain(checkpoint)
     head = chain.manifest(read_manifest(checkpoint)["stage"])
+    imported = imported_base(chain)
+    if head["stage"] == IMPORT_STAGE and imported is not None:
+        raise LineageError(
+            f"{checkpoint}: the imported release {imported['repo']}@{imported['revision']}; "
+            "the data that trained it is outside what certify can certify (certify a "
+            "checkpoint trained from it, which covers the training after the import)"
+        )
     if head["stage"] not in TRAINING_ORDER:
         raise LineageError(f"{checkpoint}: a {head['stage']} stage, not a checkpoint")
     _refuse_unknown_sources(selector, chain, checkpoint)
@@ -402,11 +438,15 @@ def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
         "absent": matched == 0 and unknown == 0,
         "relied_on": dict(sorted(chain.relied.items())),
     }
+    if imported is not None:  # only then: certificates of pretrained lineages keep their body
+        body["imported"] = imported
     return {**body, "certificate_sha256": hash_obj(body)}
 
 
 def render_markdown(cert: dict[str, Any]) -> str:
     verdict = "ABSENT" if cert["absent"] else "PRESENT" if cert["matched_tokens"] else "UNPROVEN"
+    if cert["absent"] and cert.get("imported"):
+        verdict = "ABSENT after the imported base"
     lines = [
         f"# Data exclusion certificate: `{cert['selector']}`",
         "",
@@ -414,6 +454,15 @@ def render_markdown(cert: dict[str, Any]) -> str:
         f"`{cert['checkpoint']['manifest_sha256']}`)",
         f"- verdict: **{verdict}**: {cert['matched_tokens']} of {cert['total_tokens']} training "
         f"tokens come from matching documents ({cert['unknown_tokens']} unattributable)",
+    ]
+    imported = cert.get("imported")
+    if imported:
+        lines.append(
+            f"- imported base: `{imported['repo']}` at `{imported['revision']}` "
+            f"({len(imported['files'])} pinned files, `{imported['dir']}`): NOT CERTIFIED; "
+            f"{imported['note']}"
+        )
+    lines += [
         "",
         "| phase | tokens | matched | unknown | matching docs |",
         "|---|---:|---:|---:|---:|",

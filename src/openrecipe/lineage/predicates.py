@@ -3,7 +3,9 @@
 - A release lock is SLSA provenance v1 (``https://slsa.dev/provenance/v1``). Its subjects are
   the files the run produced (``runs/<recipe>/...`` and the released ``results/<recipe>/...``)
   with their sha256; ``buildDefinition.resolvedDependencies`` are the raw sources it consumed
-  (``data/raw/<source>/...``) and the code commits the stages ran at;
+  (``data/raw/<source>/...``), the files of an imported release (``hf://<repo>@<revision>/<file>``,
+  the ``import`` stage's pin, with the Hub URL they resolve to) and the code commits the stages
+  ran at;
   ``buildDefinition.externalParameters`` is the recipe. The lock as ``reproduce --check`` reads
   it (artifact hashes including each manifest's ``manifest_sha256``, metrics, envelope,
   ``lock_sha256``) rides along as the extension field ``openrecipeLock`` (in-toto's parsing
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from openrecipe import __version__
-from openrecipe.errors import AttestationError
+from openrecipe.errors import AttestationError, StageInputError
 from openrecipe.hashing import sha256_file
 from openrecipe.lineage.attestation import (
     Verified,
@@ -41,6 +43,7 @@ BUILD_TYPE = "https://openrecipe.dev/buildtypes/recipe-run/v1"
 BUILDER_ID = "https://openrecipe.dev/builders/local/v1"
 LOCK_FIELD = "openrecipeLock"
 MANIFEST_KEY = "/manifest.json#manifest_sha256"  # lock artifact keys of manifest content hashes
+HF_PREFIX = "hf://"  # resolvedDependencies names of an imported release's files
 
 
 # --------------------------------------------------------------------------------------------
@@ -83,6 +86,32 @@ def _code_dependencies(project: Path, lock: dict[str, Any]) -> list[dict[str, An
     return deps
 
 
+def _imported_dependencies(project: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each file of a released checkpoint the run imported (an ``hf_model`` input of a locked
+    stage's manifest), named ``hf://<repo>@<revision>/<file>`` with its pinned sha256 and Hub
+    URL. The copies under ``runs/<recipe>/import/`` are subjects like any output; these say
+    where the bytes came from."""
+    deps = {}
+    for name in lock["artifacts"]:
+        if not name.endswith(MANIFEST_KEY):
+            continue
+        try:
+            manifest = read_manifest(project / name.removesuffix(MANIFEST_KEY))
+        except StageInputError:  # a pulled run's upstream elsewhere: verify reports it
+            continue
+        for item in manifest.get("inputs", []):
+            if item.get("kind") != "hf_model":
+                continue
+            repo, revision = item["repo"], item["revision"]
+            for file, sha in item["files"].items():
+                deps[f"{HF_PREFIX}{repo}@{revision}/{file}"] = {
+                    "name": f"{HF_PREFIX}{repo}@{revision}/{file}",
+                    "uri": f"https://huggingface.co/{repo}/resolve/{revision}/{file}",
+                    "digest": {"sha256": sha},
+                }
+    return [deps[key] for key in sorted(deps)]
+
+
 def lock_statement(project: Path, lock: dict[str, Any]) -> dict[str, Any]:
     """The SLSA provenance Statement of a release lock (``lock.make_lock``'s dict)."""
     recipe = lock["recipe"]
@@ -107,6 +136,7 @@ def lock_statement(project: Path, lock: dict[str, Any]) -> dict[str, Any]:
             "resolvedDependencies": [
                 {"name": name, "digest": {"sha256": sha}} for name, sha in sorted(consumed.items())
             ]
+            + _imported_dependencies(project, lock)
             + _code_dependencies(project, lock),
         },
         "runDetails": {
@@ -128,7 +158,8 @@ def _lock_in(stmt: dict[str, Any], where: str) -> dict[str, Any]:
     deps = {
         item.get("name"): item.get("digest", {}).get("sha256")
         for item in stmt["predicate"].get("buildDefinition", {}).get("resolvedDependencies", [])
-        if "sha256" in item.get("digest", {})
+        # an imported release's files are not lock artifacts (their copies are subjects)
+        if "sha256" in item.get("digest", {}) and not str(item.get("name")).startswith(HF_PREFIX)
     }
     if subject_digests(stmt) != produced or deps != consumed:
         raise AttestationError(

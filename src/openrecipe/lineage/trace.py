@@ -101,7 +101,8 @@ def raw_sources(node: dict[str, Any]) -> list[dict[str, Any]]:
 
     One entry per acquire stage: the package (kind, package, version, licence, language, uri)
     with its pinned sha256 (``None`` for a generated source, whose identity is then the hash of
-    the documents it wrote, ``docs_sha256``), plus any other external input a stage declared."""
+    the documents it wrote, ``docs_sha256``), plus any other external input a stage declared
+    (an imported release: ``kind`` hf_model, its repository, revision and pinned files)."""
     found: dict[str, dict[str, Any]] = {}
 
     def walk(n: dict[str, Any]) -> None:
@@ -144,8 +145,12 @@ def format_tree(node: dict[str, Any]) -> str:
     lines.append(f"raw sources ({len(sources)}):")
     for item in sources:
         where = " ".join(
-            f"{k}={item[k]}" for k in ("kind", "package", "version", "license") if item.get(k)
+            f"{k}={item[k]}"
+            for k in ("kind", "package", "version", "license", "revision")
+            if item.get(k)
         )
+        if item.get("files"):  # an imported release: every file pinned by its own sha256
+            where += f" files={len(item['files'])}"
         pinned = (
             f"sha256 {item['sha256']}"
             if item.get("sha256")
@@ -182,6 +187,15 @@ def _format(node: dict[str, Any], lines: list[str], indent: int) -> None:
         text = node.get("config_lines", {}).get(dotted)
         lines.append(f"{pad}  config {dotted} <- {origin}" + (f"  | {text}" if text else ""))
     for item in node.get("external", []):
+        if item.get("files"):  # an imported release: repository, revision, each pinned file
+            lines.append(
+                f"{pad}  source {item.get('name')}: {item.get('kind')} revision "
+                f"{item.get('revision')} ({len(item['files'])} files pinned)"
+            )
+            lines += [
+                f"{pad}    {name} sha256 {sha[:16]}…" for name, sha in sorted(item["files"].items())
+            ]
+            continue
         lines.append(
             f"{pad}  source {item.get('name')}: {item.get('kind')} {item.get('package', '')} "
             f"{item.get('version', '')} sha256 {str(item.get('sha256'))[:16]}…"
