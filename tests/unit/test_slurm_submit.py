@@ -25,12 +25,14 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _flags(words: list[str]) -> dict[str, str]:
-    """{flag: value} of an sbatch line, for both ``--flag=value`` and ``-t value`` forms."""
+    """{flag: value} of an sbatch line, for the ``--flag=value``, ``--flag value`` (the plugin
+    writes ``--mem 65536``) and ``-t value`` forms; a bare ``--flag`` maps to ""."""
     flags: dict[str, str] = {}
     for i, word in enumerate(words):
         if word.startswith("--"):
-            key, _, value = word.partition("=")
-            flags[key] = value
+            key, equals, value = word.partition("=")
+            following = words[i + 1] if i + 1 < len(words) else "-"
+            flags[key] = value if equals or following.startswith("-") else following
         elif word.startswith("-") and len(word) == 2 and i + 1 < len(words):
             flags[word] = words[i + 1]
     return flags
@@ -59,6 +61,8 @@ def test_megatron_job_requests_the_plans_nodes_gpus_and_tasks(name: str) -> None
     # the node's CPUs for its torchrun's ranks, not the profile's default 8
     assert flags["--cpus-per-task"] == str(8 * plan["gpus_per_node"]), words
     assert "--exclusive" in words
+    # the node's memory for those ranks (64 GiB per GPU), not the profile's 16 GB default
+    assert flags["--mem"] == str(65536 * plan["gpus_per_node"]), words
 
 
 def test_reference_gpu_jobs_pass_the_plugins_own_checks() -> None:
@@ -66,13 +70,14 @@ def test_reference_gpu_jobs_pass_the_plugins_own_checks() -> None:
     GPU request is a ``gres`` resource, not ``--gres`` in ``slurm_extra`` (which the plugin
     refuses before building the call)."""
     output = dry_run(PROJECT, "recipes/tiny.yaml")
-    expected = {"pretrain": "gpu:8", "sft": "gpu:8", "rl": "gpu:8", "evaluate": "gpu:1"}
-    for rule, gres in expected.items():
+    expected = {"pretrain": 8, "sft": 8, "rl": 8, "evaluate": 1}
+    for rule, gpus in expected.items():
         jobs = job_resources(output, rule)
         assert jobs, rule
         for resources, threads in jobs:
             flags = _flags(sbatch_command(resources, threads, rule))
-            assert flags.get("--gres") == gres, (rule, flags)
+            assert flags.get("--gres") == f"gpu:{gpus}", (rule, flags)
+            assert flags.get("--mem") == str(65536 * gpus), (rule, flags)
 
 
 def test_a_slurm_request_unlike_the_launch_layout_is_refused(tmp_path: Path) -> None:

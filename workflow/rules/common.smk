@@ -251,6 +251,11 @@ def get_final_targets():
     return [f"{RESULTS}/manifest.json", *get_report_inputs(None)]
 
 
+# Host memory a GPU job asks for per GPU (MB): 64 GiB, which a DGX H100/B200 (2 TiB for 8 GPUs)
+# and a GB200 tray (about 960 GB for 4) both hold. Override per rule: resources.slurm.<rule>.mem_mb.
+HOST_MB_PER_GPU = 65536
+
+
 def slurm_resources(rule_name, key, default):
     """Per-rule cluster resources from the recipe (resources.slurm.<rule>.<key>)."""
     return RECIPE.data.get("resources", {}).get("slurm", {}).get(rule_name, {}).get(key, default)

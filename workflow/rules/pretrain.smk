@@ -41,5 +41,11 @@ rule pretrain_megatron:
             "pretrain_megatron", "cpus_per_task", 8 * MEGATRON_GPUS
         ),
         runtime=lambda w: slurm_resources("pretrain_megatron", "runtime", 60),
+        # host memory per node: --exclusive gives the job the node's CPUs, not its memory
+        # (SLURM still enforces --mem), so the profile's 16 GB default would cap every rank's
+        # data workers and checkpoint buffers. HOST_MB_PER_GPU per GPU unless the recipe says.
+        mem_mb=lambda w: slurm_resources(
+            "pretrain_megatron", "mem_mb", HOST_MB_PER_GPU * MEGATRON_GPUS
+        ),
     shell:
         "bash {input.launch} > {log} 2>&1"
