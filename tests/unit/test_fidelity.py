@@ -69,6 +69,8 @@ def test_applied_corrections_read_matched(table) -> None:
 
 
 def test_corrections_not_applied_show_as_differs_or_not_expressible(table) -> None:
+    # The corrections left unapplied (they would reach committed proxy results, or the schema
+    # has no field): when one is applied, its line here turns into a "matched" check.
     twelve = {f: _row(table, "nemotron_nano_12b_v2_base", f) for f in FIELDS}
     assert twelve["precision_scaling"]["status"] == "differs"
     assert twelve["precision_scaling"]["ours"].startswith("fp8 per-tensor")  # the plan's flags
@@ -195,3 +197,28 @@ def test_cli_prints_table_and_json(capsys, monkeypatch, table) -> None:
     # the plain table is unchanged by the flag's existence
     assert main(["releases"]) == 0
     assert "summary (fields per status)" not in capsys.readouterr().out
+
+
+def _locked_recipe_digest(lock: Path) -> str:
+    import base64
+
+    statement = json.loads(base64.b64decode(json.loads(lock.read_text("utf-8"))["payload"]))
+    return statement["predicate"]["buildDefinition"]["externalParameters"]["resolvedRecipe"][
+        "digest"
+    ]["sha256"]
+
+
+@pytest.mark.parametrize(
+    "lock", sorted(PROJECT.glob("results/*/release.lock.json")), ids=lambda p: p.parent.name
+)
+def test_committed_results_still_resolve_to_their_recipe(lock: Path) -> None:
+    """A correction applied to a full-size recipe must not reach a proxy that extends it: the
+    committed results of every proxy (and tiny, default) were made from exactly the resolved
+    recipe their signed release lock names."""
+    import hashlib
+
+    from openrecipe.recipe import dump_resolved, load_recipe
+
+    recipe = load_recipe(PROJECT / "recipes" / f"{lock.parent.name}.yaml", project=PROJECT)
+    text = dump_resolved(recipe, PROJECT)
+    assert hashlib.sha256(text.encode()).hexdigest() == _locked_recipe_digest(lock)
