@@ -222,3 +222,14 @@ def test_committed_results_still_resolve_to_their_recipe(lock: Path) -> None:
     recipe = load_recipe(PROJECT / "recipes" / f"{lock.parent.name}.yaml", project=PROJECT)
     text = dump_resolved(recipe, PROJECT)
     assert hashlib.sha256(text.encode()).hexdigest() == _locked_recipe_digest(lock)
+
+
+def test_fidelity_is_in_no_stage_code_closure() -> None:
+    """Editing the published values or this module never reruns a stage."""
+    from openrecipe.codeid import CONTRACT_MODULES, import_closure, package_data_files
+    from openrecipe.registry import STAGE_MODULES
+
+    for stage, module in STAGE_MODULES.items():
+        closure = import_closure((module, *CONTRACT_MODULES))
+        assert not {"openrecipe.fidelity", "openrecipe.cli"} & set(closure), stage
+        assert DATA_FILE not in package_data_files(closure), stage
