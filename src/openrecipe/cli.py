@@ -174,6 +174,8 @@ def _releases(args: argparse.Namespace) -> int:
     from openrecipe.paths import find_project_root
     from openrecipe.releases import format_table, release_rows
 
+    if args.fidelity:
+        return _releases_fidelity(args.json)
     rows = release_rows(find_project_root())
     if args.json:
         import json
@@ -181,6 +183,20 @@ def _releases(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
         print(format_table(rows))
+    return 0
+
+
+def _releases_fidelity(as_json: bool) -> int:
+    from openrecipe.fidelity import fidelity, format_fidelity
+    from openrecipe.paths import find_project_root
+
+    table = fidelity(find_project_root())
+    if as_json:
+        import json
+
+        print(json.dumps(table, indent=2, sort_keys=True))
+    else:
+        print(format_fidelity(table))
     return 0
 
 
@@ -265,6 +281,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_pull)
     p = sub.add_parser("releases", help="released-model recipes, their proxies and status")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
+    p.add_argument(
+        "--fidelity",
+        action="store_true",
+        help="per release and field: our value, the published value, its source and a status",
+    )
     p.set_defaults(func=_releases)
     p = sub.add_parser(
         "import-hashes",
