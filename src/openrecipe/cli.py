@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from pathlib import Path
 
@@ -316,3 +317,9 @@ def main(argv: list[str] | None = None) -> int:
     except OpenRecipeError as exc:
         print(f"openrecipe {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # the reader went away (`openrecipe releases | head`): stop quietly, as a Unix filter
+        # does, instead of a traceback; stdout goes to /dev/null so the flush at exit is silent
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe

@@ -4,6 +4,9 @@ and names its unverified fields, not only how many there are."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from openrecipe.cli import main
@@ -55,3 +58,20 @@ def test_human_count() -> None:
         "8.1B",
         "549B",
     ]
+
+
+def test_a_reader_that_stops_early_gets_no_traceback() -> None:
+    """`openrecipe releases --fidelity | head -1`: the closed pipe ends the command quietly."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "openrecipe", "releases", "--fidelity"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.readline()
+    process.stdout.close()  # the reader goes away after one line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == 141, stderr
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
