@@ -97,8 +97,8 @@ def init_section(snapshot: Path, files: dict[str, str]) -> dict:
     return {"repo": REPO_ID, "revision": REVISION, "files": files, "snapshot": str(snapshot)}
 
 
-def do_import(recipe: Recipe, out: Path) -> dict:
-    return run_stage("import", recipe, out, {}, import_checkpoint.run, project=PROJECT)
+def do_import(recipe: Recipe, out: Path, project: Path = PROJECT) -> dict:
+    return run_stage("import", recipe, out, {}, import_checkpoint.run, project=project)
 
 
 def test_the_import_copies_every_pinned_file_and_sft_can_load_it(
@@ -144,6 +144,13 @@ def test_moving_the_snapshot_does_not_change_the_view(release: Path, tmp_path: P
     here = recipe_with(init_section(release, files))
     there = recipe_with(init_section(tmp_path / "elsewhere", files))
     assert here.view_hash("import") == there.view_hash("import")
+
+
+def _refused_in(project: Path, recipe: Recipe, out: Path) -> str:
+    with pytest.raises(StageInputError) as caught:
+        do_import(recipe, out, project)
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.*"))
+    return str(caught.value)
 
 
 def _refused(recipe: Recipe, out: Path, match: str) -> str:
@@ -212,10 +219,11 @@ def test_offline_with_no_snapshot_refuses_without_the_network(
 
 
 def test_online_with_no_snapshot_asks_the_hub_for_exactly_the_pinned_files(
-    release: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    release: Path, project: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The Hub cannot be reached here: a stand-in for ``snapshot_download`` records what it was
-    asked and serves the local release, and the same hash checks then run on what it wrote."""
+    asked and serves the local release, and the same hash checks then run on what it wrote.
+    The download goes into the project (data/releases/...), and only there."""
     import huggingface_hub
 
     asked: list[dict] = []
@@ -231,8 +239,13 @@ def test_online_with_no_snapshot_asks_the_hub_for_exactly_the_pinned_files(
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     files = pins(release)
-    target = tmp_path / "downloaded"
-    do_import(recipe_with(init_section(target, files)), tmp_path / "run" / "import")
+    outside = project.parent / "downloaded"
+    out = project / "runs" / "tiny" / "import"
+    message = str(_refused_in(project, recipe_with(init_section(outside, files)), out))
+    assert "downloads only into the project" in message and str(outside) in message
+    assert asked == [] and not outside.exists()
+    target = project / "data" / "releases" / "tiny-release"
+    do_import(recipe_with(init_section(target, files)), out, project)
     assert asked == [
         {
             "repo_id": REPO_ID,

@@ -20,7 +20,8 @@ pinned hashes already decide whether the bytes are the same.
 
 When the directory does not exist the stage downloads exactly the pinned files with
 ``huggingface_hub.snapshot_download`` into it, unless ``HF_HUB_OFFLINE`` is set, in which case
-it refuses and never opens a connection. That online path is not exercised by the tests (the
+it refuses and never opens a connection, or the directory lies outside the project, which it
+refuses too (a stage writes nothing outside the project; an existing copy may be anywhere). That online path is not exercised by the tests (the
 machines that run them have no network); it only fills the directory, and the same hash
 checks as offline then run on what it wrote.
 """
@@ -162,14 +163,21 @@ def check_tokenizer(model_dir: Path) -> None:
         )
 
 
-def download(config: ImportConfig, snapshot: Path) -> None:
-    """Fetch exactly the pinned files of the pinned revision into ``snapshot`` (online only)."""
+def download(config: ImportConfig, snapshot: Path, project: Path) -> None:
+    """Fetch exactly the pinned files of the pinned revision into ``snapshot`` (online only,
+    and only inside the project: a stage writes nothing elsewhere on disk)."""
+    command = f"hf download {config.repo} --revision {config.revision} --local-dir {snapshot}"
     if offline():
         raise StageInputError(
             f"init.snapshot: {snapshot} does not exist and HF_HUB_OFFLINE is set, so "
-            f"{config.repo}@{config.revision} cannot be downloaded; run `hf download "
-            f"{config.repo} --revision {config.revision} --local-dir {snapshot}` where there is "
-            "a network, or point init.snapshot at an existing copy"
+            f"{config.repo}@{config.revision} cannot be downloaded; run `{command}` where there "
+            "is a network, or point init.snapshot at an existing copy"
+        )
+    if not snapshot.resolve().is_relative_to(project.resolve()):
+        raise StageInputError(
+            f"init.snapshot: {snapshot} does not exist, and the import stage downloads only "
+            f"into the project ({project}), never elsewhere on disk; set init.snapshot to a "
+            f"project-relative directory (e.g. data/releases/<name>), or run `{command}` yourself"
         )
     from huggingface_hub import snapshot_download
 
@@ -222,7 +230,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     check_file_set(config.files)
     snapshot = resolve_snapshot(str(ctx.recipe.get("init.snapshot")), ctx.project)
     if not snapshot.exists():
-        download(config, snapshot)
+        download(config, snapshot, ctx.project)
     if not snapshot.is_dir():
         raise StageInputError(f"init.snapshot: {snapshot} is not a directory")
     model_dir = ctx.out / MODEL_DIR
