@@ -60,7 +60,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_certify_markdown.py",
     ),
     "lineage/verify.py": (U + "test_audit.py", U + "test_stage.py", U + "test_parallel_hash.py"),
-    "lineage/parallel_hash.py": (U + "test_parallel_hash.py",),
+    "lineage/parallel_hash.py": (U + "test_parallel_hash.py", U + "test_parallel_hash_mutants.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
     "lineage/lock.py": (U + "test_audit.py",),
     "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
@@ -265,6 +265,16 @@ EQUIVALENT: dict[str, str] = {
     ),
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_59": (
         "attention_mask dropped: " + _NO_ATTENTION_MASK
+    ),
+    "openrecipe.lineage.parallel_hash.x__sha256__mutmut_12": (
+        'hashlib.file_digest(handle, "sha256") -> "SHA256": file_digest passes a name to '
+        "hashlib.new, which looks it up in OpenSSL (EVP_get_digestbyname), and OpenSSL's digest "
+        "names are case-insensitive: the same SHA-256 (and test_parallel_hash checks every "
+        "hash against openrecipe.hashing's)."
+    ),
+    "openrecipe.lineage.parallel_hash.xǁFileHasherǁclose__mutmut_3": (
+        "shutdown(wait=True, cancel_futures=True) -> wait dropped: True is "
+        "ThreadPoolExecutor.shutdown's default for wait."
     ),
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
         "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
