@@ -67,7 +67,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "lineage/parallel_hash.py": (U + "test_parallel_hash.py", U + "test_parallel_hash_mutants.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
-    "lineage/lock.py": (U + "test_audit.py",),
+    "lineage/lock.py": (
+        U + "test_audit.py",
+        U + "test_signed_release.py",
+        U + "test_lock_mutants.py",
+    ),
     "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
     "data/pack.py": (U + "test_pack.py",),
     "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
@@ -301,6 +305,7 @@ EQUIVALENT: dict[str, str] = {
         "file and the walk skips it, so nothing is collected from it either way; and a "
         "directory without a manifest is never among the stage directories walked."
     ),
+    "openrecipe.lineage.lock.x__refuse_uncommitted__mutmut_15": _UTF8_CASE,
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
         "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
         "completion token index + 1 <= len(prompt + completion) - 1 <= width - 1, and at a pad "
