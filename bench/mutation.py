@@ -59,10 +59,19 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_certify_counts.py",
         U + "test_certify_markdown.py",
     ),
-    "lineage/verify.py": (U + "test_audit.py", U + "test_stage.py", U + "test_parallel_hash.py"),
-    "lineage/parallel_hash.py": (U + "test_parallel_hash.py",),
+    "lineage/verify.py": (
+        U + "test_audit.py",
+        U + "test_stage.py",
+        U + "test_parallel_hash.py",
+        U + "test_verify_mutants.py",
+    ),
+    "lineage/parallel_hash.py": (U + "test_parallel_hash.py", U + "test_parallel_hash_mutants.py"),
     "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
-    "lineage/lock.py": (U + "test_audit.py",),
+    "lineage/lock.py": (
+        U + "test_audit.py",
+        U + "test_signed_release.py",
+        U + "test_lock_mutants.py",
+    ),
     "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
     "data/pack.py": (U + "test_pack.py",),
     "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
@@ -120,6 +129,15 @@ _NO_ATTENTION_MASK = (
     "the attention mask not passed to the model: sequences are right-padded and the model is "
     "causal (attention and Mamba scan), so every real position sees only earlier real tokens "
     "either way; the mask changes only the pad positions' outputs, which `logp * mask` zeroes."
+)
+
+_UTF8_CASE = (
+    'encoding="utf-8" -> "UTF-8": Python looks codecs up case-insensitively (the same codec).'
+)
+_NO_OUTPUTS_PREFETCH = (
+    "the mutant differs only for a manifest without an outputs key, where it gives None "
+    "instead of {}; isinstance(None, dict) is false, so _listed_outputs returns None, which "
+    "prefetch_stage_dir's `or {}` turns into the same empty prefetch as the original's {}."
 )
 
 EQUIVALENT: dict[str, str] = {
@@ -266,6 +284,28 @@ EQUIVALENT: dict[str, str] = {
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_59": (
         "attention_mask dropped: " + _NO_ATTENTION_MASK
     ),
+    "openrecipe.lineage.parallel_hash.x__sha256__mutmut_12": (
+        'hashlib.file_digest(handle, "sha256") -> "SHA256": file_digest passes a name to '
+        "hashlib.new, which looks it up in OpenSSL (EVP_get_digestbyname), and OpenSSL's digest "
+        "names are case-insensitive: the same SHA-256 (and test_parallel_hash checks every "
+        "hash against openrecipe.hashing's)."
+    ),
+    "openrecipe.lineage.parallel_hash.xǁFileHasherǁclose__mutmut_3": (
+        "shutdown(wait=True, cancel_futures=True) -> wait dropped: True is "
+        "ThreadPoolExecutor.shutdown's default for wait."
+    ),
+    "openrecipe.lineage.verify.x__audit_file_problems__mutmut_5": _UTF8_CASE,
+    "openrecipe.lineage.verify.x__listed_outputs__mutmut_3": '`.get("outputs", {})` -> '
+    '`.get("outputs", None)`: ' + _NO_OUTPUTS_PREFETCH,
+    "openrecipe.lineage.verify.x__listed_outputs__mutmut_5": '`.get("outputs", {})` -> '
+    '`.get("outputs")`: ' + _NO_OUTPUTS_PREFETCH,
+    "openrecipe.lineage.verify.x__results_consumer__mutmut_11": (
+        "results/<r> returned even without a manifest: the walk only reads that consumer's "
+        "manifest (it is never checked, check=False), read_manifest raises on the missing "
+        "file and the walk skips it, so nothing is collected from it either way; and a "
+        "directory without a manifest is never among the stage directories walked."
+    ),
+    "openrecipe.lineage.lock.x__refuse_uncommitted__mutmut_15": _UTF8_CASE,
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
         "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
         "completion token index + 1 <= len(prompt + completion) - 1 <= width - 1, and at a pad "
