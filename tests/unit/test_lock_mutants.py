@@ -442,3 +442,17 @@ def test_a_run_reading_a_stage_outside_the_project_cannot_be_locked(
     assert str(refused.value) == (
         f"{shared.resolve()}: a stage of the run lies outside the project {project.resolve()}"
     )
+
+
+def test_scores_of_a_symlinked_run_are_read_under_the_runs_own_name(project: Path) -> None:
+    """runs/tiny may be a symlink (to scratch space): its results are results/tiny, not
+    results/<the link's target name>."""
+    from openrecipe.lineage.diff import scores
+
+    target = project / "scratch" / "tiny-2026"
+    target.mkdir(parents=True)
+    (project / "runs").mkdir(exist_ok=True)
+    (project / "runs" / "tiny").symlink_to(target)
+    (project / "results" / "tiny").mkdir(parents=True)
+    (project / "results" / "tiny" / "metrics.json").write_text('{"scores": {"t": {"acc": 0.5}}}')
+    assert scores(project / "runs" / "tiny") == {"scores.t.acc": 0.5}

@@ -311,3 +311,22 @@ def test_a_stage_being_sealed_in_a_hidden_temporary_is_not_checked(chain: Path) 
     partial.mkdir()
     shutil.copy2(chain / "pack" / "manifest.json", partial / "manifest.json")
     assert verify_tree(chain) == ([], 3)
+
+
+def test_a_lock_of_undecodable_bytes_is_a_named_problem_not_a_crash(chain: Path) -> None:  # noqa: F811
+    """A release.lock.json that is not UTF-8 is reported by verify, which does not crash."""
+    lock = chain / "pretrain" / "release.lock.json"
+    lock.write_bytes(b"\xff{}")
+    problems = verify_roots([chain]).problems
+    assert len(problems) == 1 and problems[0].startswith(f"{lock}: audit file unreadable ("), (
+        problems
+    )
+    assert "can't decode" in problems[0], problems
+
+
+def test_a_manifest_whose_outputs_are_not_a_mapping_is_a_named_problem(chain: Path) -> None:  # noqa: F811
+    """A resealed manifest (its own hash consistent) listing outputs as a list is reported."""
+    _reseal(chain / "pack", lambda manifest: manifest.update(outputs=["train.bin"]))
+    assert check_stage_dir(chain / "pack") == [
+        f"{chain / 'pack' / 'manifest.json'}: outputs is not a mapping of file to sha256"
+    ]

@@ -59,7 +59,8 @@ def _stages(run: Path) -> dict[str, dict[str, Any]]:
 
 def scores(run: Path) -> dict[str, float]:
     """Numeric leaves of ``results/<recipe>/metrics.json`` ``scores`` and ``final_loss``."""
-    path = find_project_root(run) / "results" / run.resolve().name / "metrics.json"
+    # the run's own name (runs/<recipe>), not its target's: a symlinked run reads its results
+    path = find_project_root(run) / "results" / run.absolute().name / "metrics.json"
     if not path.is_file():
         return {}
     metrics = json.loads(path.read_text(encoding="utf-8"))

@@ -38,7 +38,7 @@ def _audit_file_problems(path: Path) -> list[str]:
 
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return [f"{path}: audit file unreadable ({exc})"]
     # The lock is a signed envelope; verify checks its shape and hash only. The signature is
     # ``reproduce --check``'s to check, against the keys its user trusts.
@@ -79,6 +79,8 @@ def check_stage_dir(stage_dir: Path, hasher: FileHasher | None = None) -> list[s
         listed = read_manifest(stage_dir).get("outputs", {})
     except StageInputError as exc:
         return [str(exc)]
+    if not isinstance(listed, dict):
+        return [f"{stage_dir / MANIFEST_NAME}: outputs is not a mapping of file to sha256"]
     prefetch_stage_dir(stage_dir, hasher)
     problems = []
     for rel, meta in sorted(listed.items()):
