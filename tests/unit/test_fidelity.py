@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from test_releases import FULL
 
 from openrecipe.cli import main
 from openrecipe.fidelity import (
@@ -23,17 +24,7 @@ from openrecipe.fidelity import (
 
 PROJECT = Path(__file__).resolve().parents[2]
 
-FULL_SIZE = {
-    "nemotron_h_8b",
-    "nemotron_h_47b",
-    "nemotron_h_56b",
-    "nemotron_nano_12b_v2_base",
-    "nemotron_nano_9b_v2",
-    "nvfp4_12b",
-    "nemotron_3_nano_30b_a3b",
-    "nemotron_3_super_120b_a12b",
-    "nemotron_3_ultra_550b_a55b",
-}
+FULL_SIZE = set(FULL)  # the nine releases, as test_releases lists them
 
 
 @pytest.fixture(scope="module")

@@ -77,6 +77,14 @@ def small_pack(tmp_path_factory) -> Path:
     return root
 
 
+def require_mcore() -> str:
+    """The interpreter that imports megatron.core, or skip the test (a side environment)."""
+    python = mcore_python()
+    if python is None:
+        pytest.skip("megatron-core not importable (set OPENRECIPE_MCORE_PYTHON to a venv with it)")
+    return python
+
+
 def _phase_sequences(root: Path) -> dict[str, list[list[int]]]:
     """{phase: its packed sequences, in pack order}, from the pack's own sidecar."""
     run = root / "runs" / "nemotron_nano_9b_v2" / "pack"
@@ -100,9 +108,7 @@ def test_data_cache_path_is_outside_every_verified_directory(name: str) -> None:
 
 
 def test_megatron_writes_its_index_cache_outside_the_pack(small_pack: Path) -> None:
-    python = mcore_python()
-    if python is None:
-        pytest.skip("megatron-core not importable (set OPENRECIPE_MCORE_PYTHON to a venv with it)")
+    python = require_mcore()
     run = small_pack / "runs" / "nemotron_nano_9b_v2"
     verified = [run / "pack", run / "megatron_data"]
     before = sorted(p for d in verified for p in d.rglob("*"))
@@ -241,9 +247,7 @@ def _from_phase(window: list[int], sequences: list[list[int]]) -> bool:
 
 
 def test_megatron_trains_each_phase_only_on_its_own_data(small_pack: Path) -> None:
-    python = mcore_python()
-    if python is None:
-        pytest.skip("megatron-core not importable (set OPENRECIPE_MCORE_PYTHON to a venv with it)")
+    python = require_mcore()
     expected = _phase_sequences(small_pack)
     for phase in compile_plan(_small_recipe())["phases"]:
         flags = {**flag_values(phase["args"]), "vocab_size": 300}
@@ -288,9 +292,7 @@ def test_megatron_lm_parses_every_argument_the_plan_writes() -> None:
     reason="pack writes disjoint seq_length+1 windows, Megatron strides by seq_length (issue 16)",
 )
 def test_megatron_samples_are_the_packed_sequences(small_pack: Path) -> None:
-    python = mcore_python()
-    if python is None:
-        pytest.skip("megatron-core not importable (set OPENRECIPE_MCORE_PYTHON to a venv with it)")
+    python = require_mcore()
     expected = _phase_sequences(small_pack)
     for phase in compile_plan(_small_recipe())["phases"]:
         flags = {**flag_values(phase["args"]), "vocab_size": 300}
@@ -305,9 +307,7 @@ def test_megatron_reads_overlapping_windows_one_for_one(small_pack: Path, tmp_pa
     each phase's token stream as one document, sample k being tokens [k*L, k*L + L + 1) (the
     reference loader would then read those same windows). megatron-core yields exactly these
     windows, shuffled within the phase."""
-    python = mcore_python()
-    if python is None:
-        pytest.skip("megatron-core not importable (set OPENRECIPE_MCORE_PYTHON to a venv with it)")
+    python = require_mcore()
     plan = compile_plan(_small_recipe())
     for phase, sequences in zip(plan["phases"], _phase_sequences(small_pack).values(), strict=True):
         stream = [token for sequence in sequences for token in sequence]
