@@ -18,8 +18,9 @@ code-identity walker (``openrecipe.codeid``) read it without loading any stage.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -58,8 +59,11 @@ class Stage:
     checkpoint: str | None = None
     """The checkpoint name (``eval.checkpoints``) of the model this stage trains."""
     stands_in_for: str | None = None
-    """In a recipe with an ``init`` section (a released checkpoint), this stage's output takes
-    the place of that stage's, which leaves the run with every stage it reads."""
+    """In a recipe where ``active_when`` holds, this stage's output takes the place of that
+    stage's, which leaves the run with every stage it reads (``import`` for ``pretrain``)."""
+    active_when: str | None = None
+    """Dotted recipe path that switches a stand-in on: the stage runs (in place of
+    ``stands_in_for``) only for a recipe where that path is present and not null."""
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -211,6 +215,7 @@ STAGES: dict[str, Stage] = {
             family="align",
             cluster={"runtime": 60},
             stands_in_for="pretrain",
+            active_when="init",
         ),
         Stage(
             "reasoning",
@@ -318,9 +323,36 @@ def ancestors(name: str) -> list[str]:
     return [s for s in STAGES if s in found]
 
 
-def stand_ins() -> dict[str, str]:
-    """{stage replaced: the stage standing in for it} in a recipe with an ``init`` section."""
-    return {s.stands_in_for: s.name for s in STAGES.values() if s.stands_in_for}
+def _present(recipe: Mapping[str, Any], dotted: str) -> bool:
+    node: Any = recipe
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or node.get(part) is None:
+            return False
+        node = node[part]
+    return True
+
+
+def stand_ins(recipe: Mapping[str, Any]) -> dict[str, str]:
+    """{stage replaced: the stage standing in for it} in ``recipe`` (resolved data): the
+    stand-ins whose ``active_when`` path the recipe sets. Two stand-ins for one stage in one
+    recipe is a recipe error, named by both switches."""
+    found: dict[str, str] = {}
+    for s in STAGES.values():
+        if not (s.stands_in_for and s.active_when and _present(recipe, s.active_when)):
+            continue
+        if s.stands_in_for in found:
+            other = STAGES[found[s.stands_in_for]]
+            raise ValueError(
+                f"recipe sets both {other.active_when}: and {s.active_when}:, and each replaces "
+                f"stage {s.stands_in_for} ({other.name} / {s.name}); keep one"
+            )
+        found[s.stands_in_for] = s.name
+    return found
+
+
+def stand_in_stages() -> list[str]:
+    """Every stage that runs only as a stand-in, in registry order."""
+    return [s.name for s in STAGES.values() if s.stands_in_for]
 
 
 def checkpoint_stages() -> dict[str, str]:

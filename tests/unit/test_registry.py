@@ -268,3 +268,23 @@ def test_a_new_stage_needs_its_module_entry_and_schema(tmp_path: Path) -> None:
     assert "-m openrecipe toy --recipe runs/default/recipe.resolved.yaml" in plan
     assert "--part shard-001 --input docs=runs/default/curate --out" in plan
     assert "--input docs=runs/default/curate --input shard_000=runs/default/toy_shards/000" in plan
+
+
+def test_a_stand_in_runs_only_where_its_switch_is_set_and_two_for_one_stage_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dataclasses import replace
+
+    from openrecipe import registry
+
+    assert registry.stand_ins({"name": "x"}) == {}
+    assert registry.stand_ins({"init": None}) == {}  # null is absent, as YAML's `init:` alone
+    assert registry.stand_ins({"init": {"repo": "r"}}) == {"pretrain": "import"}
+    # A second stand-in for pretrain behind a nested switch: either alone runs, both refuse.
+    rival = replace(STAGES["import"], name="rival", active_when="derive.parent")
+    monkeypatch.setitem(registry.STAGES, "rival", rival)
+    assert registry.stand_ins({"derive": {"parent": "p"}}) == {"pretrain": "rival"}
+    assert registry.stand_ins({"derive": {"other": 1}}) == {}
+    with pytest.raises(ValueError, match=r"init:.*derive\.parent:.*stage pretrain"):
+        registry.stand_ins({"init": {"repo": "r"}, "derive": {"parent": "p"}})
+    assert registry.stand_in_stages() == ["import", "rival"]

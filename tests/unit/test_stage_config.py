@@ -26,7 +26,7 @@ from openrecipe.hashing import hash_obj
 from openrecipe.model.megatron_data import MegatronDataConfig
 from openrecipe.model.megatron_plan import PlanConfig, compile_plan, encode_recipe
 from openrecipe.recipe import load_recipe
-from openrecipe.registry import STAGES
+from openrecipe.registry import STAGES, stand_ins
 from openrecipe.report import ReportConfig
 from openrecipe.stage_config import (
     decode_view,
@@ -87,8 +87,8 @@ def test_every_recipe_decodes_and_hashes_as_its_view(recipe_file: str) -> None:
     for stage, cls in TYPED.items():
         if STAGES[stage].backend not in (None, recipe.get("backend")):
             continue  # the stage does not run for this recipe (plan: megatron only)
-        if STAGES[stage].stands_in_for and "init" not in recipe.data:
-            continue  # import runs only for a recipe naming a released checkpoint
+        if STAGES[stage].stands_in_for and stage not in stand_ins(recipe.data).values():
+            continue  # a stand-in (import) runs only for a recipe that switches it on
         config = decode_view(cls, recipe.view(stage), stage)
         assert encode_view(config) == recipe.view(stage)
         assert hash_obj(encode_view(config)) == recipe.view_hash(stage)

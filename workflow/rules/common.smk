@@ -29,9 +29,12 @@ SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
 # stage that stands in for another (registry: stands_in_for; import for pretrain) is read in
 # its place, and the replaced stage leaves the run with every stage it reads (curation,
 # tokenizer, pack). The checkpoint it made (base) is then the imported one.
-STAND_INS = stand_ins() if "init" in RECIPE.data else {}
+try:
+    STAND_INS = stand_ins(RECIPE.data)
+except ValueError as _error:
+    sys.exit(f"openrecipe: error: recipe {NAME}: {_error}")
 REPLACED = {stage for old in STAND_INS for stage in (old, *ancestors(old))}
-if STAND_INS and RECIPE.data["backend"] != "reference":
+if "import" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
     sys.exit(
         f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
         f"backend; backend {RECIPE.data['backend']} pretrains"

@@ -61,14 +61,16 @@ from openrecipe.lineage.predicates import (
 from openrecipe.lineage.walk import open_upstream, stage_inputs
 from openrecipe.manifest import MANIFEST_NAME, read_manifest, verify_stage_dir
 from openrecipe.paths import find_project_root
-from openrecipe.registry import checkpoint_stages, stand_ins
+from openrecipe.registry import STAGES, checkpoint_stages
 
 CERTIFICATE_KIND = "openrecipe.absence-certificate"
 CERTIFICATE_VERSION = 1
 TRAINING_ORDER = tuple(checkpoint_stages().values())  # pretrain, then sft, then rl
 # The stage an imported release stands in for (pretrain), and the one standing in (import).
 BASE_STAGE = TRAINING_ORDER[0]
-IMPORT_STAGE = stand_ins().get(BASE_STAGE)
+IMPORT_STAGE = next(
+    s.name for s in STAGES.values() if s.stands_in_for == BASE_STAGE and s.active_when == "init"
+)
 IMPORTED_SCOPE = (
     "the imported weights were trained outside this lineage, on data this certificate cannot "
     "see; it counts only the training after the import"
