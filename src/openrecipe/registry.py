@@ -217,6 +217,16 @@ STAGES: dict[str, Stage] = {
             stands_in_for="pretrain",
             active_when="init",
         ),
+        # hf_dataset sources (the released pretraining data): one job per pinned Parquet file
+        # (data/hf/<source>/<file id>), then a gather into data/raw/<source> (data.smk). The
+        # view is narrowed per job by openrecipe.data.acquire_hf.part_view.
+        Stage(
+            "acquire_hf",
+            "openrecipe.data.acquire_hf",
+            view=("data.sources",),
+            rule="custom",
+            cluster={"runtime": 60},
+        ),
         Stage(
             "reasoning",
             "openrecipe.data.reasoning",

@@ -25,6 +25,8 @@ NAME = RECIPE.name
 RUN = f"runs/{NAME}"
 RESULTS = f"results/{NAME}"
 SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
+# hf_dataset sources (the released data) are acquired by acquire_hf, the others by acquire.
+HF_SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"] if s["kind"] == "hf_dataset")
 # A recipe with `init:` starts post-training from a released checkpoint (docs/import.md): a
 # stage that stands in for another (registry: stands_in_for; import for pretrain) is read in
 # its place, and the replaced stage leaves the run with every stage it reads (curation,
