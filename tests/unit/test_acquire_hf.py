@@ -297,6 +297,46 @@ def test_each_file_job_sees_only_its_own_file_and_the_gather_refuses_a_stale_one
     assert [d["file"] for d in gathered] == [p for p in sorted(pins) for _ in FILES[p][0]]
 
 
+def test_verify_follows_the_gather_into_its_file_jobs_and_trace_names_the_dataset(
+    project: Path,
+    pins: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    recipe = write_recipe(project, "tiny-hf", hf_entry(pins))
+    for path in pins:
+        assert job(project, recipe, part_of(path), monkeypatch) == 0
+    assert job(project, recipe, SOURCE, monkeypatch) == 0
+    capsys.readouterr()
+    raw = f"data/raw/{SOURCE}"
+    assert cli.main(["trace", f"{raw}/docs.jsonl"]) == 0
+    chain = capsys.readouterr().out
+    assert f"acquire_hf[{SOURCE}]" in chain and REVISION in chain
+    for path, sha in pins.items():  # each file job, with the pinned file as its raw input
+        assert f"acquire_hf[{part_of(path)}]" in chain and sha in chain
+    assert cli.main(["verify", raw]) == 0
+    assert "(+3 upstream outside" in capsys.readouterr().out
+    tampered = project / acquire_hf.out_dir(part_of("web/part-00001.parquet")) / "docs.jsonl"
+    tampered.write_text(tampered.read_text().replace("second file", "SECOND FILE"))
+    assert cli.main(["verify", raw]) != 0
+    assert str(tampered.relative_to(project)) in capsys.readouterr().out
+
+
+def test_acquire_hf_is_in_no_other_stage_closure() -> None:
+    """Adding the stage reruns nothing, and it imports no other stage's module (editing
+    import_checkpoint must not rerun terabytes of acquisition)."""
+    from openrecipe.codeid import CONTRACT_MODULES, import_closure
+    from openrecipe.registry import STAGES
+
+    for name, entry in STAGES.items():
+        closure = import_closure((entry.module, *CONTRACT_MODULES))
+        if name != "acquire_hf":
+            assert "openrecipe.data.acquire_hf" not in closure, name
+        else:
+            others = {s.module for s in STAGES.values()} - {entry.module}
+            assert not others & set(closure), others & set(closure)
+
+
 def test_out_must_be_the_jobs_own_directory(
     project: Path,
     pins: dict[str, str],

@@ -58,7 +58,9 @@ from openrecipe.hashing import hash_obj
 from openrecipe.manifest import read_manifest
 from openrecipe.recipe import Recipe
 from openrecipe.stage import StageContext
-from openrecipe.train.import_checkpoint import offline, resolve_snapshot
+
+# A few helpers repeat ``openrecipe.train.import_checkpoint``'s rather than import them: a stage
+# that imported that module would rerun (terabytes of reading) whenever import's code changed.
 
 STAGE = "acquire_hf"
 DOCS_NAME = "docs.jsonl"  # what curate reads from a raw source directory
@@ -74,6 +76,19 @@ _FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FILE_ID = re.compile(r"[0-9a-f]{16}")
 _SOURCE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
+# huggingface_hub's reading of HF_HUB_OFFLINE (constants._is_true).
+_TRUE = frozenset({"1", "ON", "YES", "TRUE"})
+
+
+def offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` forbids the network, read as huggingface_hub reads it."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
+
+
+def resolve_snapshot(snapshot: str, project: Path) -> Path:
+    """A snapshot directory: absolute as written, else relative to the project."""
+    path = Path(snapshot)
+    return path if path.is_absolute() else project / path
 
 
 @dataclass(frozen=True)
@@ -453,11 +468,14 @@ def snapshot_pins(directory: Path, subsets: list[str] | None = None) -> dict[str
     """{path: sha256} of the Parquet files of a dataset snapshot (hidden entries such as the
     ``.cache/`` that ``hf download`` writes never listed), only those under ``subsets`` if
     given: what ``openrecipe dataset-hashes`` prints for a source's ``files:``."""
-    from openrecipe.train.import_checkpoint import snapshot_pins as all_pins
+    from openrecipe.hashing import sha256_file
 
+    if not directory.is_dir():
+        raise SourceError(f"{directory}: not a directory")
     prefixes = tuple(s.rstrip("/") + "/" for s in subsets or ())
-    return {
-        path: sha
-        for path, sha in all_pins(directory, everything=True).items()
-        if _FILE.fullmatch(path) and (not prefixes or path.startswith(prefixes))
-    }
+    pins = {}
+    for path in sorted(directory.rglob("*.parquet")):
+        name = path.relative_to(directory).as_posix()
+        if path.is_file() and _FILE.fullmatch(name) and (not prefixes or name.startswith(prefixes)):
+            pins[name] = sha256_file(path)
+    return pins
