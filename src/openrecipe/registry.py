@@ -227,6 +227,20 @@ STAGES: dict[str, Stage] = {
             rule="custom",
             cluster={"runtime": 60},
         ),
+        # A released tokenizer (recipe tokenizer.pretrained) copied and hash-checked: pack and
+        # pretrain read it in place of the trained BPE; the blend it would have read still runs.
+        Stage(
+            "tokenizer_import",
+            "openrecipe.data.tokenizer_import",
+            view=(
+                "tokenizer.pretrained.repo",
+                "tokenizer.pretrained.revision",
+                "tokenizer.pretrained.files",
+            ),
+            cluster={"runtime": 10},
+            stands_in_for="tokenizer",
+            active_when="tokenizer.pretrained",
+        ),
         Stage(
             "reasoning",
             "openrecipe.data.reasoning",

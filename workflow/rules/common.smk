@@ -35,7 +35,32 @@ try:
     STAND_INS = stand_ins(RECIPE.data)
 except ValueError as _error:
     sys.exit(f"openrecipe: error: recipe {NAME}: {_error}")
-REPLACED = {stage for old in STAND_INS for stage in (old, *ancestors(old))}
+
+
+def _replaced(stand_ins, backend):
+    """The stages that leave the run: each replaced stage, and those of its ancestors that no
+    remaining stage of this backend reads (import for pretrain takes the whole data chain with
+    it; tokenizer_import for tokenizer takes nothing else, since pack still reads the blend)."""
+    gone = {stage for old in stand_ins for stage in (old, *ancestors(old))}
+    running = {
+        name
+        for name, entry in STAGES.items()
+        if entry.backend in (None, backend)
+        and (not entry.stands_in_for or name in stand_ins.values())
+    }
+    changed = True
+    while changed:
+        changed = False
+        for name in running - gone:
+            for upstream in STAGES[name].upstream:
+                kept = ({upstream, *ancestors(upstream)} & gone) - set(stand_ins)
+                if upstream in gone and upstream not in stand_ins:
+                    gone -= kept
+                    changed = True
+    return gone
+
+
+REPLACED = _replaced(STAND_INS, RECIPE.data["backend"])
 if "import" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
     sys.exit(
         f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
@@ -217,7 +242,7 @@ REPORTED_STAGES = [
 def report_data_outputs():
     """The data card and blend plot, drawn from curation and the pack: none in a run that
     imports its base (the report stage writes them only when it reads those stages)."""
-    if REPLACED:
+    if "curate" in REPLACED:  # the report writes the card when it reads curate
         return {}
     return {
         "data_card": report(f"{RESULTS}/data_card.md", category="Data"),
