@@ -435,3 +435,23 @@ def test_a_full_size_recipe_plans_acquire_hf_for_its_released_sources(project: P
     counts = job_counts(plan.stdout)
     assert counts.get("acquire_hf") == 7 and "acquire" not in counts, counts
     assert "acquire_hf_file" not in counts
+
+
+def test_the_lock_names_each_released_dataset_file_as_a_dependency(
+    project: Path, pins: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from openrecipe.lineage.predicates import MANIFEST_KEY, _imported_dependencies
+
+    recipe = write_recipe(project, "tiny-hf", hf_entry(pins))
+    for path in pins:
+        assert job(project, recipe, part_of(path), monkeypatch) == 0
+    assert job(project, recipe, SOURCE, monkeypatch) == 0
+    lock = {"artifacts": {f"data/raw/{SOURCE}{MANIFEST_KEY}": "x"}}
+    deps = _imported_dependencies(project, lock)
+    assert {d["name"]: (d["uri"], d["digest"]["sha256"]) for d in deps} == {
+        f"hf://datasets/{DATASET}@{REVISION}/{path}": (
+            f"https://huggingface.co/datasets/{DATASET}/resolve/{REVISION}/{path}",
+            sha,
+        )
+        for path, sha in pins.items()
+    }

@@ -180,3 +180,15 @@ def test_tokenizer_import_is_in_no_other_stage_closure() -> None:
         else:
             others = {s.module for s in STAGES.values()} - {entry.module}
             assert not others & set(closure), others & set(closure)
+
+
+def test_the_lock_names_the_released_tokenizer_files_as_dependencies(project: Path) -> None:
+    from openrecipe.lineage.predicates import MANIFEST_KEY, _imported_dependencies
+
+    pins = save_release(project / SNAPSHOT)
+    run_import(project, write_recipe(project, pins), project / "runs/tiny-tok/tokenizer_import")
+    lock = {"artifacts": {f"runs/tiny-tok/tokenizer_import{MANIFEST_KEY}": "x"}}
+    deps = _imported_dependencies(project, lock)
+    assert {d["name"]: d["digest"]["sha256"] for d in deps} == {
+        f"hf://{REPO_ID}@{REVISION}/{name}": sha for name, sha in pins.items()
+    }
