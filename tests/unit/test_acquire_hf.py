@@ -455,3 +455,29 @@ def test_the_lock_names_each_released_dataset_file_as_a_dependency(
         )
         for path, sha in pins.items()
     }
+
+
+def test_curate_reads_the_gathered_source_unchanged(
+    project: Path, pins: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The raw directory is what curate expects of any acquired source: every valid row is
+    kept or dropped with a reason, the null text is quarantined and counted, nothing else."""
+    from openrecipe.data import curate
+    from openrecipe.stage import run_stage
+
+    recipe = write_recipe(project, "tiny-hf", hf_entry(pins))
+    for path in pins:
+        assert job(project, recipe, part_of(path), monkeypatch) == 0
+    assert job(project, recipe, SOURCE, monkeypatch) == 0
+    loaded = load_recipe(project / recipe, project=project)
+    out = project / "runs/tiny-hf/curate"
+    raw = {f"raw_{SOURCE}": project / "data/raw" / SOURCE}
+    run_stage("curate", loaded, out, raw, curate.run, project=project)
+    kept = read_docs(out / "docs.jsonl")
+    dropped = read_docs(out / "dropped.jsonl")
+    quarantined = read_docs(out / "quarantine.jsonl")
+    assert [q["reason"] for q in quarantined] == ["field_not_string"]
+    assert quarantined[0]["input"] == f"raw_{SOURCE}"
+    rows = sum(len(texts) for texts, _ in FILES.values())
+    assert len(kept) + len(dropped) == rows - 1
+    assert {d["source"] for d in kept + dropped} == {SOURCE}
