@@ -192,3 +192,22 @@ def test_the_lock_names_the_released_tokenizer_files_as_dependencies(project: Pa
     assert {d["name"]: d["digest"]["sha256"] for d in deps} == {
         f"hf://{REPO_ID}@{REVISION}/{name}": sha for name, sha in pins.items()
     }
+
+
+def test_with_init_too_nothing_reads_the_tokenizer_so_tokenizer_import_does_not_run(
+    project: Path,
+) -> None:
+    recipe = yaml.safe_load(write_recipe(project, {"tokenizer.json": "a" * 64}).read_text())
+    recipe["name"] = "tiny-tok-init"
+    recipe["init"] = {
+        "repo": "example-org/tiny-hybrid",
+        "revision": REVISION,
+        "snapshot": "snapshots/tiny-hybrid",
+        "files": {"config.json": "a" * 64, "model.safetensors": "b" * 64},
+    }
+    (project / "recipes" / "tiny-tok-init.yaml").write_text(yaml.safe_dump(recipe))
+    plan = snakemake(project, "recipes/tiny-tok-init.yaml", "-n")
+    assert plan.returncode == 0, plan.stdout[-3000:] + plan.stderr[-3000:]
+    counts = job_counts(plan.stdout)
+    assert counts.get("import") == 1 and "tokenizer_import" not in counts, counts
+    assert not {"tokenizer", "pack", "blend", "curate"} & set(counts), counts

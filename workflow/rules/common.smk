@@ -37,17 +37,22 @@ except ValueError as _error:
     sys.exit(f"openrecipe: error: recipe {NAME}: {_error}")
 
 
-def _replaced(stand_ins, backend):
-    """The stages that leave the run: each replaced stage, and those of its ancestors that no
-    remaining stage of this backend reads (import for pretrain takes the whole data chain with
-    it; tokenizer_import for tokenizer takes nothing else, since pack still reads the blend)."""
-    gone = {stage for old in stand_ins for stage in (old, *ancestors(old))}
-    running = {
+def _running(stand_ins, backend):
+    """The registry stages a recipe of this backend runs before any is replaced."""
+    return {
         name
         for name, entry in STAGES.items()
         if entry.backend in (None, backend)
         and (not entry.stands_in_for or name in stand_ins.values())
     }
+
+
+def _replaced(stand_ins, backend):
+    """The stages that leave the run: each replaced stage, and those of its ancestors that no
+    remaining stage of this backend reads (import for pretrain takes the whole data chain with
+    it; tokenizer_import for tokenizer takes nothing else, since pack still reads the blend)."""
+    gone = {stage for old in stand_ins for stage in (old, *ancestors(old))}
+    running = _running(stand_ins, backend)
     changed = True
     while changed:
         changed = False
@@ -61,6 +66,13 @@ def _replaced(stand_ins, backend):
 
 
 REPLACED = _replaced(STAND_INS, RECIPE.data["backend"])
+# A stand-in whose stage no remaining stage reads does not run either (init: with
+# tokenizer.pretrained: import takes pack and pretrain, the tokenizer's readers, with it).
+STAND_INS = {
+    old: new
+    for old, new in STAND_INS.items()
+    if any(old in STAGES[s].upstream for s in _running(STAND_INS, RECIPE.data["backend"]) - REPLACED)
+}
 if "import" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
     sys.exit(
         f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
