@@ -41,14 +41,19 @@ def _run_stage_verb(stage: str, args: argparse.Namespace) -> int:
 
     project = find_project_root()
     recipe = load_recipe(args.recipe, args.override, project=project)
-    sources = tuple(s["name"] for s in recipe.data["data"]["sources"])
-    out = stage_out_dir(
-        args.out, project, stage=stage, recipe_name=recipe.name, part=args.part, sources=sources
-    )
     inputs = {
         name: resolve_inside(p, [project], f"--input {name}")
         for name, p in _parse_inputs(args.input).items()
     }
+    if stage == "acquire_hf":  # per-file jobs and their gather, each with its narrowed view
+        from openrecipe.data import acquire_hf
+
+        recipe, out, inputs = acquire_hf.prepare(recipe, args.part, args.out, project, inputs)
+    else:
+        sources = tuple(s["name"] for s in recipe.data["data"]["sources"])
+        out = stage_out_dir(
+            args.out, project, stage=stage, recipe_name=recipe.name, part=args.part, sources=sources
+        )
     if stage in ALIGN_STAGES:  # --part seed<k>: alignment seed k (openrecipe.seeds)
         check_part(stage, args.part, recipe.data, str(args.out))
     module = importlib.import_module(STAGES[stage])
@@ -210,6 +215,21 @@ def _import_hashes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dataset_hashes(args: argparse.Namespace) -> int:
+    from openrecipe.data.acquire_hf import snapshot_pins
+    from openrecipe.train.import_checkpoint import pins_yaml
+
+    pins = snapshot_pins(Path(args.snapshot), args.subset)
+    if not pins:
+        raise OpenRecipeError(f"{args.snapshot}: no .parquet files (under {args.subset or '.'})")
+    print(
+        f"# sha256 of {len(pins)} Parquet files in {args.snapshot}: paste under the "
+        "hf_dataset source in data.sources"
+    )
+    print(pins_yaml(pins), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="openrecipe", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
@@ -299,6 +319,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="every file, not only config, weights, tokenizer and chat template files",
     )
     p.set_defaults(func=_import_hashes)
+    p = sub.add_parser(
+        "dataset-hashes",
+        help="print the files block (path: sha256) of a downloaded dataset snapshot's Parquet files",
+    )
+    p.add_argument(
+        "snapshot", help="the directory `hf download --repo-type dataset --local-dir` wrote"
+    )
+    p.add_argument(
+        "--subset",
+        action="append",
+        default=[],
+        help="only files under this directory of the repository (repeatable)",
+    )
+    p.set_defaults(func=_dataset_hashes)
     from openrecipe.lineage.commands import add_audit_verbs
 
     add_audit_verbs(sub)

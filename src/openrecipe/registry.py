@@ -217,6 +217,30 @@ STAGES: dict[str, Stage] = {
             stands_in_for="pretrain",
             active_when="init",
         ),
+        # hf_dataset sources (the released pretraining data): one job per pinned Parquet file
+        # (data/hf/<source>/<file id>), then a gather into data/raw/<source> (data.smk). The
+        # view is narrowed per job by openrecipe.data.acquire_hf.part_view.
+        Stage(
+            "acquire_hf",
+            "openrecipe.data.acquire_hf",
+            view=("data.sources",),
+            rule="custom",
+            cluster={"runtime": 60},
+        ),
+        # A released tokenizer (recipe tokenizer.pretrained) copied and hash-checked: pack and
+        # pretrain read it in place of the trained BPE; the blend it would have read still runs.
+        Stage(
+            "tokenizer_import",
+            "openrecipe.data.tokenizer_import",
+            view=(
+                "tokenizer.pretrained.repo",
+                "tokenizer.pretrained.revision",
+                "tokenizer.pretrained.files",
+            ),
+            cluster={"runtime": 10},
+            stands_in_for="tokenizer",
+            active_when="tokenizer.pretrained",
+        ),
         Stage(
             "reasoning",
             "openrecipe.data.reasoning",

@@ -11,7 +11,7 @@ like, and checked against the thing it names:
 - a dotted recipe field (``sft.lr``, ``data.sources[*].sha256``): a path of the recipe schema;
 - a file path (``src/openrecipe/stage.py``, ``workflow/rules/*.smk``, ``results/<recipe>/``):
   exists in the checkout, ``<placeholder>`` standing for any one name; paths the code creates
-  (``runs/``, ``data/raw/``, ``recipes/overrides/``, ``~``) are not in a checkout and are not
+  (``runs/``, ``data/raw/``, ``data/hf/``, ``recipes/overrides/``, ``~``) are not in a checkout and are not
   checked, except that ``runs/<recipe>/NAME`` must name a stage;
 - ``NAME`` next to "stage" or in a ``->`` chain: a stage of ``registry.STAGE_MODULES``;
 - an ``UPPER_CASE`` identifier: appears in the code.
@@ -39,7 +39,18 @@ from openrecipe.registry import STAGE_MODULES
 REPO = Path(__file__).resolve().parents[2]
 PATH_ROOTS = (REPO, REPO / "src" / "openrecipe")
 # Made by running the code, so never in a checkout.
-GENERATED = ("runs/", "data/raw/", "recipes/overrides/", ".venv/", ".snakemake/", "~", "$", "/")
+GENERATED = (
+    "runs/",
+    "data/raw/",
+    "data/hf/",
+    "data/hf-snapshots/",
+    "recipes/overrides/",
+    ".venv/",
+    ".snakemake/",
+    "~",
+    "$",
+    "/",
+)
 FILE_SUFFIXES = (".py", ".yaml", ".yml", ".md", ".smk", ".json", ".dvc", ".toml", ".txt", ".pub")
 PLACEHOLDER = re.compile(r"<[^<>]*>")
 PATH_TOKEN = re.compile(r"^[\w.<>*-]+(/[\w.<>*-]*)+$|^[\w<>*-]+\.(dvc|toml|smk)$")

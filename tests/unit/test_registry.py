@@ -287,4 +287,7 @@ def test_a_stand_in_runs_only_where_its_switch_is_set_and_two_for_one_stage_are_
     assert registry.stand_ins({"derive": {"other": 1}}) == {}
     with pytest.raises(ValueError, match=r"init:.*derive\.parent:.*stage pretrain"):
         registry.stand_ins({"init": {"repo": "r"}, "derive": {"parent": "p"}})
-    assert registry.stand_in_stages() == ["import", "rival"]
+    assert registry.stand_in_stages() == ["import", "tokenizer_import", "rival"]
+    assert registry.stand_ins({"tokenizer": {"pretrained": {"repo": "r"}}}) == {
+        "tokenizer": "tokenizer_import"
+    }

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from openrecipe.cli import main
+from openrecipe.data import acquire_hf
 from openrecipe.errors import RecipeError
 from openrecipe.paths import stage_out_dir
 from openrecipe.recipe import load_recipe
@@ -159,7 +160,8 @@ def test_every_out_the_workflow_passes_is_accepted(tmp_path: Path, recipe: str) 
             shutil.copy(source, project / name)
     calls = _dry_run_stage_calls(project, recipe)
     stages = {stage for stage, *_ in calls}
-    expected = {"acquire", "plan"} if recipe != "default" else {"langid", "evaluate", "report"}
+    # a full-size recipe's sources are released datasets: acquire_hf, not acquire
+    expected = {"acquire_hf", "plan"} if recipe != "default" else {"langid", "evaluate", "report"}
     assert expected <= stages, stages
     # A dry run writes no resolved copy (the workflow's onstart does, and a dry run skips it):
     # the stages would read the recipe the copy is resolved from.
@@ -168,6 +170,9 @@ def test_every_out_the_workflow_passes_is_accepted(tmp_path: Path, recipe: str) 
         assert recipe_path.endswith("recipe.resolved.yaml") or recipe_path.startswith(
             "runs/.acquire/"
         ), recipe_path
+        if stage == "acquire_hf":  # its own guard (acquire_hf.prepare): exactly its job's dir
+            assert out == acquire_hf.out_dir(part), (out, part)
+            continue
         sources = tuple(s["name"] for s in loaded.data["data"]["sources"])
         resolved = stage_out_dir(
             out, project, stage=stage, recipe_name=loaded.name, part=part, sources=sources

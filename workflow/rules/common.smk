@@ -25,6 +25,8 @@ NAME = RECIPE.name
 RUN = f"runs/{NAME}"
 RESULTS = f"results/{NAME}"
 SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"])
+# hf_dataset sources (the released data) are acquired by acquire_hf, the others by acquire.
+HF_SOURCES = sorted(s["name"] for s in RECIPE.data["data"]["sources"] if s["kind"] == "hf_dataset")
 # A recipe with `init:` starts post-training from a released checkpoint (docs/import.md): a
 # stage that stands in for another (registry: stands_in_for; import for pretrain) is read in
 # its place, and the replaced stage leaves the run with every stage it reads (curation,
@@ -33,7 +35,44 @@ try:
     STAND_INS = stand_ins(RECIPE.data)
 except ValueError as _error:
     sys.exit(f"openrecipe: error: recipe {NAME}: {_error}")
-REPLACED = {stage for old in STAND_INS for stage in (old, *ancestors(old))}
+
+
+def _running(stand_ins, backend):
+    """The registry stages a recipe of this backend runs before any is replaced."""
+    return {
+        name
+        for name, entry in STAGES.items()
+        if entry.backend in (None, backend)
+        and (not entry.stands_in_for or name in stand_ins.values())
+    }
+
+
+def _replaced(stand_ins, backend):
+    """The stages that leave the run: each replaced stage, and those of its ancestors that no
+    remaining stage of this backend reads (import for pretrain takes the whole data chain with
+    it; tokenizer_import for tokenizer takes nothing else, since pack still reads the blend)."""
+    gone = {stage for old in stand_ins for stage in (old, *ancestors(old))}
+    running = _running(stand_ins, backend)
+    changed = True
+    while changed:
+        changed = False
+        for name in running - gone:
+            for upstream in STAGES[name].upstream:
+                kept = ({upstream, *ancestors(upstream)} & gone) - set(stand_ins)
+                if upstream in gone and upstream not in stand_ins:
+                    gone -= kept
+                    changed = True
+    return gone
+
+
+REPLACED = _replaced(STAND_INS, RECIPE.data["backend"])
+# A stand-in whose stage no remaining stage reads does not run either (init: with
+# tokenizer.pretrained: import takes pack and pretrain, the tokenizer's readers, with it).
+STAND_INS = {
+    old: new
+    for old, new in STAND_INS.items()
+    if any(old in STAGES[s].upstream for s in _running(STAND_INS, RECIPE.data["backend"]) - REPLACED)
+}
 if "import" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
     sys.exit(
         f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
@@ -215,7 +254,7 @@ REPORTED_STAGES = [
 def report_data_outputs():
     """The data card and blend plot, drawn from curation and the pack: none in a run that
     imports its base (the report stage writes them only when it reads those stages)."""
-    if REPLACED:
+    if "curate" in REPLACED:  # the report writes the card when it reads curate
         return {}
     return {
         "data_card": report(f"{RESULTS}/data_card.md", category="Data"),

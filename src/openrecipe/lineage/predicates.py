@@ -86,11 +86,21 @@ def _code_dependencies(project: Path, lock: dict[str, Any]) -> list[dict[str, An
     return deps
 
 
+# External-input kinds whose pinned files the lock names: {kind: (repository key, Hub path)}.
+# A released checkpoint (import), a released tokenizer (tokenizer_import), a released dataset
+# (acquire_hf; its repository lives under datasets/ on the Hub).
+_RELEASED_KINDS = {
+    "hf_model": ("repo", ""),
+    "hf_tokenizer": ("repo", ""),
+    "hf_dataset": ("dataset", "datasets/"),
+}
+
+
 def _imported_dependencies(project: Path, lock: dict[str, Any]) -> list[dict[str, Any]]:
-    """Each file of a released checkpoint the run imported (an ``hf_model`` input of a locked
-    stage's manifest), named ``hf://<repo>@<revision>/<file>`` with its pinned sha256 and Hub
-    URL. The copies under ``runs/<recipe>/import/`` are subjects like any output; these say
-    where the bytes came from."""
+    """Each released file the run read (an ``hf_model``, ``hf_tokenizer`` or ``hf_dataset``
+    input of a locked stage's manifest), named ``hf://[datasets/]<repo>@<revision>/<file>``
+    with its pinned sha256 and Hub URL. The copies under ``runs/<recipe>/`` are subjects like
+    any output; these say where the bytes came from."""
     deps = {}
     for name in lock["artifacts"]:
         if not name.endswith(MANIFEST_KEY):
@@ -100,9 +110,10 @@ def _imported_dependencies(project: Path, lock: dict[str, Any]) -> list[dict[str
         except StageInputError:  # a pulled run's upstream elsewhere: verify reports it
             continue
         for item in manifest.get("inputs", []):
-            if item.get("kind") != "hf_model":
+            if item.get("kind") not in _RELEASED_KINDS:
                 continue
-            repo, revision = item["repo"], item["revision"]
+            key, hub = _RELEASED_KINDS[item["kind"]]
+            repo, revision = f"{hub}{item[key]}", item["revision"]
             for file, sha in item["files"].items():
                 deps[f"{HF_PREFIX}{repo}@{revision}/{file}"] = {
                     "name": f"{HF_PREFIX}{repo}@{revision}/{file}",
