@@ -50,8 +50,8 @@ except (RecipeError, StageInputError) as _error:
 if "distill" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
     sys.exit(
         f"openrecipe: error: recipe {NAME}: derive: runs the distill stage on the reference "
-        f"backend; backend {RECIPE.data['backend']} compiles it to a ModelOpt plan "
-        "(openrecipe distill-plan, docs/derive.md)"
+        f"backend only; its ModelOpt / Megatron-Bridge plan for backend "
+        f"{RECIPE.data['backend']} is not written yet (docs/derive.md)"
     )
 CHECKPOINT_STAGES = {c: STAND_INS.get(s, s) for c, s in checkpoint_stages().items()}
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
