@@ -226,11 +226,16 @@ def test_distill_is_deterministic_and_records_the_parent_as_inputs(world, tmp_pa
 
 
 def test_a_killed_distill_resumes_to_the_same_bytes(world, monkeypatch) -> None:
-    project, _ = world
-    unbroken = project / "runs/tiny_child/distill"
-    if not unbroken.is_dir():
-        _distill(project, "tiny_child", unbroken)
-    out = project / "runs/tiny_child_killed/distill"
+    """In fp8 (emulated, with stochastic-rounding generators in the checkpoint), as the proxies."""
+    project, shas = world
+    path = _child_recipe(project, "tiny_fp8", shas)
+    data = yaml.safe_load(path.read_text())
+    data["pretrain"].update(precision="fp8", bf16_first_layers=1, bf16_last_layers=1)
+    path.write_text(yaml.safe_dump(data))
+    unbroken = project / "runs/tiny_fp8/distill"
+    summary = _distill(project, "tiny_fp8", unbroken)["summary"]
+    assert summary["precision"] == "fp8" and summary["precision_linears"] > 0
+    out = project / "runs/tiny_fp8_killed/distill"
     real_save = distill.Resumable.maybe_save
 
     def save_then_die(self, done, steps, *args):
@@ -240,11 +245,11 @@ def test_a_killed_distill_resumes_to_the_same_bytes(world, monkeypatch) -> None:
 
     monkeypatch.setattr(distill.Resumable, "maybe_save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
-        _distill(project, "tiny_child", out)
+        _distill(project, "tiny_fp8", out)
     assert not (out / "manifest.json").exists()
     assert list((out.parent / ".distill.resume").glob("*/step-00000002"))
     monkeypatch.setattr(distill.Resumable, "maybe_save", real_save)
-    manifest = _distill(project, "tiny_child", out)
+    manifest = _distill(project, "tiny_fp8", out)
     assert json.loads((out / "run_info.json").read_text())["resumed"]["step"] == 2
     assert sha256_file(out / "model/model.safetensors") == sha256_file(
         unbroken / "model/model.safetensors"

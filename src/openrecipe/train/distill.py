@@ -44,6 +44,7 @@ from openrecipe.data.indexed import IndexedDataset
 from openrecipe.errors import StageInputError
 from openrecipe.hashing import derive_seed, hash_obj
 from openrecipe.model.build import config_for_tokenizer, count_parameters
+from openrecipe.model.precision import NVFP4Config, apply_precision
 from openrecipe.model.recipe_config import ModelParams, PretrainParams
 from openrecipe.stage import StageContext
 from openrecipe.stage_config import decode_view, plain, view_field
@@ -297,6 +298,17 @@ def run(ctx: StageContext) -> dict[str, Any]:
     pruning["calibration"] = {"sequences": chosen, "seed": calib_seed}
     teacher.to(device)
     student.to(device)
+    # the student trains in the recipe's precision, as pretrain does (fp8 / nvfp4 emulated in
+    # the decoder linears outside the first/last bf16 layers); the frozen teacher runs bf16
+    nvfp4 = NVFP4Config(**plain(cfg.nvfp4))
+    swapped = apply_precision(
+        student,
+        cfg.precision,
+        cfg.bf16_first_layers,
+        cfg.bf16_last_layers,
+        config=nvfp4 if cfg.precision == "nvfp4" else None,
+        seed=derive_seed(ctx.seed, "precision"),
+    )
 
     resumable = Resumable(ctx, cfg.checkpoint_every)
     state = _train(student, teacher, loader, config, resumable, tokenizer.pad_token_id)
@@ -318,7 +330,10 @@ def run(ctx: StageContext) -> dict[str, Any]:
             for role, (pin, _) in sorted(dirs.items())
         },
         "device": device.type,
-        "compute": f"bf16 autocast on {device.type} (teacher and student), fp32 master weights",
+        "precision": cfg.precision,
+        "precision_linears": len(swapped),
+        "compute": f"student {cfg.precision} ({len(swapped)} emulated linears), teacher bf16 "
+        f"autocast, on {device.type}; fp32 master weights and AdamW state",
         "params": params,
         "parent_params": parent_params,
         "kept_layers": keep.layers,
