@@ -34,7 +34,7 @@ from openrecipe.train.derive_spec import pins
 
 REPO = Path(__file__).resolve().parents[2]
 SEQ = 32
-PARENT = "tiny"
+PARENT = "tiny_parent"  # recipes/tiny.yaml with a 4-step pretrain on 32-token sequences
 CHILD_MODEL = {"hybrid_override_pattern": "M-*M-", "hidden_size": 48, "intermediate_size": 96}
 TEXTS = [f"sample {i}: the quick brown fox jumps over {i % 7} lazy dogs." for i in range(200)]
 
@@ -48,8 +48,17 @@ def _copy_project(root: Path) -> Path:
 
 
 def _parent_runs(project: Path) -> dict[str, str]:
-    """runs/tiny/pretrain and runs/tiny/pack as real stage outputs; {stage: manifest_sha256}."""
-    recipe = load_recipe(project / "recipes" / f"{PARENT}.yaml", project=project)
+    """runs/tiny_parent/pretrain and .../pack as real stage outputs (the pack with the sidecar
+    certify reads: sequence i holds document doc<i//3> of source austen or brown, by i's
+    parity); {stage: manifest_sha256}."""
+    parent = {
+        "extends": "tiny",
+        "name": PARENT,
+        "pretrain": {"seq_length": SEQ, "micro_batch_size": 2, "steps": 4},
+    }
+    path = project / "recipes" / f"{PARENT}.yaml"
+    path.write_text(yaml.safe_dump(parent), encoding="utf-8")
+    recipe = load_recipe(path, project=project)
     tokenizer = train_tokenizer(TEXTS)
 
     def pretrain_body(ctx: StageContext) -> dict:
@@ -69,6 +78,10 @@ def _parent_runs(project: Path) -> dict[str, str]:
         stream = [t for text in TEXTS for t in tokenizer(text)["input_ids"]]
         rows = [stream[i : i + SEQ + 1] for i in range(0, len(stream) - SEQ - 1, SEQ + 1)]
         write_indexed(ctx.out / "train", [np.asarray(r) for r in rows], optimal_dtype(400))
+        with open(ctx.out / "sidecar.jsonl", "w", encoding="utf-8") as handle:
+            for i in range(len(rows)):
+                segment = [f"doc{i // 3}", _source(i), 0, SEQ + 1]
+                handle.write(json.dumps({"phase": "p", "segments": [segment], "seq": i}) + "\n")
         return {}
 
     out = {}
@@ -78,6 +91,10 @@ def _parent_runs(project: Path) -> dict[str, str]:
         )
         out[stage] = manifest["manifest_sha256"]
     return out
+
+
+def _source(sequence: int) -> str:
+    return "austen" if sequence % 2 else "brown"
 
 
 def _child_recipe(project: Path, name: str, shas: dict[str, str], **changes) -> Path:
@@ -113,7 +130,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str
 
 
 def _inputs(project: Path) -> dict[str, Path]:
-    return {"parent": project / "runs/tiny/pretrain", "data": project / "runs/tiny/pack"}
+    return {
+        "parent": project / "runs/tiny_parent/pretrain",
+        "data": project / "runs/tiny_parent/pack",
+    }
 
 
 def _distill(project: Path, name: str, out: Path) -> dict:
@@ -206,14 +226,14 @@ def test_distill_is_deterministic_and_records_the_parent_as_inputs(world, tmp_pa
         i["name"]: (i["path"], i["manifest_sha256"]) for i in first["inputs"] if "stage" in i
     }
     assert recorded == {
-        "parent": ("runs/tiny/pretrain", shas["pretrain"]),
-        "data": ("runs/tiny/pack", shas["pack"]),
+        "parent": ("runs/tiny_parent/pretrain", shas["pretrain"]),
+        "data": ("runs/tiny_parent/pack", shas["pack"]),
     }
     pruning = json.loads((a / "pruning.json").read_text())
     assert pruning["depth"]["kept"] == first["summary"]["kept_layers"]
     assert len(pruning["hidden"]["kept"]) == 48
     assert (a / "model/tokenizer.json").read_bytes() == (
-        project / "runs/tiny/pretrain/model/tokenizer.json"
+        project / "runs/tiny_parent/pretrain/model/tokenizer.json"
     ).read_bytes()
     model = NemotronHForCausalLM.from_pretrained(a / "model")
     assert model.config.hybrid_override_pattern == "M-*M-"
@@ -222,7 +242,7 @@ def test_distill_is_deterministic_and_records_the_parent_as_inputs(world, tmp_pa
     # trace walks from the child into the parent recipe's runs
     node = trace(a / "model" / "model.safetensors")
     dirs = {i["name"]: i["node"]["dir"] for i in node["inputs"]}
-    assert dirs == {"data": "runs/tiny/pack", "parent": "runs/tiny/pretrain"}
+    assert dirs == {"data": "runs/tiny_parent/pack", "parent": "runs/tiny_parent/pretrain"}
 
 
 def test_a_killed_distill_resumes_to_the_same_bytes(world, monkeypatch) -> None:
@@ -266,7 +286,7 @@ def test_a_pin_that_differs_from_the_parent_run_is_refused(world) -> None:
         derive={"parent": {"recipe": PARENT, "stage": "pretrain", "manifest_sha256": "0" * 64}},
     )
     with pytest.raises(
-        StageInputError, match=r"derive\.parent\.manifest_sha256: runs/tiny/pretrain"
+        StageInputError, match=r"derive\.parent\.manifest_sha256: runs/tiny_parent/pretrain"
     ):
         _distill(project, "tiny_badpin", project / "runs/tiny_badpin/distill")
     assert not (project / "runs/tiny_badpin/distill").exists()
@@ -293,7 +313,10 @@ def test_a_missing_parent_run_and_a_bad_recipe_name_are_refused(world, tmp_path)
         },
     )
     recipe = load_recipe(project / "recipes/tiny_orphan.yaml", project=project)
-    inputs = {"parent": project / "runs/tiny/pretrain", "data": project / "runs/tiny/pack"}
+    inputs = {
+        "parent": project / "runs/tiny_parent/pretrain",
+        "data": project / "runs/tiny_parent/pack",
+    }
     with pytest.raises(StageInputError, match="is not runs/default/pretrain"):
         run_stage(
             "distill",
@@ -351,5 +374,30 @@ def test_the_dry_run_of_a_derived_recipe_plans_distill_and_no_curation(world) ->
     counts = {name: int(n) for name, n in re.findall(r"^(\w+)\s+(\d+)$", table, re.M)}
     assert counts.get("distill") == 1, counts
     assert not {"pretrain", "pack", "tokenizer", "curate", "blend", "acquire"} & set(counts)
-    assert "--input parent=runs/tiny/pretrain --input data=runs/tiny/pack" in done.stdout
+    assert (
+        "--input parent=runs/tiny_parent/pretrain --input data=runs/tiny_parent/pack" in done.stdout
+    )
     assert re.search(r"-m openrecipe sft .*--input pretrain=runs/tiny_plan/distill", done.stdout)
+
+
+def test_certify_counts_the_parents_pretraining_and_the_distillation(world) -> None:
+    from openrecipe.lineage.certify import certify
+
+    project, _ = world
+    out = project / "runs/tiny_child/distill"
+    if not out.is_dir():
+        _distill(project, "tiny_child", out)
+    cert = certify("source=austen", out)
+    assert cert["checkpoint"]["stage"] == "distill"
+    assert list(cert["training"]) == ["pretrain", "distill"]
+    # the parent's pretraining: 4 steps x 2 sequences, every odd one austen
+    assert cert["training"]["pretrain"]["matched_tokens"] == 4 * (SEQ + 1)
+    # distillation: the same 8 sequences, plus each calibration sequence once more
+    calibration = json.loads((out / "pruning.json").read_text())["calibration"]["sequences"]
+    uses = list(range(8)) + calibration
+    distilled = cert["training"]["distill"]
+    assert distilled["tokens"] == len(uses) * (SEQ + 1)
+    assert distilled["matched_tokens"] == sum(SEQ + 1 for i in uses if _source(i) == "austen")
+    assert "runs/tiny_parent/pack/sidecar.jsonl" in cert["relied_on"]
+    assert "runs/tiny_child/distill/pruning.json" in cert["relied_on"]
+    assert not cert["absent"]
