@@ -401,3 +401,21 @@ def test_certify_counts_the_parents_pretraining_and_the_distillation(world) -> N
     assert "runs/tiny_parent/pack/sidecar.jsonl" in cert["relied_on"]
     assert "runs/tiny_child/distill/pruning.json" in cert["relied_on"]
     assert not cert["absent"]
+
+
+@pytest.mark.parametrize(
+    ("child", "parent"),
+    [("nemotron_nano_9b_v2", "nemotron_nano_12b_v2_base"), ("nemotron_h_47b", "nemotron_h_56b")],
+)
+def test_the_full_size_children_are_prunable_from_their_parents(child: str, parent: str) -> None:
+    """The published shapes: the child's pattern is a deletion of the parent's, its widths are
+    no larger and every head count is shared, so distill (and a ModelOpt plan) can derive it."""
+    configs = {}
+    for name in (child, parent):
+        model = load_recipe(REPO / "recipes" / f"{name}.yaml", project=REPO).data["model"]
+        configs[name] = nemotronh_config(model, 131072)
+    prune.check_shared(configs[parent], configs[child])
+    parent_pattern = configs[parent].hybrid_override_pattern
+    child_pattern = configs[child].hybrid_override_pattern
+    kept = prune.select_layers(parent_pattern, child_pattern, [0.0] * len(parent_pattern))
+    assert "".join(parent_pattern[i] for i in kept) == child_pattern
