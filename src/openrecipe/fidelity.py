@@ -135,10 +135,14 @@ def sft_warmup_steps(recipe: dict[str, Any]) -> int:
 
 
 def derivation(recipe: dict[str, Any]) -> str:
-    """How the weights come to be: from a released checkpoint (``init``) or trained from
-    scratch. Pruning + distillation from a parent has no recipe field yet."""
+    """How the weights come to be: from a released checkpoint (``init``), pruned and distilled
+    from a parent recipe's run (``derive``; docs/derive.md), or trained from scratch. The
+    full-size recipes carry no ``derive:`` yet (it pins a parent run by manifest hash, and no
+    full-size parent has run), so their derivation still reads "trained from scratch"."""
     if recipe.get("init"):
         return f"initialised from {recipe['init'].get('repo', 'a released checkpoint')}"
+    if recipe.get("derive"):
+        return f"pruned and distilled from recipe {recipe['derive']['parent']['recipe']}"
     return "trained from scratch"
 
 

@@ -177,6 +177,77 @@ def _smaller_complaint(full: Any, value: Any, key: str) -> str | None:
     return None
 
 
+def _is_deletion(parent: str, child: str) -> bool:
+    """Whether ``child`` is ``parent`` with some characters deleted (a depth-pruned pattern)."""
+    rest = iter(parent)
+    return all(c in rest for c in child)
+
+
+def _derived_complaint(parent: str, layers: int, full: str, pattern: Any) -> str | None:
+    if not isinstance(pattern, str) or not pattern:
+        return "no layer pattern"
+    if not _is_deletion(parent, pattern):
+        return f"not the parent proxy's {parent!r} with layers deleted"
+    if len(pattern) != layers:
+        return f"{len(pattern)} layers, the release's depth ratio gives {layers}"
+    if (pattern[0], pattern[-1]) != (full[0], full[-1]):
+        return f"starts/ends with {pattern[0]}/{pattern[-1]}, release {full[0]}/{full[-1]}"
+    return None
+
+
+def _derive_rules(
+    full: dict[str, Any], parent: tuple[dict[str, Any], dict[str, Any]], proxy: dict[str, Any]
+) -> dict[str, Rule]:
+    """A proxy derived by pruning (``derive:``) takes its shape from its parent proxy by the
+    release's own child/parent ratios, not from the tiny recipe: hidden and FFN widths scaled,
+    the head counts the parent's (both releases keep them), the pattern a deletion of the
+    parent proxy's at the release's depth ratio."""
+    parent_full, parent_proxy = parent
+    fm, pfm, ppm = full["model"], parent_full["model"], parent_proxy["model"]
+    rules: dict[str, Rule] = {}
+    for key in ("hidden_size", "intermediate_size"):
+        rules[f"model.{key}"] = Rule(
+            "derived",
+            round(ppm[key] * fm[key] / pfm[key]),
+            why=f"the parent proxy's {ppm[key]} x the release's {fm[key]}/{pfm[key]}",
+        )
+    for key in ("mamba_num_heads", "num_attention_heads", "num_key_value_heads", "head_dim"):
+        if fm.get(key) == pfm.get(key):
+            rules[f"model.{key}"] = Rule(
+                "derived", ppm[key], why="kept from the parent proxy, as the release keeps it"
+            )
+    depth = round(
+        len(ppm["hybrid_override_pattern"])
+        * len(fm["hybrid_override_pattern"])
+        / len(pfm["hybrid_override_pattern"])
+    )
+    rules["model.hybrid_override_pattern"] = Rule(
+        "chosen",
+        check=lambda p: _derived_complaint(
+            ppm["hybrid_override_pattern"], depth, fm["hybrid_override_pattern"], p
+        ),
+    )
+    name = parent_proxy["name"]
+    rules["derive.parent.recipe"] = Rule("proxy", name, why="the parent release's proxy")
+    rules["derive.parent.stage"] = Rule("proxy", "pretrain", why="its pretrained model")
+    rules["derive.data.stage"] = Rule("proxy", "pack", why="the parent's blend, packed")
+    for key in ("parent", "data"):
+        rules[f"derive.{key}.manifest_sha256"] = Rule(
+            "chosen",
+            check=lambda v: (
+                None if isinstance(v, str) and len(v) == 64 else "not a pinned manifest sha256"
+            ),
+            why="the pinned parent run",
+        )
+    for key, value, why in (
+        ("calibration_sequences", 32, "the schema's default calibration set at proxy scale"),
+        ("temperature", 1.0, "Minitron's logit KD at T=1"),
+        ("kd_weight", 1.0, "Minitron's logit-only KD loss"),
+    ):
+        rules[f"derive.{key}"] = Rule("proxy", value, why=why)
+    return rules
+
+
 def _pretrain_rules(
     full: dict[str, Any], tiny: dict[str, Any], proxy: dict[str, Any]
 ) -> dict[str, Rule]:
@@ -207,9 +278,13 @@ def _pretrain_rules(
 
 
 def proxy_rules(
-    full: dict[str, Any], tiny: dict[str, Any], proxy: dict[str, Any]
+    full: dict[str, Any],
+    tiny: dict[str, Any],
+    proxy: dict[str, Any],
+    parent: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> dict[str, Rule]:
-    """The rule for every field a proxy of ``full`` must have (all three resolved recipes)."""
+    """The rule for every field a proxy of ``full`` must have (all three resolved recipes).
+    A proxy with ``derive:`` needs ``parent``: (the parent release, the parent proxy)."""
     from openrecipe.evaluate.envelope import proxy_envelope
 
     rules: dict[str, Rule] = {}
@@ -221,6 +296,10 @@ def proxy_rules(
             rules[dotted] = Rule("tiny", value, why="the tiny recipe's CPU scale")
     rules.update(_model_rules(full, tiny, proxy))
     rules.update(_pretrain_rules(full, tiny, proxy))
+    if proxy.get("derive") is not None:
+        if parent is None:
+            raise ValueError(f"{proxy.get('name')}: a derived proxy is checked against its parent")
+        rules.update(_derive_rules(full, parent, proxy))
     rules["data.phases"] = Rule(
         "derived",
         proxy_phases(full["data"]["phases"], full["data"]["sources"]),
@@ -259,11 +338,14 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def proxy_mismatches(
-    full: dict[str, Any], tiny: dict[str, Any], proxy: dict[str, Any]
+    full: dict[str, Any],
+    tiny: dict[str, Any],
+    proxy: dict[str, Any],
+    parent: tuple[dict[str, Any], dict[str, Any]] | None = None,
 ) -> list[str]:
     """Every field of ``proxy`` that breaks its rule, missing or unaccounted for, one line each
     (``field: proxy has X, rule gives Y (why)``); empty when the proxy is what the rules make."""
-    rules = proxy_rules(full, tiny, proxy)
+    rules = proxy_rules(full, tiny, proxy, parent)
     have = flatten(proxy)
     problems = []
     for dotted in sorted(set(rules) | set(have)):

@@ -36,8 +36,9 @@ class Stage:
     """``--input NAME=runs/<recipe>/<STAGE>`` arguments, in order: {input name: upstream stage}."""
     recipe_inputs: str | None = None
     """Inputs that depend on the recipe rather than on a fixed stage, resolved by the workflow
-    (``workflow/rules/common.smk``, ``RECIPE_INPUTS``): ``raw_sources`` (one per source) or
-    ``eval_sets`` (the eval sets of the tasks the recipe names)."""
+    (``workflow/rules/common.smk``, ``RECIPE_INPUTS``): ``raw_sources`` (one per source),
+    ``eval_sets`` (the eval sets of the tasks the recipe names) or ``derive`` (the parent
+    recipe's stages that ``derive:`` pins)."""
     scatter: bool = False
     """Runs as ``data.curation.shards`` shard jobs (``<stage>_shard``) plus a gather job."""
     outputs: tuple[str, ...] = ()
@@ -216,6 +217,19 @@ STAGES: dict[str, Stage] = {
             cluster={"runtime": 60},
             stands_in_for="pretrain",
             active_when="init",
+        ),
+        # The parent recipe's pretrained model pruned to this recipe's shape and distilled on
+        # the parent's pack (recipe derive:; docs/derive.md): the base sft trains from.
+        Stage(
+            "distill",
+            "openrecipe.train.distill",
+            view=("seed", "model", "pretrain", "derive", "resources.threads", "resources.device"),
+            recipe_inputs="derive",
+            family="pretrain",
+            threads=True,
+            cluster={"gpus": 0, "nodes": 1, "runtime": 60},
+            stands_in_for="pretrain",
+            active_when="derive",
         ),
         # hf_dataset sources (the released pretraining data): one job per pinned Parquet file
         # (data/hf/<source>/<file id>), then a gather into data/raw/<source> (data.smk). The

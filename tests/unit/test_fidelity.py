@@ -224,3 +224,13 @@ def test_fidelity_is_in_no_stage_code_closure() -> None:
         closure = import_closure((module, *CONTRACT_MODULES))
         assert not {"openrecipe.fidelity", "openrecipe.cli"} & set(closure), stage
         assert DATA_FILE not in package_data_files(closure), stage
+
+
+def test_a_derived_recipe_says_what_it_was_pruned_and_distilled_from() -> None:
+    from openrecipe.fidelity import derivation
+
+    derive = {"parent": {"recipe": "nemotron_nano_12b_v2_base_proxy", "stage": "pretrain"}}
+    assert derivation({"derive": derive}) == (
+        "pruned and distilled from recipe nemotron_nano_12b_v2_base_proxy"
+    )
+    assert derivation({}) == "trained from scratch"

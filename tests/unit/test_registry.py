@@ -281,13 +281,17 @@ def test_a_stand_in_runs_only_where_its_switch_is_set_and_two_for_one_stage_are_
     assert registry.stand_ins({"init": None}) == {}  # null is absent, as YAML's `init:` alone
     assert registry.stand_ins({"init": {"repo": "r"}}) == {"pretrain": "import"}
     # A second stand-in for pretrain behind a nested switch: either alone runs, both refuse.
-    rival = replace(STAGES["import"], name="rival", active_when="derive.parent")
+    rival = replace(STAGES["import"], name="rival", active_when="graft.parent")
     monkeypatch.setitem(registry.STAGES, "rival", rival)
-    assert registry.stand_ins({"derive": {"parent": "p"}}) == {"pretrain": "rival"}
-    assert registry.stand_ins({"derive": {"other": 1}}) == {}
-    with pytest.raises(ValueError, match=r"init:.*derive\.parent:.*stage pretrain"):
-        registry.stand_ins({"init": {"repo": "r"}, "derive": {"parent": "p"}})
-    assert registry.stand_in_stages() == ["import", "tokenizer_import", "rival"]
+    assert registry.stand_ins({"graft": {"parent": "p"}}) == {"pretrain": "rival"}
+    assert registry.stand_ins({"graft": {"other": 1}}) == {}
+    with pytest.raises(ValueError, match=r"init:.*graft\.parent:.*stage pretrain"):
+        registry.stand_ins({"init": {"repo": "r"}, "graft": {"parent": "p"}})
+    # the real second stand-in: distill, switched on by derive:
+    assert registry.stand_ins({"derive": {"parent": {}}}) == {"pretrain": "distill"}
+    with pytest.raises(ValueError, match=r"init:.*derive:.*stage pretrain"):
+        registry.stand_ins({"init": {"repo": "r"}, "derive": {"parent": {}}})
+    assert registry.stand_in_stages() == ["import", "distill", "tokenizer_import", "rival"]
     assert registry.stand_ins({"tokenizer": {"pretrained": {"repo": "r"}}}) == {
         "tokenizer": "tokenizer_import"
     }

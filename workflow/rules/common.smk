@@ -8,12 +8,13 @@ import sys
 from pathlib import Path
 
 from openrecipe.codeid import stage_code_digest
-from openrecipe.errors import RecipeError
+from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.paths import find_project_root
 from openrecipe.recipe import load_recipe, write_resolved
 from openrecipe.registry import STAGES, ancestors, checkpoint_stages, stages_where, stand_ins
 from openrecipe.seeds import align_seeds, stage_dir as seed_stage_dir
+from openrecipe.train.derive_spec import check_parent_runs, input_dirs as derive_input_dirs
 
 PROJECT = find_project_root(Path(workflow.basedir))
 _CONFIGFILES = [Path(p) for p in workflow.configfiles] or [PROJECT / "recipes" / "default.yaml"]
@@ -77,6 +78,19 @@ if "import" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
     sys.exit(
         f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
         f"backend; backend {RECIPE.data['backend']} pretrains"
+    )
+# A recipe with `derive:` (docs/derive.md) reads its parent recipe's runs: refuse a parent
+# recipe that is not a recipe file, and a parent run that is missing or not the pinned one, by
+# name and with the command that makes it, before the DAG is built.
+try:
+    check_parent_runs(RECIPE.data, PROJECT)
+except (RecipeError, StageInputError) as _error:
+    sys.exit(f"openrecipe: error: recipe {NAME}: {_error}")
+if "distill" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
+    sys.exit(
+        f"openrecipe: error: recipe {NAME}: derive: runs the distill stage on the reference "
+        f"backend only; its ModelOpt / Megatron-Bridge plan for backend "
+        f"{RECIPE.data['backend']} is not written yet (docs/derive.md)"
     )
 CHECKPOINT_STAGES = {c: STAND_INS.get(s, s) for c, s in checkpoint_stages().items()}
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
@@ -194,7 +208,11 @@ def _raw_sources():
 
 
 # Inputs that depend on the recipe, not on a fixed upstream stage (registry: recipe_inputs).
-RECIPE_INPUTS = {"raw_sources": _raw_sources, "eval_sets": _eval_set_dirs}
+RECIPE_INPUTS = {
+    "raw_sources": _raw_sources,
+    "eval_sets": _eval_set_dirs,
+    "derive": lambda: derive_input_dirs(RECIPE.data, PROJECT),
+}
 
 
 def stage_input_dirs(stage):

@@ -18,6 +18,12 @@ Which tokens trained the checkpoint is reconstructed from recorded facts, never 
   outside this lineage, so nothing about them can be certified. The certificate then counts the
   training after the import (SFT, RL), says so in an ``imported`` entry (repository, revision,
   pinned files), and an imported checkpoint itself is refused.
+- A derived base (recipe ``derive:``, the ``distill`` stage): the walk continues through the
+  distill manifest into the parent recipe's runs, so the parent's pretraining is counted (the
+  child inherits its weights), then the distillation itself: the first ``steps * micro_batch *
+  grad_accum`` sequences of the parent's pack plus the calibration sequences the pruning scored
+  (``pruning.json``), each occurrence counted. Where two recipes' stages share a name (each
+  has a ``reasoning``), the one nearest the certified checkpoint is the chain's.
 - RL: prompts are read in file order (``grpo.run``); each prompt's tokens count once per
   generation (every rollout's forward pass holds the prompt). Completions are the model's own
   samples, not data, and are reported apart.
@@ -65,9 +71,12 @@ from openrecipe.registry import STAGES, checkpoint_stages
 
 CERTIFICATE_KIND = "openrecipe.absence-certificate"
 CERTIFICATE_VERSION = 1
-TRAINING_ORDER = tuple(checkpoint_stages().values())  # pretrain, then sft, then rl
+_CHECKPOINTED = tuple(checkpoint_stages().values())  # pretrain, then sft, then rl
 # The stage an imported release stands in for (pretrain), and the one standing in (import).
-BASE_STAGE = TRAINING_ORDER[0]
+BASE_STAGE = _CHECKPOINTED[0]
+# A derived base trains after its parent's pretraining and before sft.
+DISTILL_STAGE = "distill"
+TRAINING_ORDER = (BASE_STAGE, DISTILL_STAGE, *_CHECKPOINTED[1:])
 IMPORT_STAGE = next(
     s.name for s in STAGES.values() if s.stands_in_for == BASE_STAGE and s.active_when == "init"
 )
@@ -173,27 +182,32 @@ class Chain:
             raise LineageError(str(exc)) from exc
         self._walk(checkpoint.resolve(), head)
 
-    def _walk(self, stage_dir: Path, manifest: dict[str, Any]) -> None:
-        """Record ``stage_dir`` (its manifest already read, and checked by hash when it is an
-        upstream) and walk on; an upstream is opened only by the hash its consumer recorded."""
-        problems = verify_stage_dir(stage_dir)
-        if problems:
-            raise LineageError(
-                "refusing to certify from altered files:\n  " + "\n  ".join(problems)
+    def _walk(self, head_dir: Path, head: dict[str, Any]) -> None:
+        """Record every stage upstream of ``head_dir``, breadth first, so that where a derived
+        lineage holds two stages of one name (the child's reasoning and the parent's), the one
+        nearest the checkpoint is recorded. Each stage's files are verified, and an upstream
+        is opened only by the hash its consumer recorded."""
+        queue = [(head_dir, head)]
+        while queue:
+            stage_dir, manifest = queue.pop(0)
+            problems = verify_stage_dir(stage_dir)
+            if problems:
+                raise LineageError(
+                    "refusing to certify from altered files:\n  " + "\n  ".join(problems)
+                )
+            stage = manifest["stage"]
+            if stage in self.stages:
+                continue
+            self.stages[stage] = stage_dir
+            self.relied[self.rel(stage_dir / "manifest.json")] = sha256_file(
+                stage_dir / "manifest.json"
             )
-        stage = manifest["stage"]
-        if stage in self.stages:
-            return
-        self.stages[stage] = stage_dir
-        self.relied[self.rel(stage_dir / "manifest.json")] = sha256_file(
-            stage_dir / "manifest.json"
-        )
-        for item in stage_inputs(manifest):
-            if item["stage"] == "acquire":
-                self.sources.add(str(item["name"]).removeprefix("raw_"))
-            else:
-                upstream = open_upstream(self.project, item, stage_dir / MANIFEST_NAME)
-                self._walk(upstream.dir, upstream.manifest)
+            for item in stage_inputs(manifest):
+                if item["stage"] == "acquire":
+                    self.sources.add(str(item["name"]).removeprefix("raw_"))
+                else:
+                    upstream = open_upstream(self.project, item, stage_dir / MANIFEST_NAME)
+                    queue.append((upstream.dir, upstream.manifest))
 
     def rel(self, path: Path) -> str:
         path = path.resolve()
@@ -278,6 +292,49 @@ def pretrain_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
     }
 
 
+def distill_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
+    """The distillation pass of a derived base: its pack prefix and its calibration sequences,
+    read from the parent's pack the distill manifest pinned (see the module docstring)."""
+    manifest = chain.manifest(DISTILL_STAGE)
+    view = manifest["config_view"]["pretrain"]
+    consumed = view["steps"] * view["micro_batch_size"] * view["grad_accum"]
+    pruning = chain.stages[DISTILL_STAGE] / "pruning.json"
+    calibration = json.loads(chain.rely(pruning).read_text(encoding="utf-8"))["calibration"]
+    data = next(i for i in stage_inputs(manifest) if i["name"] == "data")
+    pack = chain.stages["pack"]
+    if read_manifest(pack)["manifest_sha256"] != data["manifest_sha256"]:
+        raise LineageError(
+            f"{chain.rel(pack)}: not the pack the distill stage read ({data['path']}, manifest "
+            f"{data['manifest_sha256']})"
+        )
+    uses = Counter({i: 1 for i in range(consumed)})
+    uses.update(int(i) for i in calibration["sequences"])
+    needs_meta = any(name != "source" for name, _ in selector.fields)
+    meta = _doc_meta(chain.stages["blend"], chain) if needs_meta else {}
+    tally = Tally()
+    by_source: Counter[str] = Counter()
+    sidecar = chain.rely(pack / "sidecar.jsonl")
+    seen = 0
+    with open(sidecar, encoding="utf-8") as handle:
+        for index, line in enumerate(handle):
+            if index not in uses:
+                continue
+            seen += 1
+            for doc_id, source, _start, n_tokens in json.loads(line)["segments"]:
+                doc = meta.get(doc_id, {"id": doc_id, "source": source})
+                for _ in range(uses[index]):
+                    tally.add(selector.match(doc), doc_id, n_tokens)
+                by_source[source] += n_tokens * uses[index]
+    if seen != len(uses):
+        raise LineageError(f"{sidecar}: {seen} of the {len(uses)} sequences distill read")
+    return {
+        "sequences": consumed,
+        "calibration_sequences": len(calibration["sequences"]),
+        **tally.counts(),
+        "tokens_by_source": dict(sorted(by_source.items())),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # SFT and RL
 
@@ -305,7 +362,11 @@ def sft_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
     view, summary = manifest["config_view"], manifest["summary"]
     steps, batch, seq_length = view["sft.steps"], view["sft.batch_size"], view["sft.seq_length"]
     records = _records(chain)
-    base = chain.stages.get(BASE_STAGE) or chain.stages[str(IMPORT_STAGE)]
+    base = (
+        chain.stages.get(DISTILL_STAGE)
+        or chain.stages.get(BASE_STAGE)
+        or chain.stages[str(IMPORT_STAGE)]
+    )
     tokenizer = _tokenizer(base / "model", chain)
     stream = sample_stream(
         records, manifest["seed"], view["sft.reasoning_off_fraction"], view["sft.truncate_fraction"]
@@ -417,7 +478,12 @@ def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
         raise LineageError(f"{checkpoint}: a {head['stage']} stage, not a checkpoint")
     _refuse_unknown_sources(selector, chain, checkpoint)
     phases: dict[str, Any] = {}
-    counters = {"pretrain": pretrain_tokens, "sft": sft_tokens, "rl": rl_tokens}
+    counters = {
+        "pretrain": pretrain_tokens,
+        DISTILL_STAGE: distill_tokens,
+        "sft": sft_tokens,
+        "rl": rl_tokens,
+    }
     for stage in TRAINING_ORDER:
         if stage in chain.stages:
             phases[stage] = counters[stage](chain, selector)
