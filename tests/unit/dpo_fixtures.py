@@ -47,7 +47,9 @@ DPO = {
 }
 
 
-def dpo_recipe(dpo: dict | None = None, post_training: tuple[str, ...] = ("sft", "rl", "dpo")) -> Recipe:
+def dpo_recipe(
+    dpo: dict | None = None, post_training: tuple[str, ...] = ("sft", "rl", "dpo")
+) -> Recipe:
     """tiny with SMALL patched in, ``dpo`` (default DPO) and ``post_training``."""
     recipe = tiny_recipe(copy.deepcopy(SMALL))
     recipe.data["dpo"] = copy.deepcopy(dpo or DPO)
