@@ -19,9 +19,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from openrecipe.errors import RecipeError
+from openrecipe.registry import STAGES, checkpoint_stages
 
-STEPS = ("sft", "rl", "dpo")
-"""Every post-training step this version has (the schema's enum)."""
+STEPS = tuple(s for s in checkpoint_stages().values() if STAGES[s].family == "align")
+"""Every post-training step this version has (the registry's alignment checkpoints; the
+schema's ``post_training`` enum)."""
 DEFAULT = ("sft", "rl")
 """The sequence of a recipe without ``post_training``."""
 ALWAYS = ("sft", "rl")

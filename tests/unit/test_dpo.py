@@ -415,3 +415,15 @@ def test_certify_counts_dataset_pairs(upstream: Path, tmp_path: Path) -> None:
     # a field the dataset's lines do not carry cannot prove absence: unknown
     unknown = dpo_tokens(Chain(out), Selector((("source", "brown"),)))
     assert unknown["unknown_tokens"] == counted["tokens"] and unknown["matched_tokens"] == 0
+
+
+def test_the_schema_lists_the_registry_steps() -> None:
+    import yaml
+
+    schema = yaml.safe_load((PROJECT / "workflow/schemas/recipe.schema.yaml").read_text())
+    assert tuple(schema["properties"]["post_training"]["items"]["enum"]) == post_training.STEPS
+    checkpoints = schema["properties"]["eval"]["properties"]["checkpoints"]
+    assert checkpoints["items"]["enum"] == ["base", *post_training.STEPS]
+    assert checkpoints["default"] == ["base", "sft", "rl"]  # existing recipes resolve as before
+    assert "default" not in schema["properties"]["post_training"]
+    assert "default" not in schema["properties"]["dpo"]
