@@ -26,6 +26,7 @@ from openrecipe.evaluate.grader import Verifier
 from openrecipe.hashing import sha256_file
 from openrecipe.lineage import certify as certify_module
 from openrecipe.lineage.certify import Chain, Selector, certify, dpo_tokens, render_markdown
+from openrecipe.lineage.trace import format_tree, raw_sources, trace
 from openrecipe.stage import run_stage
 from openrecipe.train import dpo, dpo_loss, rl, sft
 from openrecipe.train.hf_checkpoint import load_checkpoint
@@ -264,12 +265,17 @@ def test_dataset_pairs(upstream: Path, tmp_path: Path) -> None:
     assert tokenizer.decode(pairs[0]["chosen_tokens"]) == "<think>2+3=5.</think>5<|im_end|>"
     [pinned] = [i for i in done["inputs"] if i.get("kind") == "preference_dataset"]
     assert pinned == {
-        "name": "dpo.pairs",
+        "name": FIXTURE,
         "kind": "preference_dataset",
         "path": FIXTURE,
         "sha256": FIXTURE_SHA256,
     }
     assert done["summary"]["pairs_read"] == 5 and done["summary"]["pairs_source"] == "dataset"
+    # trace lists the pinned file among the raw inputs of the dpo checkpoint, with the text
+    raw = raw_sources(trace(tmp_path / "d" / "model" / "model.safetensors"))
+    assert pinned in raw
+    text = format_tree(trace(tmp_path / "d" / "model" / "model.safetensors"))
+    assert f"{FIXTURE}: kind=preference_dataset sha256 {FIXTURE_SHA256}" in text
 
     wrong = "0" * 64
     with pytest.raises(
@@ -427,3 +433,10 @@ def test_the_schema_lists_the_registry_steps() -> None:
     assert checkpoints["default"] == ["base", "sft", "rl"]  # existing recipes resolve as before
     assert "default" not in schema["properties"]["post_training"]
     assert "default" not in schema["properties"]["dpo"]
+
+
+def test_fidelity_shows_the_declared_sequence() -> None:
+    from openrecipe import fidelity
+
+    assert fidelity.post_training(dpo_recipe().data) == "SFT -> GRPO -> DPO"
+    assert fidelity.post_training({"sft": {"steps": 1}, "rl": {"steps": 1}}) == "SFT -> GRPO"

@@ -277,7 +277,8 @@ def _dataset_pairs(
         for number, line in enumerate(handle, start=1):
             if line.strip():
                 pairs.append(_dataset_pair(tokenizer, name, number, line))
-    external = {"name": "dpo.pairs", "kind": "preference_dataset", "path": name, "sha256": digest}
+    # named by its path, as trace lists raw inputs by name (an imported release: its repo id)
+    external = {"name": name, "kind": "preference_dataset", "path": name, "sha256": digest}
     return pairs, [external]
 
 
