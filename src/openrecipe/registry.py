@@ -269,6 +269,7 @@ STAGES: dict[str, Stage] = {
             family="align",
             threads=True,
             cluster={"gpus": 0, "runtime": 60},
+            reported=True,
             checkpoint="dpo",
             active_when="dpo",
         ),

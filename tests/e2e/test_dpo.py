@@ -103,6 +103,8 @@ def test_sft_rl_dpo_then_evaluate_dpo(base_model: Path, tmp_path: Path) -> None:
 
     # the rest of the run (report) still builds, and a second plan has nothing left to do
     snakemake(project, *args)
+    summary = (project / "results" / NAME / "summary.md").read_text()
+    assert "| dpo |" in summary and "| import |" in summary
     again, _ = snakemake(project, "-n", *args)
     assert job_counts(again) == {}, job_counts(again)
     print(f"dpo journey: {seconds:.1f} s for {sorted(job_counts(output))}")

@@ -66,6 +66,8 @@ def test_a_recipe_without_dpo_plans_no_dpo_job(tmp_path: Path) -> None:
     counts = _job_counts(plain.stdout)
     assert "dpo" not in counts and {"sft", "rl", "evaluate"} <= set(counts)
     assert "openrecipe dpo" not in plain.stdout and "runs/tiny/dpo" not in plain.stdout
+    [report] = [line for line in plain.stdout.splitlines() if " -m openrecipe report " in line]
+    assert "--input rl=runs/tiny/rl" in report and "--input dpo=" not in report
 
     planned = _dry_run(project, f"recipes/{NAME}.yaml")
     assert planned.returncode == 0, planned.stderr[-3000:]
@@ -74,6 +76,9 @@ def test_a_recipe_without_dpo_plans_no_dpo_job(tmp_path: Path) -> None:
     [command] = [line for line in planned.stdout.splitlines() if " -m openrecipe dpo " in line]
     assert f"--input policy=runs/{NAME}/rl" in command
     assert f"--input reasoning=runs/{NAME}/reasoning" in command
+    # the report reads the dpo stage (its summary row and loss curve)
+    [report] = [line for line in planned.stdout.splitlines() if " -m openrecipe report " in line]
+    assert f"--input dpo=runs/{NAME}/dpo" in report
 
     # the dpo checkpoint is evaluated by the evaluate rule when it is the target
     target = f"runs/{NAME}/evaluate/dpo/manifest.json"

@@ -231,7 +231,7 @@ def gather_args(stage):
 
 
 REPORTED_STAGES = [
-    *(s for s in stages_where(reported=True) if s not in REPLACED),
+    *(s for s in stages_where(reported=True) if s not in REPLACED and s not in INACTIVE),
     *STAND_INS.values(),
     *SEED_STAGES,
 ]
