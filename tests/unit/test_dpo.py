@@ -28,7 +28,7 @@ from openrecipe.lineage import certify as certify_module
 from openrecipe.lineage.certify import Chain, Selector, certify, dpo_tokens, render_markdown
 from openrecipe.lineage.trace import format_tree, raw_sources, trace
 from openrecipe.stage import run_stage
-from openrecipe.train import dpo, dpo_loss, rl, sft
+from openrecipe.train import dpo, dpo_loss, dpo_pairs, rl, sft
 from openrecipe.train.hf_checkpoint import load_checkpoint
 
 FIXTURE = "tests/fixtures/dpo_pairs.jsonl"
@@ -298,7 +298,14 @@ def test_dataset_pairs(upstream: Path, tmp_path: Path) -> None:
             dpo.run,
             project=PROJECT,
         )
+    short = _dataset_recipe()
+    short.data["dpo"]["max_length"] = 20
+    with pytest.raises(
+        StageInputError, match=f"pair 0 \\({FIXTURE} line 1\\) is .* over dpo.max_length 20"
+    ):
+        run_stage("dpo", short, tmp_path / "s", _inputs(upstream), dpo.run, project=PROJECT)
     assert not (tmp_path / "w").exists() and not (tmp_path / "o").exists()
+    assert not (tmp_path / "s").exists()
 
 
 def test_dataset_lines_are_checked_by_line(upstream: Path) -> None:
@@ -320,7 +327,7 @@ def test_dataset_lines_are_checked_by_line(upstream: Path) -> None:
     }
     for message, line in bad.items():
         with pytest.raises(StageInputError, match=f"pairs.jsonl line 7: .*{message}"):
-            dpo._dataset_pair(tokenizer, "pairs.jsonl", 7, line)
+            dpo_pairs.dataset_pair(tokenizer, "pairs.jsonl", 7, line)
 
 
 _CHILD = """
