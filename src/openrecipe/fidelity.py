@@ -7,7 +7,7 @@ row, no code. This module owns the other half: the catalogue of fields (``FIELDS
 mapped to the recipe's dotted path, to a named function that derives the value from the recipe
 (warm-up tokens, the FP8 scaling the Megatron plan compiles to), or marked *not expressible*
 when no recipe field can hold it yet (derivation by pruning, long-context phases, checkpoint
-merging, DPO). Every field is shown for every release, so nothing a recipe cannot say is hidden.
+merging, RLHF). Every field is shown for every release, so nothing a recipe cannot say is hidden.
 
 Statuses, per release and field:
 
@@ -122,8 +122,15 @@ def precision_scaling(recipe: dict[str, Any]) -> str:
     return SCALING_BY_FLAGS.get(flags, " ".join(f"{a} {v}" for a, v in flags))
 
 
+POST_TRAINING_LABELS = {"sft": "SFT", "rl": "GRPO", "dpo": "DPO"}
+
+
 def post_training(recipe: dict[str, Any]) -> str:
-    """The post-training stages the workflow runs after pretraining (registry: sft, rl/GRPO)."""
+    """The post-training stages the workflow runs after pretraining: the declared
+    ``post_training`` sequence (docs/post-training.md), or without one sft, rl/GRPO."""
+    declared = recipe.get("post_training")
+    if declared is not None:
+        return " -> ".join(POST_TRAINING_LABELS.get(s, s) for s in declared) or "none"
     stages = [name for name, key in (("SFT", "sft"), ("GRPO", "rl")) if recipe.get(key)]
     return " -> ".join(stages) or "none"
 

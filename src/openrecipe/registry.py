@@ -37,8 +37,9 @@ class Stage:
     recipe_inputs: str | None = None
     """Inputs that depend on the recipe rather than on a fixed stage, resolved by the workflow
     (``workflow/rules/common.smk``, ``RECIPE_INPUTS``): ``raw_sources`` (one per source),
-    ``eval_sets`` (the eval sets of the tasks the recipe names) or ``derive`` (the parent
-    recipe's stages that ``derive:`` pins)."""
+    ``eval_sets`` (the eval sets of the tasks the recipe names), ``derive`` (the parent
+    recipe's stages that ``derive:`` pins) or ``policy`` (the model of the step before this one
+    in ``post_training``; ``openrecipe.post_training``)."""
     scatter: bool = False
     """Runs as ``data.curation.shards`` shard jobs (``<stage>_shard``) plus a gather job."""
     outputs: tuple[str, ...] = ()
@@ -63,8 +64,9 @@ class Stage:
     """In a recipe where ``active_when`` holds, this stage's output takes the place of that
     stage's, which leaves the run with every stage it reads (``import`` for ``pretrain``)."""
     active_when: str | None = None
-    """Dotted recipe path that switches a stand-in on: the stage runs (in place of
-    ``stands_in_for``) only for a recipe where that path is present and not null."""
+    """Dotted recipe path that switches the stage on: it runs only for a recipe where that path
+    is present and not null; a stand-in then runs in place of ``stands_in_for``, a stage with
+    no ``stands_in_for`` (an optional stage: ``dpo``) in addition to the others."""
 
     @property
     def upstream(self) -> tuple[str, ...]:
@@ -294,6 +296,21 @@ STAGES: dict[str, Stage] = {
             reported=True,
             checkpoint="rl",
         ),
+        # Optional: runs only for a recipe with a dpo: section (active_when, no stands_in_for),
+        # after the step before it in post_training, whose model is its policy (recipe input).
+        Stage(
+            "dpo",
+            "openrecipe.train.dpo",
+            view=("seed", "dpo", "post_training", "resources.threads"),
+            inputs={"reasoning": "reasoning"},
+            recipe_inputs="policy",
+            family="align",
+            threads=True,
+            cluster={"gpus": 0, "runtime": 60},
+            reported=True,
+            checkpoint="dpo",
+            active_when="dpo",
+        ),
         Stage(
             "eval_data",
             "openrecipe.evaluate.eval_data",
@@ -391,6 +408,17 @@ def stand_ins(recipe: Mapping[str, Any]) -> dict[str, str]:
 def stand_in_stages() -> list[str]:
     """Every stage that runs only as a stand-in, in registry order."""
     return [s.name for s in STAGES.values() if s.stands_in_for]
+
+
+def optional_stages() -> list[str]:
+    """Stages that run only where their ``active_when`` path is set and replace nothing."""
+    return [s.name for s in STAGES.values() if s.active_when and not s.stands_in_for]
+
+
+def inactive_stages(recipe: Mapping[str, Any]) -> list[str]:
+    """The optional stages ``recipe`` (resolved data) does not switch on: no job, no
+    checkpoint, no evaluation of theirs in its run."""
+    return [s for s in optional_stages() if not _present(recipe, str(STAGES[s].active_when))]
 
 
 def checkpoint_stages() -> dict[str, str]:

@@ -15,8 +15,9 @@ from openrecipe.registry import stages_where
 REPO = Path(__file__).resolve().parents[2]
 TINY = ("--configfile", "recipes/tiny.yaml")
 # The stages a reference-backend recipe runs (the tiny and proxy recipes; none names a released
-# checkpoint, so the stage standing in for pretraining, import, does not run).
-ALL_STAGES = set(stages_where(backend=None, stands_in_for=None))
+# checkpoint or has a dpo: section, so neither the stage standing in for pretraining, import,
+# nor the optional dpo stage runs: both have an active_when switch).
+ALL_STAGES = set(stages_where(backend=None, active_when=None))
 
 
 def copy_project(dest: Path) -> Path:

@@ -104,7 +104,7 @@ def test_every_entry_is_wired() -> None:
     order = list(STAGES)
     assert all(order.index(u) < order.index(s.name) for s in STAGES.values() for u in s.upstream)
     assert ancestors("pack")[-1] == "tokenizer" and "curate" in ancestors("pack")
-    assert list(checkpoint_stages()) == ["base", "sft", "rl"]
+    assert list(checkpoint_stages()) == ["base", "sft", "rl", "dpo"]
     assert stages_where(scatter=True) == ["langid", "fuzzy_dedup", "quality", "decontam"]
     # The report reads its inputs named eval_<checkpoint> as evaluations, so no stage it reads
     # may be named like one (a stage called eval_tasks once became a checkpoint "tasks").

@@ -12,7 +12,16 @@ from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.lineage.code_drift import explain as explain_code_drift
 from openrecipe.paths import find_project_root
 from openrecipe.recipe import load_recipe, write_resolved
-from openrecipe.registry import STAGES, ancestors, checkpoint_stages, stages_where, stand_ins
+from openrecipe.post_training import check_eval_checkpoints, policy_stage
+from openrecipe.registry import (
+    STAGES,
+    ancestors,
+    checkpoint_stages,
+    inactive_stages,
+    optional_stages,
+    stages_where,
+    stand_ins,
+)
 from openrecipe.seeds import align_seeds, stage_dir as seed_stage_dir
 from openrecipe.train.derive_spec import check_parent_runs, input_dirs as derive_input_dirs
 
@@ -92,7 +101,18 @@ if "distill" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
         f"backend only; its ModelOpt / Megatron-Bridge plan for backend "
         f"{RECIPE.data['backend']} is not written yet (docs/derive.md)"
     )
-CHECKPOINT_STAGES = {c: STAND_INS.get(s, s) for c, s in checkpoint_stages().items()}
+# Optional stages (registry: active_when without stands_in_for; dpo) run only where the recipe
+# switches them on; the others have no rule, job or checkpoint here. The declared
+# post_training sequence and eval.checkpoints are checked first (openrecipe.post_training).
+try:
+    check_eval_checkpoints(RECIPE.data)
+except RecipeError as _error:
+    sys.exit(f"openrecipe: error: recipe {NAME}: {_error}")
+INACTIVE = set(inactive_stages(RECIPE.data))
+ACTIVE_OPTIONAL = [s for s in optional_stages() if s not in INACTIVE]
+CHECKPOINT_STAGES = {
+    c: STAND_INS.get(s, s) for c, s in checkpoint_stages().items() if s not in INACTIVE
+}
 EVAL_CHECKPOINTS = list(RECIPE.data["eval"]["checkpoints"])
 # Alignment seeds (openrecipe.seeds): seed 0 is the sft/rl chain above; each further seed k adds
 # sft_seed<k> -> rl_seed<k> and their evaluations (align.smk), which the report pools.
@@ -207,11 +227,17 @@ def _raw_sources():
     return {f"raw_{source}": f"data/raw/{source}" for source in SOURCES}
 
 
+def _policy_dir():
+    """{"policy": directory} of the step before dpo in post_training (its starting model)."""
+    return {"policy": f"{RUN}/{policy_stage(RECIPE.data, 'dpo')}"}
+
+
 # Inputs that depend on the recipe, not on a fixed upstream stage (registry: recipe_inputs).
 RECIPE_INPUTS = {
     "raw_sources": _raw_sources,
     "eval_sets": _eval_set_dirs,
     "derive": lambda: derive_input_dirs(RECIPE.data, PROJECT),
+    "policy": _policy_dir,
 }
 
 
@@ -263,7 +289,7 @@ def gather_args(stage):
 
 
 REPORTED_STAGES = [
-    *(s for s in stages_where(reported=True) if s not in REPLACED),
+    *(s for s in stages_where(reported=True) if s not in REPLACED and s not in INACTIVE),
     *STAND_INS.values(),
     *SEED_STAGES,
 ]
@@ -308,7 +334,10 @@ def get_final_targets():
     # committed, so on a fresh clone the report exists while runs/<recipe>/ does not, and a
     # report-only target would leave Snakemake with nothing to do. Naming what the report is
     # computed from makes it build the run, and the fresh inputs then rerun the report (mtime).
-    return [f"{RESULTS}/manifest.json", *get_report_inputs(None)]
+    # An optional stage the recipe switches on is a target of its own: the report does not
+    # read it (yet), and its evaluation runs only when eval.checkpoints names it.
+    optional = [f"{RUN}/{stage}/manifest.json" for stage in ACTIVE_OPTIONAL]
+    return [f"{RESULTS}/manifest.json", *get_report_inputs(None), *optional]
 
 
 # Host memory a GPU job asks for per GPU (MB): 64 GiB, which a DGX H100/B200 (2 TiB for 8 GPUs)

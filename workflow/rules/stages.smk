@@ -47,7 +47,8 @@ for _stage in stages_where(rule="generic", scatter=True):
             STAGE_SHELL
 
 
-for _stage in stages_where(rule="generic"):
+# An optional stage the recipe does not switch on (common.smk: INACTIVE) gets no rule.
+for _stage in (s for s in stages_where(rule="generic") if s not in INACTIVE):
 
     rule:
         name:

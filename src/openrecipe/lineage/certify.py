@@ -27,6 +27,8 @@ Which tokens trained the checkpoint is reconstructed from recorded facts, never 
 - RL: prompts are read in file order (``grpo.run``); each prompt's tokens count once per
   generation (every rollout's forward pass holds the prompt). Completions are the model's own
   samples, not data, and are reported apart.
+- DPO: the pairs it trained on are in its ``pairs.jsonl`` (relied on by hash), read per step as
+  ``dpo.run`` reads them (:func:`dpo_tokens`).
 
 A record that lacks a field the selector names (a reasoning set written before it carried
 ``lang``) cannot be shown absent: its tokens are reported as ``unknown`` and the verdict is then not "absent".
@@ -71,7 +73,7 @@ from openrecipe.registry import STAGES, checkpoint_stages
 
 CERTIFICATE_KIND = "openrecipe.absence-certificate"
 CERTIFICATE_VERSION = 1
-_CHECKPOINTED = tuple(checkpoint_stages().values())  # pretrain, then sft, then rl
+_CHECKPOINTED = tuple(checkpoint_stages().values())  # pretrain, sft, rl, then dpo
 # The stage an imported release stands in for (pretrain), and the one standing in (import).
 BASE_STAGE = _CHECKPOINTED[0]
 # A derived base trains after its parent's pretraining and before sft.
@@ -427,6 +429,49 @@ def rl_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
     }
 
 
+def dpo_tokens(chain: Chain, selector: Selector) -> dict[str, Any]:
+    """The DPO stage's training data: each step's pairs (``pairs.jsonl``, in order, wrapping
+    around as ``dpo.run`` reads them), each pair counted once per step it is in. With pairs
+    from rollouts the data is the prompt (run with the chosen and with the rejected completion:
+    its tokens count twice), attributed to its reasoning record by id; the completions are the
+    policy's samples, not data. With a preference dataset the whole pair is data (prompt twice,
+    both completions), attributed by the metadata its line carries (none: unknown)."""
+    manifest = chain.manifest("dpo")
+    view, summary = manifest["config_view"], manifest["summary"]
+    dpo = view["dpo"]
+    pairs_path = chain.stages["dpo"] / "pairs.jsonl"
+    chain.rely(pairs_path)
+    pairs = [json.loads(line) for line in pairs_path.read_text(encoding="utf-8").splitlines()]
+    if not pairs or len(pairs) != summary.get("pairs"):
+        raise LineageError(
+            f"{pairs_path}: {len(pairs)} pairs, the run recorded {summary.get('pairs')}"
+        )
+    rollouts = dpo["pairs"]["source"] == "rollouts"
+    by_id = {record["id"]: record for record in _records(chain)} if rollouts else {}
+    tally = Tally()
+    for step in range(dpo["steps"]):
+        for i in range(dpo["batch_size"]):
+            pair = pairs[(step * dpo["batch_size"] + i) % len(pairs)]
+            prompt = 2 * len(pair["prompt_tokens"])
+            if rollouts:
+                tally.add(selector.match(by_id[pair["id"]]), pair["id"], prompt)
+            else:
+                n = prompt + len(pair["chosen_tokens"]) + len(pair["rejected_tokens"])
+                doc = pair.get("id") or f"{pair['file']}:{pair['line']}"
+                tally.add(selector.match(pair), doc, n)
+    return {
+        "pairs": len(pairs),
+        "pairs_trained": dpo["steps"] * dpo["batch_size"],
+        "pairs_source": dpo["pairs"]["source"],
+        **tally.counts(),
+        "note": (
+            "prompt tokens x 2 (chosen, rejected); completions are model samples, not data"
+            if rollouts
+            else "prompt tokens x 2 + chosen + rejected tokens of the pinned preference dataset"
+        ),
+    }
+
+
 # --------------------------------------------------------------------------------------------
 # The certificate
 
@@ -483,6 +528,7 @@ def certify(selector_text: str, checkpoint: Path) -> dict[str, Any]:
         DISTILL_STAGE: distill_tokens,
         "sft": sft_tokens,
         "rl": rl_tokens,
+        "dpo": dpo_tokens,
     }
     for stage in TRAINING_ORDER:
         if stage in chain.stages:
