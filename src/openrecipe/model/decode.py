@@ -29,6 +29,7 @@ position's logits against the model's full (uncached) forward.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -71,13 +72,19 @@ def _layers(model: NemotronHForCausalLM) -> list[tuple[int, str, torch.nn.Module
 
 
 def prefill(
-    model: NemotronHForCausalLM, input_ids: torch.Tensor, *, chunk: int = 1024
+    model: NemotronHForCausalLM,
+    input_ids: torch.Tensor,
+    *,
+    chunk: int = 1024,
+    on_chunk: Callable[[int, torch.Tensor, DynamicCache], None] | None = None,
 ) -> tuple[torch.Tensor, DynamicCache]:
     """Run the prefix through the model's own forward in chunks of ``chunk`` tokens (so a 32k
     prefix never materialises a 32k-wide activation), returning the last position's logits and
     the filled cache. ``position_ids`` are passed explicitly: the library derives them from the
     attention cache, which an all-Mamba model does not have; for such a model the (unused,
-    all-None) masks are passed too, since building them asks the cache for that length again."""
+    all-None) masks are passed too, since building them asks the cache for that length again.
+    ``on_chunk(end, logits, cache)`` is called after each chunk (``end`` tokens prefilled), so
+    one long prefill can leave snapshots at shorter lengths."""
     cache = DynamicCache(config=model.config)
     length = input_ids.shape[1]
     no_attention = all(kind != "full_attention" for _, kind, _ in _layers(model))
@@ -96,6 +103,8 @@ def prefill(
                 logits_to_keep=1,
             )
             logits = out.logits[:, -1]
+            if on_chunk is not None:
+                on_chunk(start + ids.shape[1], logits, cache)
     return logits, cache
 
 
