@@ -1,17 +1,18 @@
 """Cached single-token decoding for ``NemotronHForCausalLM``: preallocated state, one step per token.
 
-Why this module exists (measured on this repository's 2-core CPU, transformers 5.23, torch 2.13,
-the 53M-parameter bench pair of ``bench/hybrid_decode.py``, batch 1, fp32):
+Why this module exists (transformers 5.23, torch 2.13, CPU, fp32; figures from
+``results/bench/hybrid_decode.json``, ``python bench/hybrid_decode.py --library --mamba-only``,
+the 53M-parameter pair of that bench, one thread on the loaded 2-core machine):
 
 * transformers' own cached decode *is* recurrent on CPU: with ``use_cache=True`` the Mamba-2 mixer
   takes ``causal_conv1d_update`` + ``mamba2_selective_state_update`` for a single token (no scan
-  over the prefix), so its step time does not grow with context (21.1 ms at 512, 21.8 ms at 4096
-  for the hybrid). It is not *lean*: a step spends about half its time outside the matmuls (a
+  over the prefix), so its step time does not grow with context. It is not *lean*: a step does a
   ``torch.cat`` + depthwise ``conv1d`` per Mamba layer for a 4-tap filter, a contiguous copy of
-  B and C expanded to every head, two masks built per step), and ``DynamicCache`` grows each
-  attention layer's K/V by ``torch.cat`` every token, i.e. copies the whole cache per token -
-  a cost that is the cache's, not attention's, and that would inflate the hybrid's advantage.
-  ``bench/hybrid_decode.py --library`` puts the library step beside this one.
+  B and C expanded to every head, builds two masks per step, and ``DynamicCache`` grows each
+  attention layer's K/V by ``torch.cat`` every token, i.e. copies the whole cache per token - a
+  cost that is the cache's, not attention's. At 1k context, batch 1, the library step takes
+  67.9 ms for the hybrid and 68.1 ms for the all-attention model against 52.6 ms and 56.2 ms
+  here (1.29x and 1.21x).
 * transformers' ``DynamicCache`` cannot run a model without attention layers at all
   (``get_seq_length`` raises "can only be called on Attention layers"), so an all-Mamba model
   cannot decode through ``model.forward`` with a cache.
