@@ -42,12 +42,16 @@ def _run(recipe: str, cores: int) -> dict:
         row["error_tail"] = (done.stdout + done.stderr)[-2000:]
         return row
     row["jobs"] = (done.stdout + done.stderr).count("Finished jobid")
-    manifest = ROOT / "runs" / name / "pretrain" / "manifest.json"
+    # a derived proxy (recipe derive:) has no pretrain: its distill stage stands in for it
+    base = next(
+        stage for stage in ("pretrain", "distill") if (ROOT / "runs" / name / stage).is_dir()
+    )
+    manifest = ROOT / "runs" / name / base / "manifest.json"
     summary = json.loads(manifest.read_text(encoding="utf-8"))["summary"]
     row.update(
         precision=summary["precision"],
         final_loss=summary["final_loss"],
-        params=summary["params"]["total"],
+        params=(summary.get("params") or {}).get("total"),  # distill reports none
     )
     return row
 

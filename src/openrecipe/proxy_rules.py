@@ -59,6 +59,29 @@ SHARE_TOLERANCE = 0.02  # each layer type's share of the pattern, proxy vs relea
 MAX_PROXY_LAYERS = 20
 EXPERT_ROW_MULTIPLE = 4  # expert FFN rounded down so fp32 rows are 16-byte aligned (grouped_mm)
 
+# DPO at CPU scale. The tiny recipe has no DPO step, so a proxy whose release ran DPO (its
+# published post-training sequence, published_releases.yaml) declares the sequence and takes
+# these sizes; loss, label_smoothing and max_length are the dpo section's schema defaults.
+PROXY_DPO: dict[str, Any] = {
+    "beta": 0.1,
+    "steps": 6,
+    "lr": 1.0e-4,
+    "batch_size": 2,
+    "checkpoint_every": 2,
+    "loss": "sigmoid",
+    "label_smoothing": 0.0,
+    "max_length": 512,
+    "pairs": {
+        "source": "rollouts",
+        "prompts": 48,
+        "samples": 4,
+        "temperature": 1.0,
+        "max_new_tokens": 48,
+    },
+}
+# openrecipe's post-training steps by the name a published sequence gives them.
+STEP_BY_PUBLISHED_NAME = {"SFT": "sft", "GRPO": "rl", "DPO": "dpo"}
+
 # Fields a proxy chooses by hand (checked by a predicate, not an expected value).
 CHOSEN = ("model.hybrid_override_pattern", "model.n_routed_experts", "model.num_experts_per_tok")
 
@@ -248,6 +271,35 @@ def _derive_rules(
     return rules
 
 
+def published_post_training(release: str) -> list[str]:
+    """The steps of ``release``'s published post-training sequence openrecipe has a stage for,
+    in the published order (``SFT -> GRPO -> GenRM RLHF -> DPO`` gives sft, rl, dpo); empty
+    when the sequence is unpublished."""
+    from openrecipe.fidelity import DATA_FILE, load_published
+
+    row = load_published(DATA_FILE).get(release, {}).get("post_training") or {}
+    names = [step.strip() for step in str(row.get("value", "")).split("->")]
+    return [STEP_BY_PUBLISHED_NAME[n] for n in names if n in STEP_BY_PUBLISHED_NAME]
+
+
+def _post_training_rules(full: dict[str, Any], proxy: dict[str, Any]) -> dict[str, Rule]:
+    """A proxy that declares ``post_training`` runs the release's published sequence (the steps
+    openrecipe has), with DPO at ``PROXY_DPO``'s CPU scale."""
+    if proxy.get("post_training") is None:
+        return {}
+    rules = {
+        "post_training": Rule(
+            "derived",
+            published_post_training(full["name"]),
+            why="the release's published post-training steps that openrecipe has a stage for",
+        )
+    }
+    if proxy.get("dpo") is not None:
+        for dotted, value in flatten(PROXY_DPO, "dpo").items():
+            rules[dotted] = Rule("proxy", value, why="DPO at CPU scale (proxy_rules.PROXY_DPO)")
+    return rules
+
+
 def _pretrain_rules(
     full: dict[str, Any], tiny: dict[str, Any], proxy: dict[str, Any]
 ) -> dict[str, Rule]:
@@ -300,6 +352,7 @@ def proxy_rules(
         if parent is None:
             raise ValueError(f"{proxy.get('name')}: a derived proxy is checked against its parent")
         rules.update(_derive_rules(full, parent, proxy))
+    rules.update(_post_training_rules(full, proxy))
     rules["data.phases"] = Rule(
         "derived",
         proxy_phases(full["data"]["phases"], full["data"]["sources"]),

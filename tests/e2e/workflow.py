@@ -17,7 +17,8 @@ TINY = ("--configfile", "recipes/tiny.yaml")
 # The stages a reference-backend recipe runs (the tiny and proxy recipes; none names a released
 # checkpoint or has a dpo: section, so neither the stage standing in for pretraining, import,
 # nor the optional dpo stage runs: both have an active_when switch).
-ALL_STAGES = set(stages_where(backend=None, active_when=None))
+# acquire_hf runs only for hf_dataset sources (the released data), which no CPU recipe names.
+ALL_STAGES = set(stages_where(backend=None, active_when=None)) - {"acquire_hf"}
 
 
 def copy_project(dest: Path) -> Path:

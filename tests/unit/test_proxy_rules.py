@@ -146,3 +146,22 @@ def test_a_derived_proxy_is_checked_against_its_parent_proxy() -> None:
         "release.description",
     ], problems
     assert "not the parent proxy's 'M-M-M*-M-M-' with layers deleted" in problems[1]
+
+
+def test_a_proxys_post_training_is_its_releases_published_sequence() -> None:
+    """The 9B v2 proxy runs SFT -> GRPO -> DPO because the release did (its RLHF step has no
+    stage); dropping DPO, reordering, or resizing DPO away from the CPU scale is named."""
+    from openrecipe.proxy_rules import published_post_training
+
+    assert published_post_training("nemotron_nano_9b_v2") == ["sft", "rl", "dpo"]
+    assert published_post_training("nemotron_3_nano_30b_a3b") == ["sft", "rl", "dpo"]
+    assert published_post_training("nemotron_h_8b") == []  # unpublished
+    name = "nemotron_nano_9b_v2_proxy"
+    assert _mismatches(name) == []
+    proxy = copy.deepcopy(_recipe(name))
+    proxy["post_training"] = ["sft", "rl"]
+    del proxy["dpo"]
+    assert any(p.startswith("post_training:") for p in _mismatches(name, proxy))
+    proxy = copy.deepcopy(_recipe(name))
+    proxy["dpo"]["steps"] = 60
+    assert any(p.startswith("dpo.steps:") for p in _mismatches(name, proxy))
