@@ -102,3 +102,17 @@ def test_recipe_selects_datatrove_heuristics(project: Path) -> None:
     bad.write_text("name: bad\nextends: tiny\ndata:\n  curation:\n    heuristics: fineweb\n")
     with pytest.raises(RecipeError, match=r"data\.curation\.heuristics"):
         load_recipe(bad, project=project)
+
+
+def test_chain_names_the_first_filter_in_finewebs_order() -> None:
+    """Repetition, then quality, then C4, as FineWeb ran them; kept only when all three keep."""
+    from openrecipe.data.datatrove_filters import DatatroveFilters
+
+    chain = DatatroveFilters()
+    for case in CASES:
+        expected = None
+        for name in ("gopher_repetition", "gopher_quality", "c4_quality"):
+            if case[name] is not None:
+                expected = f"{name}:{case[name]}"
+                break
+        assert chain.reason(case["text"]) == expected, case["name"]

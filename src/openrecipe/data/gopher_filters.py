@@ -274,19 +274,23 @@ class GopherFilters:
             else:
                 frac = dict(DUP_N_GRAMS)[n]
                 skey = self._string_key(key, h1, h2, ids, n)
-                if _repeated_chars(skey, chars, n) / text_len > frac:
+                if skey is not None and _repeated_chars(skey, chars, n) / text_len > frac:
                     return f"duplicated_{n}_n_grams"
         return None
 
     def _string_key(
         self, key: np.ndarray, h1: np.ndarray, h2: np.ndarray, ids: np.ndarray, n: int
-    ) -> np.ndarray:
+    ) -> np.ndarray | None:
         """Keys equal exactly where the n-grams' concatenated strings are equal: the word
         sequence key, merged where different sequences spell the same string (equal hashes,
-        confirmed by comparing the strings)."""
-        hashed = np.unique((h1 << 31) | h2, return_inverse=True)[1].reshape(-1)
+        confirmed by comparing the strings). None when no string occurs twice (equal strings
+        have equal hashes, so all-distinct hashes prove it)."""
+        distinct, hashed = np.unique((h1 << 31) | h2, return_inverse=True)
+        if len(distinct) == len(key):
+            return None
+        hashed = hashed.reshape(-1)
         pairs = np.unique((hashed.astype(np.int64) << 31) | key)
-        if len(pairs) == len(np.unique(hashed)):
+        if len(pairs) == len(distinct):
             return key  # every hash group is one word sequence: string equality == key equality
         group_of_pair = pairs >> 31
         shared = np.unique(group_of_pair[np.flatnonzero(np.diff(group_of_pair) == 0)])
