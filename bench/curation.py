@@ -1,6 +1,6 @@
 """Curation throughput: our chain against datatrove's equivalent blocks on the same documents.
 
-Usage: python bench/curation.py [--datatrove-python PATH] [--out JSON] [docs.jsonl ...]
+Usage: python bench/curation.py [--datatrove-python PATH] [--out JSON] [--every K] [docs.jsonl ...]
 (default input: data/raw/*/docs.jsonl; PATH: an interpreter with ``datatrove[processing]``,
 default /tmp/dtvenv/bin/python, installed apart from .venv with ``pip install -c
 constraints.txt "datatrove[processing]==0.10.1"``). Both sides run in one process (one core),
@@ -212,10 +212,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datatrove-python", default="/tmp/dtvenv/bin/python")
     parser.add_argument("--out", default="results/bench/curation.json")
+    parser.add_argument(
+        "--every", type=int, default=1, help="keep every K-th valid document (a time budget)"
+    )
     parser.add_argument("paths", nargs="*")
     args = parser.parse_args()
+    if args.every < 1:
+        parser.error("--every must be at least 1")
     paths = args.paths or sorted(glob.glob("data/raw/*/docs.jsonl"))
-    docs = _load(paths)
+    docs = _load(paths)[:: args.every]
     mb = sum(len(d["text"].encode("utf-8")) for d in docs) / 1e6
     with tempfile.TemporaryDirectory() as tmp:  # the same valid documents for both sides
         clean = Path(tmp) / "docs.jsonl"
@@ -301,7 +306,7 @@ def main() -> int:
             "identical": rem_a == rem_b,
         }
     result = {
-        "input": {"files": paths, "docs": n, "mb": round(mb, 3)},
+        "input": {"files": paths, "docs": n, "every": args.every, "mb": round(mb, 3)},
         "datatrove": theirs["version"],
         "cores": 1,
         "blocks": rows,

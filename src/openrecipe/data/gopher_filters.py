@@ -49,12 +49,15 @@ import numpy as np
 from openrecipe.data.spacy_en import _RULES, SpacyEnglish, english
 
 STOP_WORDS = ("the", "be", "to", "of", "and", "that", "have", "with")  # datatrove's STOP_WORDS
+_STOP_BITS = {word: 1 << bit for bit, word in enumerate(STOP_WORDS)}
 TOP_N_GRAMS = ((2, 0.2), (3, 0.18), (4, 0.16))
 DUP_N_GRAMS = ((5, 0.15), (6, 0.14), (7, 0.13), (8, 0.12), (9, 0.11), (10, 0.10))
+_NON_SPACE = re.compile(r"\S+")  # str.split's chunks (both split at Py_UNICODE_ISSPACE)
 _PARAGRAPHS = re.compile(r"\n{2,}")
 _LINES = re.compile("\n+")
-# two primes below 2**31 (a product of two residues fits in int64) and the hash base
-_P1, _P2, _B = 2147483647, 2147483629, 1 << 32
+# a prime below 2**31 (a product of two residues fits in int64) and the hash base; a
+# collision only costs a string comparison (see _repeated_chars)
+_P, _B = 2147483647, 1 << 32
 
 
 def punctuation_set() -> frozenset[str]:
@@ -91,14 +94,15 @@ class GopherFilters:
         self.punct = punctuation_set()
         self.vocab: dict[str, int] = {}
         self.words: list[str] = []
-        # per word: length, two character hashes, BASE ** length for each (mod P)
-        self._word = _Rows(5)
+        # per word: length, character hash, BASE ** length (mod P)
+        self._word = _Rows(3)
         self.chunk_index: dict[str, int] = {}
         self.chunk_ids: list[tuple[int, ...]] = []
         # per chunk: words, non-symbol words, their characters, words with a letter, stop-word
         # bits, its first token's index in tok.pair_seconds and its last token's in
         # tok.pair_firsts (-1: none)
         self._chunk = _Rows(7)
+        self._powers: dict[int, int] = {}
         tok = self.tok
         self._firsts = {t: i for i, t in enumerate(tok.pair_firsts)}
         self._seconds = {t: i for i, t in enumerate(tok.pair_seconds)}
@@ -118,13 +122,31 @@ class GopherFilters:
             # composes over concatenation, h(a + b) = h(a) + h(b) * (2**32) ** len(a) (mod P)
             value = int.from_bytes(word.encode("utf-32-le"), "little")
             size = len(word)
-            self._word.append(
-                (size, value % _P1, value % _P2, pow(_B, size, _P1), pow(_B, size, _P2))
-            )
+            powers = self._powers.get(size)
+            if powers is None:
+                powers = self._powers[size] = pow(_B, size, _P)
+            self._word.append((size, value % _P, powers))
         return wid
 
     def _add_chunk(self, chunk: str, words: tuple[str, ...] | None = None) -> int:
         tok = self.tok
+        index = self.chunk_index[chunk] = len(self.chunk_ids)
+        if words is None and chunk.isalpha() and chunk not in tok.specials:
+            # one word (spacy_en.pre_tokens says why), with a letter
+            self.chunk_ids.append((self._word_id(chunk),))
+            symbol = self.punct.issuperset(chunk)
+            self._chunk.append(
+                (
+                    1,
+                    0 if symbol else 1,
+                    0 if symbol else len(chunk),
+                    1,
+                    _STOP_BITS.get(chunk, 0),
+                    self._seconds.get(chunk, -1),
+                    self._firsts.get(chunk, -1),
+                )
+            )
+            return index
         if words is None:
             words = tok.chunk_words(chunk)
             pre = tok.pre[chunk]
@@ -132,15 +154,12 @@ class GopherFilters:
             tail = self._firsts.get(pre[-1], -1)
         else:  # a whole document's words (see _chunks)
             head = tail = -1
-        ids = tuple(self._word_id(w) for w in words)
+        self.chunk_ids.append(tuple(self._word_id(w) for w in words))
         punct = self.punct
         non_symbol = [w for w in words if not punct.issuperset(w)]
         stop = 0
-        for bit, word in enumerate(STOP_WORDS):
-            if word in words:
-                stop |= 1 << bit
-        index = self.chunk_index[chunk] = len(self.chunk_ids)
-        self.chunk_ids.append(ids)
+        for word in words:
+            stop |= _STOP_BITS.get(word, 0)
         self._chunk.append(
             (
                 len(words),
@@ -165,16 +184,35 @@ class GopherFilters:
                     ids[i] = self._add_chunk(chunk) if index is None else index
         if len(ids) > 1:
             table = self._chunk.array()
-            if self._pair_table[table[ids[:-1], 6], table[ids[1:], 5]].any():
-                # a special case may match across two chunks: the whole document's words,
-                # as one pseudo-chunk (no real chunk holds whitespace; this key does)
-                key = "\0 " + text
+            crossing = self._pair_table[table[ids[:-1], 6], table[ids[1:], 5]]
+            if crossing.any():
+                return self._regroup(text, ids, crossing)  # type: ignore[arg-type]
+        return ids  # type: ignore[return-value]
+
+    def _regroup(self, text: str, ids: list[int], crossing: np.ndarray) -> list[int]:
+        """A special case may match across the chunks of a run joined by ``crossing``
+        boundaries: each such run becomes one pseudo-chunk holding spaCy's words of its text
+        (``SpacyEnglish.document_tokens``; its key holds whitespace, which no real chunk does).
+        A boundary outside the runs no phrase can cross, so the other chunks keep their words."""
+        spans = [m.span() for m in _NON_SPACE.finditer(text)]  # the chunks of text.split()
+        out: list[int] = []
+        i, n = 0, len(ids)
+        while i < n:
+            j = i
+            while j < n - 1 and crossing[j]:
+                j += 1
+            if j == i:
+                out.append(ids[i])
+            else:
+                part = text[spans[i][0] : spans[j][1]]
+                key = "\0 " + part
                 index = self.chunk_index.get(key)
                 if index is None:
-                    words = tuple(self.tok.words(text))
+                    words = tuple(t for t in self.tok.document_tokens(part) if t.strip())
                     index = self._add_chunk(key, words)
-                return [index]
-        return ids  # type: ignore[return-value]
+                out.append(index)
+            i = j + 1
+        return out
 
     # --- the filters ---------------------------------------------------------------------------
     def reasons(self, text: str) -> tuple[str | None, str | None]:
@@ -245,106 +283,89 @@ class GopherFilters:
 
     def _ngram_reason(self, ids: np.ndarray, text_len: int) -> str | None:
         n_words = len(ids)
-        lengths, h1w, h2w, p1w, p2w = self._word.array()[ids].T
+        lengths, h1w, p1w = self._word.array()[ids].T
         # prefix sums of word lengths: the characters of words[i:i+n] is cum[i+n] - cum[i]
         cum = np.concatenate(([0], np.cumsum(lengths)))
-        key = ids  # dense id of the word sequence starting at i, for the current n
-        h1, h2 = h1w.copy(), h2w.copy()  # hash of the n-gram's characters (words joined)
-        q1, q2 = p1w.copy(), p2w.copy()  # base ** (its characters)
+        key = ids  # dense id of the word sequence starting at i, for the current n (n <= 4)
+        h1 = h1w.copy()  # hash of the n-gram's characters (words joined)
+        q1 = p1w.copy()  # base ** (its characters)
         for n in range(2, 11):
             m = n_words - n + 1
             if m <= 0:
                 # no n-gram: top_n skipped (datatrove's `continue`); duplicated_n counts 0
                 return None
-            key = _dense(key[:m], ids[n - 1 : n - 1 + m])
-            h1 = (h1[:m] + h1w[n - 1 : n - 1 + m] * q1[:m]) % _P1
-            h2 = (h2[:m] + h2w[n - 1 : n - 1 + m] * q2[:m]) % _P2
-            q1 = q1[:m] * p1w[n - 1 : n - 1 + m] % _P1
-            q2 = q2[:m] * p2w[n - 1 : n - 1 + m] % _P2
             chars = cum[n : n + m] - cum[:m]
             if n <= 4:
-                frac = dict(TOP_N_GRAMS)[n]
+                # words hold no space, so " "-joined n-grams are equal when their words are
+                key = _dense(key[:m], ids[n - 1 : n - 1 + m])
                 counts = np.bincount(key)
                 best = counts.max()
                 # Counter.most_common(1): the first-seen of the most frequent n-grams
                 first = int(np.flatnonzero(counts[key] == best)[0])
                 top_chars = (int(chars[first]) + n - 1) * int(best)
-                if top_chars / text_len > frac:
+                if top_chars / text_len > dict(TOP_N_GRAMS)[n]:
                     return f"top_{n}_gram"
-            else:
-                frac = dict(DUP_N_GRAMS)[n]
-                skey = self._string_key(key, h1, h2, ids, n)
-                if skey is not None and _repeated_chars(skey, chars, n) / text_len > frac:
+            h1 = (h1[:m] + h1w[n - 1 : n - 1 + m] * q1[:m]) % _P
+            q1 = q1[:m] * p1w[n - 1 : n - 1 + m] % _P
+            if n >= 5:
+                repeated = self._repeated_chars(ids, h1, chars, n)
+                if repeated / text_len > dict(DUP_N_GRAMS)[n]:
                     return f"duplicated_{n}_n_grams"
         return None
 
-    def _string_key(
-        self, key: np.ndarray, h1: np.ndarray, h2: np.ndarray, ids: np.ndarray, n: int
-    ) -> np.ndarray | None:
-        """Keys equal exactly where the n-grams' concatenated strings are equal: the word
-        sequence key, merged where different sequences spell the same string (equal hashes,
-        confirmed by comparing the strings). None when no string occurs twice (equal strings
-        have equal hashes, so all-distinct hashes prove it)."""
-        distinct, hashed = np.unique((h1 << 31) | h2, return_inverse=True)
-        if len(distinct) == len(key):
-            return None
-        hashed = hashed.reshape(-1)
-        pairs = np.unique((hashed.astype(np.int64) << 31) | key)
-        if len(pairs) == len(distinct):
-            return key  # every hash group is one word sequence: string equality == key equality
-        group_of_pair = pairs >> 31
-        shared = np.unique(group_of_pair[np.flatnonzero(np.diff(group_of_pair) == 0)])
-        merged = key.copy()
-        where = np.flatnonzero(np.isin(hashed, shared))
+    def _repeated_chars(
+        self, ids: np.ndarray, hashes: np.ndarray, chars: np.ndarray, n: int
+    ) -> int:
+        """datatrove's ``find_all_duplicate``: left to right, an n-gram (words joined without
+        spaces) seen before adds its characters and jumps past itself; others are remembered and
+        step one word. Equal strings have equal hashes, so a position whose hash occurs once
+        holds a string that occurs once: it steps one word and is never seen again. Only the
+        other positions are visited, their strings compared as strings (a hash collision cannot
+        merge two n-grams)."""
+        _, inverse, counts = np.unique(hashes, return_inverse=True, return_counts=True)
+        repeated = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
+        if not len(repeated):
+            return 0
         words = self.words
-        canon: dict[str, int] = {}
-        for i in where.tolist():
-            string = "".join(words[w] for w in ids[i : i + n].tolist())
-            merged[i] = canon.setdefault(string, int(key[i]))
-        return merged
+        unique: set[str] = set()
+        total = 0
+        nxt = 0  # the next position the scan stands on
+        for pos, size in zip(repeated.tolist(), chars[repeated].tolist(), strict=True):
+            if pos < nxt:
+                continue
+            string = "".join([words[w] for w in ids[pos : pos + n].tolist()])
+            if string in unique:
+                total += size
+                nxt = pos + n
+            else:
+                unique.add(string)
+                nxt = pos + 1
+        return total
 
 
 class _Rows:
-    """An int64 table that grows by appending rows (capacity doubles), viewed as numpy."""
+    """An int64 table that grows by appending rows, viewed as numpy: rows are gathered in a
+    list and copied in at the next view, into a buffer whose capacity doubles."""
 
     def __init__(self, width: int) -> None:
         self._data = np.zeros((1024, width), dtype=np.int64)
         self._size = 0
+        self._pending: list[tuple[int, ...]] = []
 
     def append(self, row: tuple[int, ...]) -> None:
-        if self._size == len(self._data):
-            self._data = np.concatenate((self._data, np.zeros_like(self._data)))
-        self._data[self._size] = row
-        self._size += 1
+        self._pending.append(row)
 
     def array(self) -> np.ndarray:
+        if self._pending:
+            end = self._size + len(self._pending)
+            if end > len(self._data):
+                grown = np.zeros((max(end, 2 * len(self._data)), self._data.shape[1]), np.int64)
+                grown[: self._size] = self._data[: self._size]
+                self._data = grown
+            self._data[self._size : end] = self._pending
+            self._size = end
+            self._pending = []
         return self._data[: self._size]
-
-
-def _repeated_chars(key: np.ndarray, chars: np.ndarray, n: int) -> int:
-    """datatrove's ``find_all_duplicate``: left to right, an n-gram seen before adds its
-    characters and jumps past itself; others are remembered and step one word. Positions whose
-    n-gram occurs once step one word and are never seen again, so only the others are visited."""
-    counts = np.bincount(key)
-    repeated = np.flatnonzero(counts[key] > 1)
-    if not len(repeated):
-        return 0
-    keys, sizes = key[repeated].tolist(), chars[repeated].tolist()
-    positions = repeated.tolist()
-    unique: set[int] = set()
-    total = 0
-    nxt = 0  # the next position the scan stands on
-    for j, pos in enumerate(positions):
-        if pos < nxt:
-            continue
-        k = keys[j]
-        if k in unique:
-            total += sizes[j]
-            nxt = pos + n
-        else:
-            unique.add(k)
-            nxt = pos + 1
-    return total
 
 
 def gopher_reasons(texts: Sequence[str]) -> list[tuple[str | None, str | None]]:
