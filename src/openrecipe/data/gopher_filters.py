@@ -28,13 +28,20 @@ counted left to right skipping past each repeat) over the text's length
 
 Why ours is faster with the same output: datatrove tokenises each document twice (once per filter)
 with spaCy and builds every n-gram string in Python (9 passes over the words, 6 of them joining
-strings). Here the words are tokenised once per distinct whitespace chunk of the corpus; the
-quality statistics are per-chunk vectors summed with numpy; n-grams are integer keys (a word's id,
-then dense ranks of (key, next word)), counted with numpy; the no-space n-grams, whose equality is
-string equality (``ab``+``c`` equals ``a``+``bc``), get a polynomial hash of their characters,
-computed from per-word hashes, and every hash group holding two different word sequences is
-settled by comparing the strings, so a hash collision cannot change a decision. The left-to-right
-repeat count visits only the positions whose n-gram occurs twice or more.
+strings). Here the words are tokenised once per distinct whitespace chunk of the corpus (777,522
+distinct of 12.6 million on the default corpus; letters-only chunks need no tokenising); runs of
+chunks that one of spaCy's special cases could match across are re-tokenised together, so the
+words stay spaCy's. The quality statistics are per-chunk vectors summed with numpy. The
+space-joined 2-, 3-, 4-grams are compared as word sequences (dense integer keys counted with
+numpy; words hold no space, so that is string equality). The no-space 5- ... 10-grams, whose
+equality is string equality (``ab``+``c`` equals ``a``+``bc``), get a polynomial hash of their
+characters composed from per-word hashes; a position whose hash occurs once holds a string that
+occurs once, and only the other positions are visited by the left-to-right count, their strings
+compared as strings, so a hash collision costs a comparison and never changes a decision.
+
+Measured (``bench/curation.py`` and ``bench/gopher_c4_vs_datatrove.py``; the figures are in
+``results/bench/``): the same decision and reason as datatrove for every document of the default
+corpus and ``tests/fixtures/real_docs.jsonl`` (21,267), filter by filter.
 """
 
 from __future__ import annotations

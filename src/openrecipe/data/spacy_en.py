@@ -16,11 +16,15 @@ rule matches what it matches there.
 Text is cut where spaCy cuts it, at whitespace (``str.split`` and spaCy both use
 ``Py_UNICODE_ISSPACE``); each distinct chunk is tokenised once and its words kept (a corpus
 repeats its chunks, so most chunks are looked up, not tokenised). spaCy's special-case matcher
-runs over the whole document's tokens; here it runs within a chunk, which is the same except
-where a match would span whitespace: such a match names no rule (its text holds a space) and is
-dropped by spaCy too, and it can only shadow a real match in the rare case where both overlap at
-the chunk edge. ``bench/gopher_c4_vs_datatrove.py`` checks the outcome: datatrove's decisions on
-every document of the default corpus.
+runs over the whole document's tokens; here it runs within a chunk, which is the same unless a
+phrase can match across two chunks: a match across whitespace names no special case (its text
+holds the whitespace) but still shadows overlapping matches, so wherever the last token of a
+chunk and the first of the next are neighbours in a phrase, ``document_tokens`` runs spaCy's
+matcher over the whole text (``gopher_filters`` over just the run of chunks concerned). The
+sentence count runs the matcher over the whole line always. ``bench/gopher_c4_vs_datatrove.py``
+checks the outcome: datatrove's decisions on every document of the default corpus, and
+tests/unit/test_datatrove_filters.py datatrove's words on hostile cases (emoticons across a space
+among them).
 """
 
 from __future__ import annotations
