@@ -141,6 +141,11 @@ def _load(paths: list[str]) -> list[dict]:
                 doc, _, _ = validate_line(raw, source, 10**9)
                 if doc is not None:
                     docs.append(doc)
+    seen: Counter[str] = Counter()
+    for doc in docs:  # a fixture may repeat a corpus document: ids must stay unique
+        seen[doc["id"]] += 1
+        if seen[doc["id"]] > 1:
+            doc["id"] = f"{doc['id']}#{seen[doc['id']]}"
     return docs
 
 
