@@ -116,3 +116,28 @@ def test_chain_names_the_first_filter_in_finewebs_order() -> None:
                 expected = f"{name}:{case[name]}"
                 break
         assert chain.reason(case["text"]) == expected, case["name"]
+
+
+def test_the_workflow_refuses_datatrove_heuristics_until_curate_calls_them(tmp_path: Path) -> None:
+    """Not wired into curate yet: a recipe naming the datatrove chain is refused by name before
+    anything runs, never curated with the other filters."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    for name in ("Snakefile", "workflow", "recipes"):
+        source = repo / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy2
+        copy(source, tmp_path / name)
+    recipe = tmp_path / "recipes" / "dt.yaml"
+    recipe.write_text("name: dt\nextends: tiny\ndata:\n  curation:\n    heuristics: datatrove\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", str(recipe)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )  # fmt: skip
+    assert done.returncode != 0
+    assert "data.curation.heuristics: datatrove is not wired" in done.stderr
+    assert not (tmp_path / "runs").exists()

@@ -88,6 +88,14 @@ if "import" in STAND_INS.values() and RECIPE.data["backend"] != "reference":
         f"openrecipe: error: recipe {NAME}: init: starts post-training on the reference "
         f"backend; backend {RECIPE.data['backend']} pretrains"
     )
+# data.curation.heuristics: datatrove names filters the curate stage does not call yet (they
+# are wired in at the next regeneration of the committed results, docs/curation-heuristics.md):
+# refuse it rather than run curation with other filters than the recipe names.
+if RECIPE.data["data"]["curation"].get("heuristics") == "datatrove":
+    sys.exit(
+        f"openrecipe: error: recipe {NAME}: data.curation.heuristics: datatrove is not wired "
+        f"into the curate stage yet (docs/curation-heuristics.md); unset it or use openrecipe"
+    )
 # A recipe with `derive:` (docs/derive.md) reads its parent recipe's runs: refuse a parent
 # recipe that is not a recipe file, and a parent run that is missing or not the pinned one, by
 # name and with the command that makes it, before the DAG is built.
