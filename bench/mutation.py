@@ -66,7 +66,13 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_verify_mutants.py",
     ),
     "lineage/parallel_hash.py": (U + "test_parallel_hash.py", U + "test_parallel_hash_mutants.py"),
-    "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
+    "lineage/trace.py": (
+        U + "test_audit.py",
+        U + "test_stage.py",
+        U + "test_import_workflow.py",
+        U + "test_trace_metric.py",
+        U + "test_trace_mutants.py",
+    ),
     "lineage/lock.py": (
         U + "test_audit.py",
         U + "test_signed_release.py",
@@ -306,6 +312,13 @@ EQUIVALENT: dict[str, str] = {
         "directory without a manifest is never among the stage directories walked."
     ),
     "openrecipe.lineage.lock.x__refuse_uncommitted__mutmut_15": _UTF8_CASE,
+    "openrecipe.lineage.trace.x__run_info__mutmut_5": _UTF8_CASE,
+    "openrecipe.lineage.trace.x_recipe_line__mutmut_16": _UTF8_CASE,
+    "openrecipe.lineage.trace.x_recipe_line__mutmut_8": (
+        "an absolute origin joined to the project (`project / path`) instead of taken as is: "
+        "pathlib's `/` with an absolute right-hand side returns that absolute path, so the "
+        "same file is read."
+    ),
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
         "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
         "completion token index + 1 <= len(prompt + completion) - 1 <= width - 1, and at a pad "
