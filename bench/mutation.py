@@ -93,7 +93,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "train/sft.py": (U + "test_sft.py",),
     "train/rl.py": (U + "test_rl.py",),
     "train/grpo_loss.py": (U + "test_rl.py",),
-    "train/sft_samples.py": (U + "test_sft.py", U + "test_certify_counts.py"),
+    "train/sft_samples.py": (
+        U + "test_sft.py",
+        U + "test_certify_counts.py",
+        U + "test_sft_samples_mutants.py",
+    ),
 }
 
 # mutmut mutant name -> why no test can tell it from the original (left out of the score).
@@ -334,7 +338,7 @@ _STATUS |= {37: "killed", -11: "other", -9: "other", 2: "not_checked"}
 
 TIMEOUT_MULTIPLIER = 60.0
 
-COPIED = ("src", "tests", "workflow/schemas", "recipes", "Snakefile")
+COPIED = ("src", "tests", "workflow", "recipes", "Snakefile")
 
 
 def _pyproject(module: str, tests: tuple[str, ...]) -> str:
