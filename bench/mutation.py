@@ -323,6 +323,14 @@ EQUIVALENT: dict[str, str] = {
         "pathlib's `/` with an absolute right-hand side returns that absolute path, so the "
         "same file is read."
     ),
+    "openrecipe.train.sft_samples.x_encode__mutmut_7": (
+        "reasoning=False -> None for an off sample: encode_sft hands it to encode_prompt and "
+        "messages, which only test its truth (system_prompt: `REASONING_ON if reasoning else "
+        "REASONING_OFF`), and None is false like False."
+    ),
+    "openrecipe.train.sft_samples.x_encode__mutmut_35": (
+        "reasoning=True dropped from encode_sft: its default is reasoning=True."
+    ),
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
         "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
         "completion token index + 1 <= len(prompt + completion) - 1 <= width - 1, and at a pad "

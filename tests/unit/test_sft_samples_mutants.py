@@ -7,12 +7,15 @@ right-stripped prefix of the thinking; and ``encode`` trains the reply the mode 
 
 from __future__ import annotations
 
+import math
+import random
 from itertools import islice
 
 import pytest
 from align_fixtures import train_tokenizer
 
 from openrecipe.data import chat
+from openrecipe.hashing import derive_seed
 from openrecipe.train.sft_samples import encode, sample_stream
 
 RECORDS = [
@@ -58,6 +61,18 @@ def test_the_fractions_split_the_modes() -> None:
     assert {m.split(":")[0] for _, m in _draw(5, 0.5, 0.5, 40)} == {"off", "cut"}
     # the modes are drawn from their own stream: the order of records does not depend on them
     assert [q for q, _ in _draw(5, 1.0, 0.0, 40)] == [q for q, _ in _draw(5, 0.0, 1.0, 40)]
+
+
+def test_a_draw_equal_to_a_fraction_falls_above_it() -> None:
+    """The fractions cut [0, 1) into half-open intervals, [0, off), [off, off + cut) and the
+    rest, so a fraction is exactly the probability of its mode: the first draw of the mode
+    stream (seeded as the pinned stream above shows), used as the fraction itself, is not in
+    it; the next float up is."""
+    u = random.Random(derive_seed(7, "mode")).random()
+    assert 0.0 < u < 1.0
+    first = lambda off, cut: next(sample_stream(RECORDS, 7, off, cut))[1]  # noqa: E731
+    assert first(u, 0.0) == "full" and first(math.nextafter(u, 1.0), 0.0) == "off"
+    assert first(0.0, u) == "full" and first(0.0, math.nextafter(u, 1.0)).startswith("cut:")
 
 
 def test_a_cut_is_a_proper_right_stripped_prefix_of_the_thinking() -> None:
