@@ -79,7 +79,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_lock_mutants.py",
     ),
     "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
-    "data/pack.py": (U + "test_pack.py",),
+    "data/pack.py": (U + "test_pack.py", U + "test_pack_mutants.py"),
     "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
     "model/precision/formats.py": (
         U + "test_nvfp4.py",
