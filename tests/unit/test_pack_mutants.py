@@ -8,6 +8,7 @@ interleave, chop and take primitives keep their documented order."""
 from __future__ import annotations
 
 import json
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -255,3 +256,38 @@ def test_take_of_nothing_and_from_nothing() -> None:
     assert (stream.doc, stream.offset, stream.wraps) == (0, 0, 1)
     labelled = pack.Stream("lang:es", ["x"], [np.arange(1)], ["m"], ["es"])
     assert (labelled.doc_sources, labelled.doc_langs) == (["m"], ["es"])
+
+
+def test_the_outputs_are_written_in_their_canonical_form(packed) -> None:  # noqa: F811
+    """Stage outputs are content-addressed: their bytes, not only their JSON, must not drift
+    (sorted keys, shares.json indented by 2 with a final newline, one sidecar record a line,
+    non-ASCII kept as UTF-8)."""
+    root, _ = packed
+    text = (root / "out" / "shares.json").read_text(encoding="utf-8")
+    assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
+    lines = (root / "out" / "sidecar.jsonl").read_bytes().decode("utf-8").split("\n")
+    assert lines[-1] == "" and len(lines) == 41
+    for index, line in enumerate(lines[:-1]):
+        record = json.loads(line)
+        assert line == json.dumps(record, sort_keys=True, ensure_ascii=False)
+        assert list(record) == ["phase", "segments", "seq"] and record["seq"] == index
+
+
+def test_a_non_ascii_document_id_is_written_as_utf8_whatever_the_locale(
+    packed,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    root, _ = packed
+    blend = make_blend(tmp_path, [("only", {"long": 0, "short": 0, "tiny": 32})])
+    docs = [{"id": f"tiny/café{i}", "source": "tiny", "text": t} for i, t in enumerate(("one two three.", "four five."))]  # fmt: skip
+    (blend / "streams" / "tiny.jsonl").write_text(
+        "".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8"
+    )
+    saved = locale.setlocale(locale.LC_CTYPE)
+    locale.setlocale(locale.LC_CTYPE, "C")  # open() without an encoding would write ASCII
+    try:
+        pack.run(ctx("pack", tmp_path, tmp_path / "out", {"blend": blend, "tokenizer": root / "tok"}))  # fmt: skip
+    finally:
+        locale.setlocale(locale.LC_CTYPE, saved)
+    sidecar = (tmp_path / "out" / "sidecar.jsonl").read_bytes()
+    assert "tiny/café0".encode() in sidecar and b"\\u00e9" not in sidecar
