@@ -323,6 +323,11 @@ EQUIVALENT: dict[str, str] = {
         "pathlib's `/` with an absolute right-hand side returns that absolute path, so the "
         "same file is read."
     ),
+    "openrecipe.data.pack.x__write_sequences__mutmut_22": _UTF8_CASE,
+    "openrecipe.data.pack.x__write_sequences__mutmut_36": (
+        "ensure_ascii=False -> None: json.dumps only tests the flag's truth, and None is false "
+        "like False."
+    ),
     "openrecipe.train.sft_samples.x_encode__mutmut_7": (
         "reasoning=False -> None for an off sample: encode_sft hands it to encode_prompt and "
         "messages, which only test its truth (system_prompt: `REASONING_ON if reasoning else "

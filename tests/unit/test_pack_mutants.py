@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_pack import PHASES, ctx, doc_tokens, make_blend, packed, write_plan  # noqa: F401
+from test_pack import PHASES, ctx, doc_tokens, make_blend, packed, write_stream  # noqa: F401
 
 from openrecipe.data import pack
 from openrecipe.errors import StageInputError
@@ -291,3 +291,31 @@ def test_a_non_ascii_document_id_is_written_as_utf8_whatever_the_locale(
         locale.setlocale(locale.LC_CTYPE, saved)
     sidecar = (tmp_path / "out" / "sidecar.jsonl").read_bytes()
     assert "tiny/café0".encode() in sidecar and b"\\u00e9" not in sidecar
+
+
+def test_an_empty_phase_and_an_empty_stream_account_zero(packed, tmp_path: Path) -> None:  # noqa: F811
+    """A phase that writes nothing has shares of 0 (not a division by zero); a stream with no
+    documents, asked for nothing, has 0 epochs; a stream a phase does not draw on counts
+    nothing for it."""
+    root, _ = packed
+    blend = make_blend(tmp_path, [("first", {"long": 32}), ("empty", {"long": 0, "void": 0})])
+    write_stream(blend, "void", [])
+    pack.run(ctx("pack", tmp_path, tmp_path / "out", {"blend": blend, "tokenizer": root / "tok"}))
+    shares = json.loads((tmp_path / "out" / "shares.json").read_text())
+    nothing = {"token_budget": 0, "tokens": 0, "share": 0.0, "wraps": 0, "epochs": 0.0}
+    nothing |= {"docs_used": 0, "doc_segments": 0, "requested_weight": 0.0}
+    assert shares["phases"][1] == {
+        "name": "empty",
+        "token_budget": 0,
+        "tokens": 0,
+        "sources": {"long": nothing, "void": nothing},
+    }
+    assert shares["sources"]["void"] == {
+        "stream_docs": 0,
+        "stream_tokens": 0,
+        "tokens": 0,
+        "epochs": 0.0,
+        "wraps": 0,
+    }
+    assert shares["sources"]["long"]["tokens"] == 32
+    assert shares["sources"]["long"]["epochs"] == round(32 / 920, 6)
