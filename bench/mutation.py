@@ -324,6 +324,11 @@ EQUIVALENT: dict[str, str] = {
         "same file is read."
     ),
     "openrecipe.data.pack.x__write_sequences__mutmut_22": _UTF8_CASE,
+    "openrecipe.data.pack.x_tokenize_streams__mutmut_13": (
+        "a language stream checked against expected=None instead of its code: iter_stream then "
+        "expects the file's stem, and stream_path puts lang:<code> at streams/lang/<code>.jsonl, "
+        "whose stem is <code>: the same check."
+    ),
     "openrecipe.data.pack.x__write_sequences__mutmut_36": (
         "ensure_ascii=False -> None: json.dumps only tests the flag's truth, and None is false "
         "like False."

@@ -19,6 +19,17 @@ from openrecipe.data import pack
 from openrecipe.errors import StageInputError
 
 
+@pytest.fixture
+def fresh(packed, tmp_path: Path) -> tuple[Path, dict]:  # noqa: F811
+    """pack run again, inside the test, on test_pack's blend and tokenizer: the output checks
+    below then run the stage themselves (a module-scoped fixture's work is attributed to the
+    first test that asked for it, which is all mutmut reruns for a mutant of the stage)."""
+    root, _ = packed
+    out = tmp_path / "fresh"
+    inputs = {"blend": root / "blend", "tokenizer": root / "tok"}
+    return out, pack.run(ctx("pack", tmp_path, out, inputs))
+
+
 def _walk(lengths: list[int], start: int, budget: int) -> tuple[list[int], int, int]:
     """The documents a budget of tokens read from a cyclic stream of documents of ``lengths``,
     starting ``start`` tokens in: (the document of each piece, wraps, the new start)."""
@@ -35,9 +46,10 @@ def _walk(lengths: list[int], start: int, budget: int) -> tuple[list[int], int, 
     return pieces, position // total - start // total, position
 
 
-def test_shares_account_each_phase_and_stream_exactly(packed) -> None:  # noqa: F811
-    root, summary = packed
-    shares = json.loads((root / "out" / "shares.json").read_text())
+def test_shares_account_each_phase_and_stream_exactly(packed, fresh) -> None:  # noqa: F811
+    root, _ = packed
+    out, summary = fresh
+    shares = json.loads((out / "shares.json").read_text())
     docs = doc_tokens(root)
     lengths = {
         source: [len(docs[f"{source}/{i}"]) for i in range(n)]
@@ -258,14 +270,14 @@ def test_take_of_nothing_and_from_nothing() -> None:
     assert (labelled.doc_sources, labelled.doc_langs) == (["m"], ["es"])
 
 
-def test_the_outputs_are_written_in_their_canonical_form(packed) -> None:  # noqa: F811
+def test_the_outputs_are_written_in_their_canonical_form(fresh) -> None:
     """Stage outputs are content-addressed: their bytes, not only their JSON, must not drift
     (sorted keys, shares.json indented by 2 with a final newline, one sidecar record a line,
     non-ASCII kept as UTF-8)."""
-    root, _ = packed
-    text = (root / "out" / "shares.json").read_text(encoding="utf-8")
+    out, _ = fresh
+    text = (out / "shares.json").read_text(encoding="utf-8")
     assert text == json.dumps(json.loads(text), indent=2, sort_keys=True) + "\n"
-    lines = (root / "out" / "sidecar.jsonl").read_bytes().decode("utf-8").split("\n")
+    lines = (out / "sidecar.jsonl").read_bytes().decode("utf-8").split("\n")
     assert lines[-1] == "" and len(lines) == 41
     for index, line in enumerate(lines[:-1]):
         record = json.loads(line)
@@ -319,3 +331,21 @@ def test_an_empty_phase_and_an_empty_stream_account_zero(packed, tmp_path: Path)
     }
     assert shares["sources"]["long"]["tokens"] == 32
     assert shares["sources"]["long"]["epochs"] == round(32 / 920, 6)
+
+
+def test_a_language_stream_refuses_a_document_of_another_language(
+    packed,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    root, _ = packed
+    blend = make_blend(tmp_path, [("only", {"long": 16, "lang:es": 16})])
+    (blend / "streams" / "lang").mkdir()
+    docs = [
+        {"id": "m/0", "source": "m", "lang": "es", "text": "uno dos tres."},
+        {"id": "m/1", "source": "m", "lang": "fr", "text": "un deux trois."},
+    ]
+    path = blend / "streams" / "lang" / "es.jsonl"
+    path.write_text("".join(json.dumps(d) + "\n" for d in docs), encoding="utf-8")
+    inputs = {"blend": blend, "tokenizer": root / "tok"}
+    with pytest.raises(StageInputError, match=r"es\.jsonl:2: document 'm/1' has lang 'fr'"):
+        pack.run(ctx("pack", tmp_path, tmp_path / "out", inputs))
