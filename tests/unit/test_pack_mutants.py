@@ -349,3 +349,22 @@ def test_a_language_stream_refuses_a_document_of_another_language(
     inputs = {"blend": blend, "tokenizer": root / "tok"}
     with pytest.raises(StageInputError, match=r"es\.jsonl:2: document 'm/1' has lang 'fr'"):
         pack.run(ctx("pack", tmp_path, tmp_path / "out", inputs))
+
+
+def test_unlabelled_documents_count_for_their_stream_and_und(packed, tmp_path: Path) -> None:  # noqa: F811
+    """A document without ``source``/``lang`` is accounted to its stream's key and to "und"."""
+    root, _ = packed
+    blend = make_blend(tmp_path, [("only", {"long": 0, "short": 0, "tiny": 32})])
+    docs = [{"id": f"tiny/{i}", "text": t} for i, t in enumerate(("one two three.", "four five."))]
+    (blend / "streams" / "tiny.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
+    pack.run(ctx("pack", tmp_path, tmp_path / "out", {"blend": blend, "tokenizer": root / "tok"}))
+    shares = json.loads((tmp_path / "out" / "shares.json").read_text())
+    assert (shares["by_source"], shares["by_lang"]) == ({"tiny": 32}, {"und": 32})
+
+
+def test_a_plan_smaller_than_one_sequence_is_refused_by_name(packed, tmp_path: Path) -> None:  # noqa: F811
+    root, _ = packed
+    blend = make_blend(tmp_path, [("only", {"long": 10, "short": 0, "tiny": 0})])
+    inputs = {"blend": blend, "tokenizer": root / "tok"}
+    with pytest.raises(StageInputError, match=r"plan\.json: 1 segments hold fewer than 16 tokens$"):
+        pack.run(ctx("pack", tmp_path, tmp_path / "out", inputs))
