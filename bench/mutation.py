@@ -66,14 +66,20 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_verify_mutants.py",
     ),
     "lineage/parallel_hash.py": (U + "test_parallel_hash.py", U + "test_parallel_hash_mutants.py"),
-    "lineage/trace.py": (U + "test_audit.py", U + "test_stage.py"),
+    "lineage/trace.py": (
+        U + "test_audit.py",
+        U + "test_stage.py",
+        U + "test_import_workflow.py",
+        U + "test_trace_metric.py",
+        U + "test_trace_mutants.py",
+    ),
     "lineage/lock.py": (
         U + "test_audit.py",
         U + "test_signed_release.py",
         U + "test_lock_mutants.py",
     ),
     "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
-    "data/pack.py": (U + "test_pack.py",),
+    "data/pack.py": (U + "test_pack.py", U + "test_pack_mutants.py"),
     "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
     "model/precision/formats.py": (
         U + "test_nvfp4.py",
@@ -87,7 +93,11 @@ MODULES: dict[str, tuple[str, ...]] = {
     "train/sft.py": (U + "test_sft.py",),
     "train/rl.py": (U + "test_rl.py",),
     "train/grpo_loss.py": (U + "test_rl.py",),
-    "train/sft_samples.py": (U + "test_sft.py", U + "test_certify_counts.py"),
+    "train/sft_samples.py": (
+        U + "test_sft.py",
+        U + "test_certify_counts.py",
+        U + "test_sft_samples_mutants.py",
+    ),
 }
 
 # mutmut mutant name -> why no test can tell it from the original (left out of the score).
@@ -306,6 +316,31 @@ EQUIVALENT: dict[str, str] = {
         "directory without a manifest is never among the stage directories walked."
     ),
     "openrecipe.lineage.lock.x__refuse_uncommitted__mutmut_15": _UTF8_CASE,
+    "openrecipe.lineage.trace.x__run_info__mutmut_5": _UTF8_CASE,
+    "openrecipe.lineage.trace.x_recipe_line__mutmut_16": _UTF8_CASE,
+    "openrecipe.lineage.trace.x_recipe_line__mutmut_8": (
+        "an absolute origin joined to the project (`project / path`) instead of taken as is: "
+        "pathlib's `/` with an absolute right-hand side returns that absolute path, so the "
+        "same file is read."
+    ),
+    "openrecipe.data.pack.x__write_sequences__mutmut_22": _UTF8_CASE,
+    "openrecipe.data.pack.x_tokenize_streams__mutmut_13": (
+        "a language stream checked against expected=None instead of its code: iter_stream then "
+        "expects the file's stem, and stream_path puts lang:<code> at streams/lang/<code>.jsonl, "
+        "whose stem is <code>: the same check."
+    ),
+    "openrecipe.data.pack.x__write_sequences__mutmut_36": (
+        "ensure_ascii=False -> None: json.dumps only tests the flag's truth, and None is false "
+        "like False."
+    ),
+    "openrecipe.train.sft_samples.x_encode__mutmut_7": (
+        "reasoning=False -> None for an off sample: encode_sft hands it to encode_prompt and "
+        "messages, which only test its truth (system_prompt: `REASONING_ON if reasoning else "
+        "REASONING_OFF`), and None is false like False."
+    ),
+    "openrecipe.train.sft_samples.x_encode__mutmut_35": (
+        "reasoning=True dropped from encode_sft: its default is reasoning=True."
+    ),
     "openrecipe.train.grpo_loss.x_completion_logprobs__mutmut_87": (
         "`(index + 1).clamp(max=width - 1)` -> `max=width + 1`: neither bound ever binds; at a "
         "completion token index + 1 <= len(prompt + completion) - 1 <= width - 1, and at a pad "
@@ -321,7 +356,7 @@ _STATUS |= {37: "killed", -11: "other", -9: "other", 2: "not_checked"}
 
 TIMEOUT_MULTIPLIER = 60.0
 
-COPIED = ("src", "tests", "workflow/schemas", "recipes", "Snakefile")
+COPIED = ("src", "tests", "workflow", "recipes", "Snakefile")
 
 
 def _pyproject(module: str, tests: tuple[str, ...]) -> str:
