@@ -49,7 +49,14 @@ def test_slurm_dry_run_lists_the_full_job_plan(project: Path, name: str) -> None
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
     recipe = load_recipe(project / "recipes" / f"{name}.yaml", project=project).data
-    expected = {"acquire": len(recipe["data"]["sources"]), "plan": 1, "pretrain_megatron": 1}
+    expected = {"plan": 1, "pretrain_megatron": 1}
+    # hf_dataset sources go to acquire_hf: one gather per source, and one file job per pinned
+    # file (none yet: no full-size recipe pins its files, so each gather refuses when it runs)
+    hf = [s for s in recipe["data"]["sources"] if s["kind"] == "hf_dataset"]
+    if hf:
+        expected["acquire_hf"] = len(hf)
+    if len(recipe["data"]["sources"]) > len(hf):
+        expected["acquire"] = len(recipe["data"]["sources"]) - len(hf)
     expected["megatron_data"] = 1  # the pack split into one Megatron dataset per phase
     expected.update(dict.fromkeys(DATA_STAGES, 1))
     # decontamination reads the benchmark sets the eval section names, extracted by eval_data

@@ -105,7 +105,8 @@ def test_edits_reach_exactly_the_stages_that_import_them(package_copy: Path) -> 
     )
     after = _identities(package_copy)
     changed = {s for s in STAGE_MODULES if after[s] != before[s]}
-    assert changed == {"pretrain"}
+    # distill trains with pretrain's loop pieces (it imports train.pretrain), so it reruns too
+    assert changed == {"pretrain", "distill"}
 
     hashing = package_copy / "hashing.py"
     hashing.write_text(hashing.read_text() + "\n\ndef _another():\n    return 2\n")

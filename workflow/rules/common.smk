@@ -167,6 +167,11 @@ for _line in explain_code_drift(PROJECT, [PROJECT / RUN, PROJECT / RESULTS, *(PR
     print(_line, file=sys.stderr)
 
 
+def _one_of(names):
+    """A wildcard constraint matching exactly these names (none: a regex that matches nothing)."""
+    return "|".join(names) if names else "(?!)"
+
+
 def acquire_recipe(wildcards):
     return f"runs/.acquire/{wildcards.source}.resolved.yaml"
 ENV = "../envs/openrecipe.yaml"

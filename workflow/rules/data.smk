@@ -5,11 +5,6 @@
 # Raw sources are shared by every recipe that names the same pinned entry, so nothing in this
 # rule's params may depend on which recipe runs: it reads the resolved recipe from a per-source
 # path that is the same for every recipe (see acquire_recipe in common.smk).
-def _one_of(names):
-    """A wildcard constraint matching exactly these names (none: a regex that matches nothing)."""
-    return "|".join(names) if names else "(?!)"
-
-
 rule acquire:
     output:
         manifest="data/raw/{source}/manifest.json",
