@@ -53,9 +53,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openrecipe import pinned_files
 from openrecipe.errors import RecipeError, SourceError, StageInputError
 from openrecipe.hashing import hash_obj
 from openrecipe.manifest import read_manifest
+from openrecipe.pinned_files import check_download_allowed
 from openrecipe.recipe import Recipe
 from openrecipe.stage import StageContext
 
@@ -76,13 +78,6 @@ _FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*\
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _FILE_ID = re.compile(r"[0-9a-f]{16}")
 _SOURCE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-# huggingface_hub's reading of HF_HUB_OFFLINE (constants._is_true).
-_TRUE = frozenset({"1", "ON", "YES", "TRUE"})
-
-
-def offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` forbids the network, read as huggingface_hub reads it."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
 
 
 def resolve_snapshot(snapshot: str, project: Path) -> Path:
@@ -282,21 +277,15 @@ def snapshot_dir(ctx: StageContext, source: HfSource) -> Path:
 
 def fetch_file(source: HfSource, path: str, snapshot: Path, project: Path) -> None:
     """Download exactly one pinned file into the snapshot: online only, inside the project only."""
-    command = source.download_command(snapshot)
-    if offline():
-        raise SourceError(
-            f"{source.where('files')}: {path}: missing from the snapshot {snapshot} and "
-            f"HF_HUB_OFFLINE is set, so {source.dataset}@{source.revision} cannot be downloaded; "
-            f"run `{command}` where there is a network, or point {source.where('snapshot')} at "
-            "a copy that holds it"
-        )
-    if not snapshot.resolve().is_relative_to(project.resolve()):
-        raise SourceError(
-            f"{source.where('files')}: {path}: missing from the snapshot {snapshot}, which lies "
-            f"outside the project ({project}); {STAGE} downloads only into the project. Run "
-            f"`{command}` yourself, or set {source.where('snapshot')} to a project-relative "
-            "directory"
-        )
+    check_download_allowed(
+        snapshot,
+        project,
+        missing=f"{source.where('files')}: {path}: missing from the snapshot {snapshot}",
+        release=f"{source.dataset}@{source.revision}",
+        command=source.download_command(snapshot),
+        stage=STAGE,
+        error=SourceError,
+    )
     from huggingface_hub import hf_hub_download
 
     hf_hub_download(
@@ -310,24 +299,9 @@ def fetch_file(source: HfSource, path: str, snapshot: Path, project: Path) -> No
 
 def copy_verified(source: HfSource, path: str, snapshot: Path, target: Path) -> None:
     """Copy the snapshot's file to ``target``, hashing what is written; refuse another sha256."""
-    expected = source.files[path]
-    origin = snapshot / path
-    if not origin.is_file():
-        raise SourceError(
-            f"{source.where('files')}: {path}: missing from the snapshot ({origin}); expected "
-            f"sha256 {expected}, found no file"
-        )
-    digest = hashlib.sha256()
-    with open(origin, "rb") as src, open(target, "wb") as dst:
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            dst.write(chunk)
-    found = digest.hexdigest()
-    if found != expected:
-        raise SourceError(
-            f"{source.where('files')}: {path}: sha256 {found} does not match the pinned "
-            f"{expected} ({origin}); another revision, or an altered or partial download"
-        )
+    pinned_files.copy_verified(
+        snapshot / path, target, source.files[path], f"{source.where('files')}: {path}", SourceError
+    )
 
 
 def write_documents(source: HfSource, path: str, parquet: Path, out: Path) -> dict[str, int]:

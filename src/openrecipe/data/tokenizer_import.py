@@ -24,8 +24,6 @@ checkpoint import never reruns this stage (and pack and pretraining after it).
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,13 +31,12 @@ from typing import Any
 
 from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import hash_obj
+from openrecipe.pinned_files import check_download_allowed, copy_verified
 from openrecipe.stage import StageContext
 from openrecipe.stage_config import decode_view, view_field
 
 WHERE = "tokenizer.pretrained"
 THINK = ("<think>", "</think>")
-_CHUNK = 1 << 20
-_TRUE = frozenset({"1", "ON", "YES", "TRUE"})  # huggingface_hub's reading of HF_HUB_OFFLINE
 # The schema's patterns, checked again: these strings reach a URL and filesystem paths.
 _REPO = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 _REVISION = re.compile(r"[0-9a-f]{40}")
@@ -75,10 +72,6 @@ def check_config(config: TokenizerImportConfig) -> None:
         )
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
-
-
 def _snapshot(ctx: StageContext) -> Path:
     path = Path(str(ctx.recipe.get(f"{WHERE}.snapshot")))
     return path if path.is_absolute() else ctx.project / path
@@ -86,18 +79,14 @@ def _snapshot(ctx: StageContext) -> Path:
 
 def download(config: TokenizerImportConfig, snapshot: Path, project: Path) -> None:
     """Fetch exactly the pinned files of the pinned revision (online, inside the project only)."""
-    command = f"hf download {config.repo} --revision {config.revision} --local-dir {snapshot}"
-    if _offline():
-        raise StageInputError(
-            f"{WHERE}.snapshot: {snapshot} does not exist and HF_HUB_OFFLINE is set, so "
-            f"{config.repo}@{config.revision} cannot be downloaded; run `{command}` where there "
-            "is a network, or point the snapshot at an existing copy"
-        )
-    if not snapshot.resolve().is_relative_to(project.resolve()):
-        raise StageInputError(
-            f"{WHERE}.snapshot: {snapshot} does not exist, and the stage downloads only into "
-            f"the project ({project}); set a project-relative snapshot, or run `{command}`"
-        )
+    check_download_allowed(
+        snapshot,
+        project,
+        missing=f"{WHERE}.snapshot: {snapshot} does not exist",
+        release=f"{config.repo}@{config.revision}",
+        command=f"hf download {config.repo} --revision {config.revision} --local-dir {snapshot}",
+        stage="tokenizer_import",
+    )
     from huggingface_hub import snapshot_download
 
     snapshot_download(
@@ -106,26 +95,6 @@ def download(config: TokenizerImportConfig, snapshot: Path, project: Path) -> No
         allow_patterns=sorted(config.files),
         local_dir=snapshot,
     )
-
-
-def copy_verified(source: Path, target: Path, expected: str, name: str) -> None:
-    """Copy ``source`` to ``target``, hashing what is written; refuse a different sha256."""
-    if not source.is_file():
-        raise StageInputError(
-            f"{WHERE}.files: {name}: missing from the snapshot ({source}); expected sha256 "
-            f"{expected}, found no file"
-        )
-    digest = hashlib.sha256()
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            dst.write(chunk)
-    found = digest.hexdigest()
-    if found != expected:
-        raise StageInputError(
-            f"{WHERE}.files: {name}: sha256 {found} does not match the pinned {expected} "
-            f"({source}); another revision, or an altered or partial download"
-        )
 
 
 def check_tokenizer(directory: Path) -> dict[str, Any]:
@@ -168,7 +137,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
     if not snapshot.is_dir():
         raise StageInputError(f"{WHERE}.snapshot: {snapshot} is not a directory")
     for name, expected in sorted(config.files.items()):
-        copy_verified(snapshot / name, ctx.out / name, expected, name)
+        copy_verified(snapshot / name, ctx.out / name, expected, f"{WHERE}.files: {name}")
     facts = check_tokenizer(ctx.out)
     return {
         "repo": config.repo,

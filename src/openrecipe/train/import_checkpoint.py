@@ -28,9 +28,7 @@ checks as offline then run on what it wrote.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +36,7 @@ from typing import Any
 
 from openrecipe.errors import RecipeError, StageInputError
 from openrecipe.hashing import hash_obj
+from openrecipe.pinned_files import check_download_allowed, copy_verified
 from openrecipe.stage import StageContext
 from openrecipe.stage_config import decode_view, view_field
 
@@ -46,9 +45,6 @@ CONFIG = "config.json"
 WEIGHTS_INDEX = "model.safetensors.index.json"
 # The files from which transformers' AutoTokenizer can read a chat template.
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json")
-_CHUNK = 1 << 20
-# huggingface_hub's reading of HF_HUB_OFFLINE (constants._is_true).
-_TRUE = frozenset({"1", "ON", "YES", "TRUE"})
 # The schema's patterns, checked again here: these strings reach a URL and a filesystem path.
 _REPO = re.compile(r"(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*")
 _REVISION = re.compile(r"[0-9a-f]{40}")
@@ -63,11 +59,6 @@ class ImportConfig:
     repo: str = view_field("init.repo")
     revision: str = view_field("init.revision")
     files: dict[str, str] = view_field("init.files")
-
-
-def offline() -> bool:
-    """Whether ``HF_HUB_OFFLINE`` forbids the network, read as huggingface_hub reads it."""
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in _TRUE
 
 
 def check_config(config: ImportConfig) -> None:
@@ -100,27 +91,6 @@ def resolve_snapshot(snapshot: str, project: Path) -> Path:
     """``init.snapshot`` as a directory: absolute as written, else relative to the project."""
     path = Path(snapshot)
     return path if path.is_absolute() else project / path
-
-
-def copy_verified(source: Path, target: Path, expected: str, name: str) -> None:
-    """Copy ``source`` to ``target``, hashing what is written; refuse a different sha256."""
-    if not source.is_file():
-        raise StageInputError(
-            f"init.files: {name}: missing from the snapshot ({source}); expected sha256 "
-            f"{expected}, found no file"
-        )
-    digest = hashlib.sha256()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with open(source, "rb") as src, open(target, "wb") as dst:
-        while chunk := src.read(_CHUNK):
-            digest.update(chunk)
-            dst.write(chunk)
-    found = digest.hexdigest()
-    if found != expected:
-        raise StageInputError(
-            f"init.files: {name}: sha256 {found} does not match the pinned {expected} "
-            f"({source}); a different revision, or an altered or partial download"
-        )
 
 
 def check_index(model_dir: Path, files: dict[str, str]) -> None:
@@ -166,19 +136,14 @@ def check_tokenizer(model_dir: Path) -> None:
 def download(config: ImportConfig, snapshot: Path, project: Path) -> None:
     """Fetch exactly the pinned files of the pinned revision into ``snapshot`` (online only,
     and only inside the project: a stage writes nothing elsewhere on disk)."""
-    command = f"hf download {config.repo} --revision {config.revision} --local-dir {snapshot}"
-    if offline():
-        raise StageInputError(
-            f"init.snapshot: {snapshot} does not exist and HF_HUB_OFFLINE is set, so "
-            f"{config.repo}@{config.revision} cannot be downloaded; run `{command}` where there "
-            "is a network, or point init.snapshot at an existing copy"
-        )
-    if not snapshot.resolve().is_relative_to(project.resolve()):
-        raise StageInputError(
-            f"init.snapshot: {snapshot} does not exist, and the import stage downloads only "
-            f"into the project ({project}), never elsewhere on disk; set init.snapshot to a "
-            f"project-relative directory (e.g. data/releases/<name>), or run `{command}` yourself"
-        )
+    check_download_allowed(
+        snapshot,
+        project,
+        missing=f"init.snapshot: {snapshot} does not exist",
+        release=f"{config.repo}@{config.revision}",
+        command=f"hf download {config.repo} --revision {config.revision} --local-dir {snapshot}",
+        stage="import",
+    )
     from huggingface_hub import snapshot_download
 
     snapshot_download(
@@ -235,7 +200,7 @@ def run(ctx: StageContext) -> dict[str, Any]:
         raise StageInputError(f"init.snapshot: {snapshot} is not a directory")
     model_dir = ctx.out / MODEL_DIR
     for name, expected in sorted(config.files.items()):
-        copy_verified(snapshot / name, model_dir / name, expected, name)
+        copy_verified(snapshot / name, model_dir / name, expected, f"init.files: {name}")
     check_index(model_dir, config.files)
     check_tokenizer(model_dir)
     return {
