@@ -80,7 +80,7 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "data/blend.py": (U + "test_blend.py", U + "test_blend_outputs.py"),
     "data/pack.py": (U + "test_pack.py", U + "test_pack_mutants.py"),
-    "data/minhash_lsh.py": (U + "test_minhash_lsh.py",),
+    "data/minhash_lsh.py": (U + "test_minhash_lsh.py", U + "test_minhash_lsh_mutants.py"),
     "model/precision/formats.py": (
         U + "test_nvfp4.py",
         U + "test_fp8.py",
@@ -151,6 +151,34 @@ _NO_OUTPUTS_PREFETCH = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.data.minhash_lsh.x_cluster__mutmut_29": (
+        "the dummy `MinHash.bulk([set()], ..., seed=None)` only reads `.scheme`, the hash scheme name (affine32 for every seed and num_perm in datasketch 1.x); the seed never reaches a signature."
+    ),
+    "openrecipe.data.minhash_lsh.x_cluster__mutmut_31": (
+        "as _29: the dummy bulk's num_perm (default 128) does not change `.scheme`."
+    ),
+    "openrecipe.data.minhash_lsh.x_cluster__mutmut_32": (
+        "as _29: the dummy bulk's seed (default 1) does not change `.scheme`."
+    ),
+    "openrecipe.data.minhash_lsh.x_cluster__mutmut_35": (
+        "`MinHash(num_perm=None, hashvalues=row)`: datasketch takes num_perm from len(hashvalues) when hashvalues are given, which is params.num_perm (the matrix's width)."
+    ),
+    "openrecipe.data.minhash_lsh.x_cluster__mutmut_36": (
+        "`seed=None` on every rebuilt signature: all of them carry the same seed, so `jaccard` (which only refuses differing seeds) and MinHashLSH (which never reads it) behave alike; the values come from the matrix."
+    ),
+    "openrecipe.data.minhash_lsh.x_cluster__mutmut_39": (
+        "as _35: num_perm omitted, taken from hashvalues."
+    ),
+    "openrecipe.data.minhash_lsh.x_cluster__mutmut_40": (
+        "as _36: seed omitted (datasketch's default 1) on every rebuilt signature alike."
+    ),
+    "openrecipe.data.minhash_lsh.x_shingles__mutmut_22": (
+        "`len(units) <= ngram` -> `<`: at exactly ngram units the loop yields range(1), the one n-gram joined whole: the same single shingle the short-text branch returns."
+    ),
+    "openrecipe.data.minhash_lsh.x_shingles__mutmut_26": (
+        "'utf-8' -> 'UTF-8': the same codec name to Python."
+    ),
+    "openrecipe.data.minhash_lsh.x_shingles__mutmut_31": ("as _26."),
     "openrecipe.stage.x_run_stage__mutmut_49": (
         "`recipe.get('resources.threads') or 2` -> `or 3`: the fallback is unreachable, the "
         "schema gives resources.threads a default (2) and a minimum of 1 and load_recipe fills "
