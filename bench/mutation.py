@@ -93,7 +93,7 @@ MODULES: dict[str, tuple[str, ...]] = {
         U + "test_precision_linear_mutants.py",
     ),
     "train/schedule.py": (U + "test_schedule.py",),
-    "train/sft.py": (U + "test_sft.py",),
+    "train/sft.py": (U + "test_sft.py", U + "test_sft_mutants.py"),
     "train/rl.py": (U + "test_rl.py",),
     "train/grpo_loss.py": (U + "test_rl.py",),
     "train/sft_samples.py": (
