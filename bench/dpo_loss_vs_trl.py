@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import types
 from collections import defaultdict
+from pathlib import Path
 
 import torch
 import trl
@@ -140,7 +141,10 @@ def main() -> None:
                 "max_abs_diff_loss_and_rewards": diff,
             }
         )
-    print(json.dumps(report, indent=1))
+    text = json.dumps(report, indent=1)
+    print(text)
+    out = Path(__file__).resolve().parents[1] / "results" / "bench" / "dpo_loss_vs_trl.json"
+    out.write_text(text + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
